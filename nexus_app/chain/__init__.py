@@ -1,0 +1,1 @@
+"""Solana: wallets, and (later) deposit/payout transactions on local and RPC chains."""

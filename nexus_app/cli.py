@@ -1,0 +1,225 @@
+"""The one entry point: parses flags, picks the face (gateway, worker, TUI, a management
+command) and imports it lazily, so the headless faces never load the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from nexus_app import __version__
+from nexus_app.config import ConfigError, Settings, load_settings
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class CommandError(Exception):
+    """A management command failed for a reason the user can act on."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="data directory (env NEXUS_DATA_DIR)")
+    parser.add_argument("--config", type=Path, help="TOML config file (env NEXUS_CONFIG)")
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+    parser.add_argument("--gateway", dest="gateway_url", metavar="URL",
+                        help="gateway URL (env NEXUS_GATEWAY_URL)")
+    parser.add_argument("--wallet", type=Path, help="Solana keypair file (env NEXUS_WALLET)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nexus-app",
+        description="NEXUS: chat client (TUI), GPU worker and OpenAI-compatible gateway.",
+        epilog="Every setting can also be given as NEXUS_<NAME> in the environment or in the "
+        "TOML config file.",
+    )
+    parser.add_argument("--version", action="version", version=f"nexus-app {__version__}")
+    _common(parser)
+    mode = parser.add_argument_group("faces (default: the terminal app)")
+    mode.add_argument("--gateway", nargs="?", const="", metavar="URL",
+                      help="run the headless gateway; with --worker, the gateway URL to join")
+    mode.add_argument("--worker", action="store_true", help="run a headless worker node")
+    gw = parser.add_argument_group("gateway options")
+    gw.add_argument("--host", help="listen address (default 127.0.0.1)")
+    gw.add_argument("--port", type=int, help="listen port (default 8080)")
+    gw.add_argument("--chain", choices=["local", "rpc"], help="Solana backend (default local)")
+    gw.add_argument("--rpc-url", help="Solana RPC URL for --chain rpc")
+    wk = parser.add_argument_group("worker options")
+    wk.add_argument("--model", action="append", metavar="PATH_OR_ID",
+                    help="GGUF file or model id to serve (repeatable)")
+    wk.add_argument("--wallet", type=Path, help="payout wallet keypair file")
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    keys = commands.add_parser("keys", help="create, list or revoke API keys")
+    key_actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = key_actions.add_parser("create", help="create a key (its secret is shown once)")
+    _client_options(create)
+    create.add_argument("--name", default="default", help="a name to recognise the key")
+    _client_options(key_actions.add_parser("list", help="list keys (prefixes only)"))
+    revoke = key_actions.add_parser("revoke", help="revoke a key")
+    _client_options(revoke)
+    revoke.add_argument("key_id", help="the key's id (from 'keys list')")
+
+    deposit = commands.add_parser("deposit", help="deposit $NEXUS into credit")
+    _client_options(deposit)
+    deposit.add_argument("amount", help="amount in NEXUS, e.g. 25 or 0.5")
+    _client_options(commands.add_parser("balance", help="show the credit balance"))
+    _client_options(commands.add_parser("claim", help="claim worker earnings to the wallet"))
+    faucet = commands.add_parser("faucet", help="mint test $NEXUS (local chain only)")
+    _client_options(faucet)
+    faucet.add_argument("amount", help="amount in NEXUS")
+
+    admin = commands.add_parser("admin", help="operator commands on the local ledger")
+    admin_actions = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    grant = admin_actions.add_parser(
+        "grant", help="grant credit to an account (written as its own ledger entry)"
+    )
+    _client_options(grant)
+    grant.add_argument("account", help="the account's wallet address")
+    grant.add_argument("amount", help="amount in NEXUS, e.g. 25 or 0.5")
+    grant.add_argument("--memo", default="admin grant", help="reason recorded in the ledger")
+    _client_options(admin_actions.add_parser(
+        "audit", help="check the ledger invariant (deposits + grants = balances + reserved + "
+        "worker earnings + treasury fees)"
+    ))
+    return parser
+
+
+def to_base_units(amount: str, decimals: int) -> int:
+    """'12.5' NEXUS -> base units, exactly; refuses more decimals than the mint has."""
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise CommandError(f"'{amount}' is not a number") from None
+    units = value * (Decimal(10) ** decimals)
+    if not value.is_finite() or units != units.to_integral_value() or units <= 0:
+        raise CommandError(f"'{amount}' must be positive with at most {decimals} decimals")
+    return int(units)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = ("data_dir", "config", "host", "port", "chain", "rpc_url", "wallet", "gateway_url")
+    return load_settings({name: getattr(args, name, None) for name in names})
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+    print(json.dumps(result) if args.json else text)
+
+
+async def _signed_in(settings: Settings) -> Any:
+    from nexus_app.chain.wallet import load_or_create_keypair
+    from nexus_app.client.gateway import GatewayClient
+
+    client = GatewayClient(settings.gateway_url)
+    await client.sign_in(load_or_create_keypair(settings.wallet_path))
+    return client
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> None:
+    async with await _signed_in(settings) as client:
+        if args.action == "create":
+            key = await client.create_key(args.name)
+            _emit(args, key, f"{key['key']}\n(key {key['id']}: shown once, store it now)")
+        elif args.action == "list":
+            keys = await client.list_keys()
+            lines = [
+                f"{k['id']}  {k['prefix']}…  {k['name']}"
+                f"{'  (revoked)' if k['revoked'] else ''}" for k in keys
+            ]
+            _emit(args, {"data": keys}, "\n".join(lines) or "no keys")
+        else:
+            key = await client.revoke_key(args.key_id)
+            _emit(args, key, f"revoked {key['id']}")
+
+
+async def _balance(args: argparse.Namespace, settings: Settings) -> None:
+    async with await _signed_in(settings) as client:
+        balance = await client.balance()
+        _emit(args, balance, f"{balance['balance_display']} NEXUS "
+                             f"(account {balance['account']})")
+
+
+def _admin(args: argparse.Namespace, settings: Settings) -> None:
+    from nexus_app.gateway.account import format_units
+    from nexus_app.gateway.sqlite_store import SQLiteStore
+
+    store = SQLiteStore(settings.db_path)
+    store.open_sync()
+    try:
+        if args.action == "grant":
+            from nexus_app.chain.wallet import is_valid_address
+
+            if not is_valid_address(args.account):
+                raise CommandError(f"'{args.account}' is not a Solana address")
+            amount = to_base_units(args.amount, settings.token_decimals)
+            store.grant_sync(args.account, amount, args.memo)
+            result = {"account": args.account, "granted": amount}
+            _emit(args, result, f"granted {format_units(amount, settings.token_decimals)} "
+                                f"NEXUS to {args.account}")
+        else:
+            audit = store.audit_sync()
+            result = {"ok": audit.ok, **{k: getattr(audit, k) for k in audit.__slots__}}
+            _emit(args, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
+            if not audit.ok:
+                raise CommandError("the ledger invariant does not hold")
+    finally:
+        asyncio.run(store.close())
+
+
+def _not_yet(what: str) -> Callable[[argparse.Namespace, Settings], None]:
+    def command(_: argparse.Namespace, __: Settings) -> None:
+        raise CommandError(f"{what} is not available in this version of nexus-app yet")
+
+    return command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(parser, args)
+    except (ConfigError, CommandError) as exc:
+        print(f"nexus-app: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from nexus_app.client.gateway import ClientError
+
+    if args.command is None and args.worker:
+        args.gateway_url = args.gateway or None
+        _not_yet("the worker node (--worker)")(args, _settings(args))
+    if args.command is None and args.gateway is not None:
+        if args.gateway:
+            parser.error("--gateway takes a URL only with --worker; use --host and --port")
+        from nexus_app.gateway.server import run_gateway
+
+        run_gateway(_settings(args))
+        return 0
+    if args.command is None:
+        _not_yet("the terminal app")(args, _settings(args))
+    settings = _settings(args)
+    try:
+        if args.command == "keys":
+            asyncio.run(_keys(args, settings))
+        elif args.command == "balance":
+            asyncio.run(_balance(args, settings))
+        elif args.command == "admin":
+            _admin(args, settings)
+        else:
+            _not_yet(f"'{args.command}' (on-chain deposits and payouts)")(args, settings)
+    except ClientError as exc:
+        raise CommandError(exc.message) from None
+    return 0

@@ -1,0 +1,2 @@
+"""Async HTTP clients: the NEXUS gateway's account endpoints (and, later, any OpenAI-compatible
+server for chat)."""

@@ -1,0 +1,78 @@
+"""Async client for the NEXUS gateway's account and network endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from solders.keypair import Keypair
+
+from nexus_app.chain.wallet import sign
+
+
+class ClientError(Exception):
+    """The gateway refused a call or could not be reached; `message` says why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+class GatewayClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, json: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            response = await self._http.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the gateway at {self.base_url} "
+                              f"({type(exc).__name__})") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_error:
+            error = body.get("error") if isinstance(body, dict) else None
+            message = error.get("message") if isinstance(error, dict) else response.reason_phrase
+            raise ClientError(str(message), response.status_code)
+        return body
+
+    async def sign_in(self, keypair: Keypair) -> str:
+        """Wallet sign-in: sign the gateway's challenge; keeps and returns the session token."""
+        wallet = str(keypair.pubkey())
+        challenge = await self._call("POST", "/v1/auth/challenge", {"wallet": wallet})
+        signature = sign(keypair, challenge["message"].encode())
+        login = await self._call(
+            "POST", "/v1/auth/login",
+            {"wallet": wallet, "nonce": challenge["nonce"], "signature": signature},
+        )
+        self.token = login["token"]
+        return str(self.token)
+
+    async def create_key(self, name: str) -> dict[str, Any]:
+        return await self._call("POST", "/v1/keys", {"name": name})  # type: ignore[no-any-return]
+
+    async def list_keys(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/v1/keys"))["data"]  # type: ignore[no-any-return]
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return await self._call("DELETE", f"/v1/keys/{key_id}")  # type: ignore[no-any-return]
+
+    async def balance(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/balance")  # type: ignore[no-any-return]
+
+    async def models(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/v1/models"))["data"]  # type: ignore[no-any-return]
+
+    async def network_stats(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/network/stats")  # type: ignore[no-any-return]

@@ -1,0 +1,146 @@
+"""Settings: one typed object built from defaults, a TOML file, `NEXUS_*` env vars and CLI flags.
+
+Later sources win: defaults < config file < environment < command-line flags.
+Paths default to the platform's directories (`platformdirs`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+APP_NAME = "nexus-app"
+ENV_PREFIX = "NEXUS_"
+
+
+class ConfigError(Exception):
+    """The configuration file or environment holds an invalid value."""
+
+
+class ModelPrice(BaseModel):
+    """Price of one model, in token base units, or pinned to USD (converted at `nexus_usd_rate`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_request: int = Field(0, ge=0, description="flat fee per request, base units")
+    input_per_million: int = Field(0, ge=0, description="per 1M prompt tokens, base units")
+    output_per_million: int = Field(0, ge=0, description="per 1M completion tokens, base units")
+    usd_per_request: Decimal | None = Field(None, ge=0, description="flat fee in USD (overrides)")
+    usd_input_per_million: Decimal | None = Field(None, ge=0, description="USD per 1M prompt tokens")
+    usd_output_per_million: Decimal | None = Field(
+        None, ge=0, description="USD per 1M completion tokens"
+    )
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_config_file() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+class Settings(BaseModel):
+    """Every setting of nexus-app. Each is also `NEXUS_<NAME>` in the environment."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="ledger, wallets, chain")
+    config: Path | None = Field(None, description="TOML config file")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # gateway
+    host: str = Field("127.0.0.1", description="gateway listen address")
+    port: int = Field(8080, ge=0, le=65535, description="gateway listen port")
+    chain: Literal["local", "rpc"] = Field("local", description="Solana backend")
+    rpc_url: str | None = Field(None, description="Solana RPC URL for --chain rpc")
+    token_decimals: int = Field(6, ge=0, le=18, description="decimals of the $NEXUS mint")
+    nexus_usd_rate: Decimal | None = Field(None, gt=0, description="USD value of 1 NEXUS")
+    worker_share_percent: int = Field(80, ge=0, le=100, description="worker's share of each fee")
+    default_price: ModelPrice = Field(
+        default_factory=lambda: ModelPrice(
+            per_request=100, input_per_million=50_000, output_per_million=200_000
+        ),
+        description="price of models without an entry in `prices`",
+    )
+    prices: dict[str, ModelPrice] = Field(default_factory=dict, description="price per model id")
+    rate_limit_rpm: int = Field(600, ge=1, description="requests per minute per API key")
+    rate_limit_tpm: int = Field(1_000_000, ge=1, description="tokens per minute per API key")
+    ip_rate_limit_rpm: int = Field(
+        300, ge=1, description="unauthenticated requests per minute per client address"
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body")
+    max_frame_bytes: int = Field(1024 * 1024, ge=1024, description="largest worker frame")
+    queue_max: int = Field(256, ge=0, description="requests waiting for a free worker slot")
+    queue_timeout_s: float = Field(30.0, gt=0, description="wait for a free slot, then 503")
+    job_timeout_s: float = Field(300.0, gt=0, description="deadline of one job on a worker")
+    dispatch_attempts: int = Field(3, ge=1, description="workers tried before the first token")
+    session_ttl_s: int = Field(3600, ge=60, description="lifetime of a wallet sign-in session")
+    default_max_tokens: int = Field(
+        4096, ge=1, description="max_tokens when a request gives none (capped by the context)"
+    )
+
+    # clients and worker
+    gateway_url: str = Field("http://127.0.0.1:8080", description="gateway used by clients")
+    wallet: Path | None = Field(None, description="Solana keypair file (default: in data dir)")
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def wallet_path(self) -> Path:
+        return self.wallet or self.data_dir / "wallet.json"
+
+
+def _env_values(environ: dict[str, str]) -> dict[str, Any]:
+    """Read `NEXUS_<NAME>` for each field; tables (prices, default_price) are JSON."""
+    values: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        raw = environ.get(ENV_PREFIX + name.upper())
+        if raw is None:
+            continue
+        annotation = str(field.annotation)
+        if "dict" in annotation or "ModelPrice" in annotation:
+            try:
+                values[name] = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be JSON: {exc}") from exc
+        else:
+            values[name] = raw
+    return values
+
+
+def _file_values(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build the settings; `overrides` are command-line flags (None values are ignored)."""
+    env = dict(os.environ if environ is None else environ)
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    env_values = _env_values(env)
+    config_path = Path(flags.get("config") or env_values.get("config") or default_config_file())
+    merged = {**_file_values(config_path), **env_values, **flags, "config": config_path}
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,57 @@
+"""The gateway's ASGI application: routes, error handling, middleware and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket
+
+from nexus_app import __version__
+from nexus_app.config import Settings
+from nexus_app.gateway import account, chat, network
+from nexus_app.gateway.errors import install_error_handlers
+from nexus_app.gateway.middleware import GatewayMiddleware
+from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.sqlite_store import SQLiteStore
+from nexus_app.gateway.store import Store
+from nexus_app.gateway.worker_link import serve_worker
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    gateway = Gateway(settings, store or SQLiteStore(settings.db_path))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="NEXUS gateway",
+        version=__version__,
+        description="OpenAI-compatible API of the NEXUS network, billed in $NEXUS credit.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    for router in (chat.router, account.router, network.router):
+        app.include_router(router)
+
+    @app.websocket("/v1/workers/connect")
+    async def workers_connect(ws: WebSocket) -> None:
+        """Worker protocol (see nexus_app.protocol)."""
+        await serve_worker(ws, gateway.coordinator, gateway.store, settings.max_frame_bytes)
+
+    app.add_middleware(
+        GatewayMiddleware,
+        limiter=gateway.limiter,
+        ip_rpm=settings.ip_rate_limit_rpm,
+        max_body_bytes=settings.max_body_bytes,
+        on_status=lambda status: gateway.metrics.responses.labels(str(status)).inc(),
+    )
+    return app

@@ -1,0 +1,359 @@
+"""Routing jobs to connected workers and relaying their frames back to the request.
+
+A request becomes a `JobStream`: it takes a slot on the least-loaded worker serving the model
+(waiting in a bounded queue when all are busy), sends the `job` frame and yields the worker's
+`chunk` frames, then its `done`. A worker that fails or disconnects before the first chunk is
+replaced by another; after the first chunk the stream ends with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_app.gateway.errors import ApiError, BadRequest, NoWorker, UpstreamFailed
+from nexus_app.gateway.stats import RollingCounter
+from nexus_app.protocol import (
+    Cancel,
+    Chunk,
+    Done,
+    Earnings,
+    Error,
+    Hardware,
+    Job,
+    JobKind,
+    ModelCard,
+    Status,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5
+CANCEL_GRACE_S = 2.0
+WORKER_REQUEST_ERRORS = {"invalid_request", "context_length_exceeded", "unsupported"}
+
+
+class _WorkerLost:
+    """Queued to a job's events when its worker disconnects."""
+
+
+WORKER_LOST = _WorkerLost()
+JobEvent = Chunk | Done | Error | _WorkerLost
+
+
+@dataclass(eq=False)
+class WorkerLink:
+    """A connected, authenticated worker."""
+
+    wallet: str
+    models: dict[str, ModelCard]
+    slots: int
+    hardware: Hardware
+    version: str
+    send: Callable[[str], Awaitable[None]]
+    id: str = field(default_factory=lambda: "wkr_" + secrets.token_hex(8))
+    connected_at: float = field(default_factory=time.time)
+    jobs: dict[str, asyncio.Queue[JobEvent]] = field(default_factory=dict)
+    finished: deque[str] = field(default_factory=lambda: deque(maxlen=512))
+    jobs_done: int = 0
+    tokens_per_s: float | None = None
+
+    @property
+    def load(self) -> float:
+        return len(self.jobs) / self.slots
+
+    async def send_frame(self, frame: Any) -> None:
+        await self.send(encode(frame))
+
+
+class UnknownJob(Exception):
+    """A worker sent a frame for a job it was never given."""
+
+
+class Coordinator:
+    """The registry of online workers and the dispatcher of jobs."""
+
+    def __init__(self, *, queue_max: int, queue_timeout_s: float, attempts: int) -> None:
+        self.queue_max = queue_max
+        self.queue_timeout_s = queue_timeout_s
+        self.attempts = attempts
+        self.workers: dict[str, WorkerLink] = {}
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
+        self.jobs_per_min = RollingCounter(60)
+        self.tokens_per_min = RollingCounter(60)
+        self.first_seen: dict[str, float] = {}
+
+    # registry ----------------------------------------------------------------------------------
+
+    def register(self, worker: WorkerLink) -> None:
+        self.workers[worker.id] = worker
+        for model in worker.models:
+            self.first_seen.setdefault(model, time.time())
+            for _ in range(worker.slots):
+                self._wake(model)
+        log.info("worker %s online: %d slot(s), models %s", worker.id, worker.slots,
+                 ", ".join(worker.models))
+
+    def unregister(self, worker: WorkerLink) -> None:
+        self.workers.pop(worker.id, None)
+        for events in worker.jobs.values():
+            events.put_nowait(WORKER_LOST)
+        log.info("worker %s offline (%d job(s) in flight)", worker.id, len(worker.jobs))
+
+    def model_cards(self) -> dict[str, tuple[ModelCard, int]]:
+        """Each model served now, with one card and the number of workers serving it."""
+        cards: dict[str, tuple[ModelCard, int]] = {}
+        for worker in self.workers.values():
+            for model_id, card in worker.models.items():
+                count = cards[model_id][1] + 1 if model_id in cards else 1
+                cards[model_id] = (card, count)
+        return cards
+
+    def card(self, model: str) -> ModelCard | None:
+        for worker in self.workers.values():
+            if model in worker.models:
+                return worker.models[model]
+        return None
+
+    def workers_for(self, wallet: str) -> list[WorkerLink]:
+        return [w for w in self.workers.values() if w.wallet == wallet]
+
+    def queue_depth(self) -> int:
+        return sum(len(q) for q in self._waiters.values())
+
+    # frames from workers ----------------------------------------------------------------------
+
+    def on_frame(self, worker: WorkerLink, frame: Chunk | Done | Error | Status) -> None:
+        if isinstance(frame, Status):
+            worker.tokens_per_s = frame.tokens_per_s
+            if frame.hardware is not None:
+                worker.hardware = frame.hardware
+            return
+        job_id = frame.job_id
+        if job_id is None:  # an error about the worker itself
+            log.warning("worker %s reported %s", worker.id, frame.code)  # type: ignore[union-attr]
+            return
+        events = worker.jobs.get(job_id)
+        if events is not None:
+            events.put_nowait(frame)
+        elif job_id not in worker.finished:
+            raise UnknownJob(job_id)
+
+    # dispatch ----------------------------------------------------------------------------------
+
+    def _pick(self, model: str) -> WorkerLink | None:
+        best: WorkerLink | None = None
+        for worker in self.workers.values():
+            if model in worker.models and len(worker.jobs) < worker.slots and (
+                best is None or worker.load < best.load
+            ):
+                best = worker
+        return best
+
+    def _serves(self, model: str) -> bool:
+        return any(model in w.models for w in self.workers.values())
+
+    def _wake(self, model: str) -> None:
+        waiters = self._waiters.get(model)
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+
+    async def _acquire(self, model: str, job_id: str, deadline: float) -> tuple[
+        WorkerLink, asyncio.Queue[JobEvent]
+    ]:
+        """Take a slot on the least-loaded worker serving `model`, waiting if all are busy."""
+        while True:
+            worker = self._pick(model)
+            if worker is not None:
+                events: asyncio.Queue[JobEvent] = asyncio.Queue()
+                worker.jobs[job_id] = events
+                return worker, events
+            if not self._serves(model):
+                raise NoWorker(f"No worker is online for model '{model}'.",
+                               retry_after=RETRY_AFTER_S)
+            if self.queue_depth() >= self.queue_max:
+                raise NoWorker("All workers are busy and the queue is full.",
+                               retry_after=RETRY_AFTER_S)
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters.setdefault(model, deque())
+            waiters.append(future)
+            timeout = min(self.queue_timeout_s, deadline - time.time())
+            try:
+                await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise NoWorker("Timed out waiting for a free worker.",
+                               retry_after=RETRY_AFTER_S) from None
+            finally:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(future)
+
+    def _release(self, worker: WorkerLink, job_id: str, model: str) -> None:
+        if worker.jobs.pop(job_id, None) is not None:
+            worker.finished.append(job_id)
+            self._wake(model)
+
+    def submit(
+        self, kind: JobKind, model: str, request: dict[str, Any], timeout_s: float
+    ) -> JobStream:
+        return JobStream(self, kind, model, request, time.time() + timeout_s)
+
+
+class JobStream:
+    """One request's job across retries. Iterate it for `Chunk`s and the final `Done`;
+    always `close()` it, which cancels the job on its worker if it is still running."""
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        kind: JobKind,
+        model: str,
+        request: dict[str, Any],
+        deadline: float,
+    ) -> None:
+        self.coordinator = coordinator
+        self.job = Job(job_id="job_" + secrets.token_hex(12), kind=kind, model=model,
+                       request=request, deadline=deadline)
+        self.worker: WorkerLink | None = None
+        self.streamed = False
+        self.finished = False
+        self.delivered_bytes = 0
+        self._attempts = 0
+        self._events: asyncio.Queue[JobEvent] | None = None
+
+    def __aiter__(self) -> JobStream:
+        return self
+
+    async def __anext__(self) -> Chunk | Done:
+        if self.finished:
+            raise StopAsyncIteration
+        while True:
+            if self._events is None:
+                await self._start()
+            try:
+                event = await self._next_event()
+            except _Retry as retry:
+                self._release()
+                if self.streamed or self._attempts >= self.coordinator.attempts:
+                    self.finished = True
+                    raise UpstreamFailed(retry.message) from None
+                log.info("job %s: retrying on another worker (%s)", self.job.job_id, retry.message)
+                continue
+            except ApiError:
+                self._release()
+                self.finished = True
+                raise
+            if isinstance(event, Done):
+                self._count(event)
+                self._release()
+                self.finished = True
+            return event
+
+    async def _start(self) -> None:
+        self._attempts += 1
+        job = self.job
+        self.worker, self._events = await self.coordinator._acquire(
+            job.model, job.job_id, job.deadline
+        )
+        try:
+            await self.worker.send_frame(job)
+        except Exception:
+            raise _Retry("could not send the job to the worker") from None
+
+    async def _next_event(self) -> Chunk | Done:
+        assert self._events is not None
+        try:
+            event = await asyncio.wait_for(self._events.get(), self.deadline - time.time())
+        except TimeoutError:
+            await self._send_cancel()
+            raise _Retry("The worker did not answer before the deadline.") from None
+        if isinstance(event, Chunk):
+            self.streamed = True
+            self.delivered_bytes += _chunk_bytes(event)
+            return event
+        if isinstance(event, Done):
+            return event
+        if isinstance(event, Error):
+            if event.code in WORKER_REQUEST_ERRORS:
+                raise BadRequest(event.message[:300] or "The model refused the request.",
+                                 code=event.code)
+            raise _Retry(f"worker error: {event.code}")
+        raise _Retry("The worker disconnected.")
+
+    @property
+    def deadline(self) -> float:
+        return self.job.deadline
+
+    def _count(self, done: Done) -> None:
+        self.coordinator.jobs_per_min.add(1)
+        self.coordinator.tokens_per_min.add(done.usage.completion_tokens)
+        if self.worker is not None:
+            self.worker.jobs_done += 1
+
+    def _release(self) -> None:
+        if self.worker is not None:
+            self.coordinator._release(self.worker, self.job.job_id, self.job.model)
+        self._events = None
+
+    async def _send_cancel(self) -> None:
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                await self.worker.send_frame(Cancel(job_id=self.job.job_id))
+
+    async def close(self) -> Done | None:
+        """End the job. If it was still running, cancel it on the worker and return the
+        worker's final `done` when it reports one within a short grace period."""
+        if self.finished or self._events is None:
+            self._release()
+            self.finished = True
+            return None
+        self.finished = True
+        await self._send_cancel()
+        events, ends = self._events, time.monotonic() + CANCEL_GRACE_S
+        try:
+            while (left := ends - time.monotonic()) > 0:
+                event = await asyncio.wait_for(events.get(), left)
+                if isinstance(event, Done):
+                    return event
+                if not isinstance(event, Chunk):
+                    return None
+        except TimeoutError:
+            return None
+        finally:
+            self._release()
+        return None
+
+    async def notify_earnings(self, earned: int, paid: int) -> None:
+        """Tell the worker's connections their wallet's earnings after a settled job."""
+        if self.worker is None:
+            return
+        for worker in self.coordinator.workers_for(self.worker.wallet):
+            with contextlib.suppress(Exception):
+                await worker.send_frame(Earnings(earned=earned, paid=paid))
+
+
+class _Retry(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _chunk_bytes(chunk: Chunk) -> int:
+    size = len(chunk.text.encode())
+    for call in chunk.tool_calls or ():
+        function = call.get("function") or {}
+        for part in (function.get("name"), function.get("arguments")):
+            if isinstance(part, str):
+                size += len(part.encode())
+    return size
+

@@ -1,0 +1,140 @@
+"""Pure-ASGI middleware run on every HTTP request: request id, body size limit, per-address
+limit for unauthenticated calls, the `X-RateLimit-*` headers, and a last-resort 500 that never
+carries a stack trace (nor logs the exception's message, which may hold user text)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited, error_response
+from nexus_app.gateway.ratelimit import Quota, RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def request_context(scope: Scope) -> dict[str, Any]:
+    """Per-request values shared between this middleware and the endpoints."""
+    return scope.setdefault("nexus", {})  # type: ignore[no-any-return]
+
+
+class GatewayMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limiter: RateLimiter,
+        ip_rpm: int,
+        max_body_bytes: int,
+        on_status: Callable[[int], None],
+    ) -> None:
+        self.app = app
+        self.on_status = on_status
+        self.limiter = limiter
+        self.ip_rpm = ip_rpm
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = "req_" + secrets.token_hex(12)
+        context = request_context(scope)
+        context["request_id"] = request_id
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                self.on_status(message["status"])
+                quota: Quota | None = context.get("quota")
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                if quota is not None:
+                    headers.extend(quota.headers())
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            early = self._admit(scope, context)
+            if early is not None:
+                await early(scope, receive, send_with_headers)
+                return
+            if self._unsized_body(scope):
+                buffered = await self._buffer_unsized_body(receive)
+                if buffered is None:
+                    await self._too_large(scope, receive, send_with_headers)
+                    return
+                receive = buffered
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # the app failed: answer 500 if nothing was sent yet
+            log.error(
+                "internal error %s on %s %s\n%s",
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            if not started:
+                await error_response(ApiError("Internal server error."))(
+                    scope, receive, send_with_headers
+                )
+
+    @staticmethod
+    def _unsized_body(scope: Scope) -> bool:
+        headers = dict(scope.get("headers", []))
+        return b"content-length" not in headers and b"chunked" in headers.get(
+            b"transfer-encoding", b""
+        )
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes.")
+        await error_response(error)(scope, receive, send)
+
+    def _admit(self, scope: Scope, context: dict[str, Any]) -> Any:
+        """An early error response, or None to let the request through."""
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return self._too_large
+        if b"authorization" not in headers:
+            verdict = self.limiter.hit("ip:" + client_address(scope), self.ip_rpm)
+            context["quota"] = verdict.quota
+            if not verdict.allowed:
+                return error_response(
+                    RateLimited("Too many requests from this address.",
+                                retry_after=verdict.retry_after)
+                )
+        return None
+
+    async def _buffer_unsized_body(self, receive: Receive) -> Receive | None:
+        """Read a body sent without Content-Length up to the limit; None when it is larger."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+
+        async def replay_receive() -> Message:
+            return replay.pop() if replay else await receive()
+
+        return replay_receive

@@ -1,0 +1,101 @@
+"""Public routes about the network: models served now, throughput, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from nexus_app.gateway.errors import NotFound
+from nexus_app.gateway.service import Gateway
+from nexus_app.protocol import ModelCard
+
+router = APIRouter()
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def _model_view(gateway: Gateway, card: ModelCard, workers: int) -> dict[str, Any]:
+    price = gateway.prices.for_model(card.id)
+    return {
+        "id": card.id,
+        "object": "model",
+        "created": int(gateway.coordinator.first_seen.get(card.id, 0)),
+        "owned_by": "nexus",
+        "context_length": card.context_length,
+        "workers": workers,
+        "quantization": card.quantization,
+        "parameters": card.parameters,
+        "pricing": {
+            "currency": "NEXUS",
+            "unit": "base",
+            "decimals": gateway.settings.token_decimals,
+            "per_request": price.per_request,
+            "input_per_million": price.input_per_million,
+            "output_per_million": price.output_per_million,
+        },
+    }
+
+
+@router.get("/v1/models", tags=["network"])
+async def list_models(request: Request) -> dict[str, Any]:
+    """Models served by online workers now, with their prices."""
+    gateway = _gateway(request)
+    cards = gateway.coordinator.model_cards()
+    return {
+        "object": "list",
+        "data": [_model_view(gateway, card, n) for _, (card, n) in sorted(cards.items())],
+    }
+
+
+@router.get("/v1/models/{model_id}", tags=["network"])
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    """One model served now."""
+    gateway = _gateway(request)
+    found = gateway.coordinator.model_cards().get(model_id)
+    if found is None:
+        raise NotFound(f"The model '{model_id}' is not served now.", param="model",
+                       code="model_not_found")
+    return _model_view(gateway, *found)
+
+
+@router.get("/v1/network/stats", tags=["network"])
+async def network_stats(request: Request) -> dict[str, Any]:
+    """Workers online, models, jobs per minute and tokens per second."""
+    coordinator = _gateway(request).coordinator
+    workers = list(coordinator.workers.values())
+    return {
+        "workers_online": len(workers),
+        "slots_total": sum(w.slots for w in workers),
+        "slots_busy": sum(len(w.jobs) for w in workers),
+        "queue_depth": coordinator.queue_depth(),
+        "jobs_per_min": coordinator.jobs_per_min.total(),
+        "tokens_per_s": round(coordinator.tokens_per_min.total() / 60, 2),
+        "models": [
+            {"id": model, "workers": n} for model, (_, n) in sorted(
+                coordinator.model_cards().items()
+            )
+        ],
+    }
+
+
+@router.get("/health", tags=["network"])
+async def health(request: Request) -> Response:
+    """Liveness and readiness: 200 when the ledger answers."""
+    gateway = _gateway(request)
+    try:
+        await gateway.store.ping()
+        status, code = "ok", 200
+    except Exception:
+        status, code = "ledger unavailable", 503
+    body = f'{{"status":"{status}","workers_online":{len(gateway.coordinator.workers)}}}'
+    return Response(body, status_code=code, media_type="application/json")
+
+
+@router.get("/metrics", tags=["network"])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics (text exposition format)."""
+    return Response(_gateway(request).metrics.render(), media_type="text/plain; version=0.0.4")

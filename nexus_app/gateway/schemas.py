@@ -1,0 +1,98 @@
+"""Request bodies of the HTTP API (OpenAI-compatible shapes, validated with pydantic).
+
+Unknown fields are ignored, as OpenAI clients send many; known fields of the wrong type or
+out of range are a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Body):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(max_length=64)
+    text: str | None = None
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = Field(None, max_length=256)
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = Field(None, max_length=256)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class FunctionDefinition(_Body):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Body):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+
+class SamplingParams(_Body):
+    """Generation parameters shared by chat and legacy completions."""
+
+    model: str = Field(min_length=1, max_length=256)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
+    user: str | None = Field(None, description="accepted for compatibility, never forwarded")
+
+    def stop_list(self) -> list[str] | None:
+        if self.stop is None:
+            return None
+        return [self.stop] if isinstance(self.stop, str) else self.stop[:4]
+
+
+class ChatCompletionRequest(SamplingParams):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+
+class KeyCreateRequest(_Body):
+    name: str = Field("default", min_length=1, max_length=64)
+    rpm: int | None = Field(None, ge=1, description="requests per minute (default: gateway's)")
+    tpm: int | None = Field(None, ge=1, description="tokens per minute (default: gateway's)")
+
+
+class ChallengeRequest(_Body):
+    wallet: str = Field(min_length=32, max_length=44)
+
+
+class LoginRequest(_Body):
+    wallet: str = Field(min_length=32, max_length=44)
+    nonce: str = Field(min_length=1, max_length=128)
+    signature: str = Field(min_length=64, max_length=90)

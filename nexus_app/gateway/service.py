@@ -1,0 +1,134 @@
+"""The gateway's parts wired together, and the lifecycle every billed request follows:
+reserve -> dispatch -> relay -> settle (or refund)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from nexus_app.config import Settings
+from nexus_app.gateway.auth import Authenticator, Caller
+from nexus_app.gateway.billing import BilledUsage, Billing, Reservation
+from nexus_app.gateway.coordinator import Coordinator, JobStream
+from nexus_app.gateway.errors import NotFound
+from nexus_app.gateway.metrics import Metrics
+from nexus_app.gateway.pricing import PriceBook
+from nexus_app.gateway.ratelimit import RateLimiter
+from nexus_app.gateway.store import Store
+from nexus_app.protocol import Done, JobKind, ModelCard
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One billed request in flight: who pays, what was reserved, and the job."""
+
+    caller: Caller
+    reservation: Reservation
+    stream: JobStream
+    billed: BilledUsage | None = None
+    closed: bool = False
+
+
+class Gateway:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.prices = PriceBook(settings)
+        self.billing = Billing(store, self.prices, settings.worker_share_percent)
+        self.limiter = RateLimiter()
+        self.auth = Authenticator(
+            store,
+            self.limiter,
+            rpm=settings.rate_limit_rpm,
+            tpm=settings.rate_limit_tpm,
+            ip_rpm=settings.ip_rate_limit_rpm,
+            session_ttl_s=settings.session_ttl_s,
+        )
+        self.coordinator = Coordinator(
+            queue_max=settings.queue_max,
+            queue_timeout_s=settings.queue_timeout_s,
+            attempts=settings.dispatch_attempts,
+        )
+        self.metrics = Metrics(self.coordinator)
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        refunded = await self.store.release_all_open()
+        if refunded:
+            log.warning("refunded %d reservation(s) left open by an earlier run", refunded)
+        self._housekeeping = asyncio.create_task(self._housekeep())
+
+    async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        await self.auth.flush_last_used()
+        await self.store.close()
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            try:
+                await self.auth.flush_last_used()
+                self.limiter.sweep()
+            except Exception as exc:  # keep the gateway serving whatever happens here
+                log.error("housekeeping failed: %s", type(exc).__name__)
+
+    def model_card(self, model: str) -> ModelCard | None:
+        """The served model's card; 404 for a model nobody serves or prices."""
+        card = self.coordinator.card(model)
+        if card is None and not self.prices.configured(model):
+            raise NotFound(f"The model '{model}' does not exist.", param="model",
+                           code="model_not_found")
+        return card
+
+    async def open_ticket(
+        self,
+        caller: Caller,
+        kind: JobKind,
+        model: str,
+        request: dict[str, Any],
+        prompt_bound: int,
+        max_tokens: int,
+    ) -> Ticket:
+        """Reserve the request's maximum cost, then queue its job."""
+        reservation = await self.billing.reserve(caller.account, model, prompt_bound, max_tokens)
+        stream = self.coordinator.submit(kind, model, request, self.settings.job_timeout_s)
+        return Ticket(caller, reservation, stream)
+
+    async def close_ticket(self, ticket: Ticket, done: Done | None) -> None:
+        """Settle what was delivered when the worker finished (or reported after a cancel);
+        otherwise refund in full. Runs once per ticket; later calls do nothing."""
+        if ticket.closed:
+            return
+        ticket.closed = True
+        stream = ticket.stream
+        final = await stream.close()
+        done = done or final
+        try:
+            if done is None or stream.worker is None:
+                await self.billing.refund(ticket.reservation)
+                self.metrics.jobs.labels("failed").inc()
+                return
+            billed = self.billing.bill(
+                ticket.reservation,
+                done.usage.prompt_tokens,
+                done.usage.completion_tokens,
+                stream.delivered_bytes,
+            )
+            ticket.billed = billed
+            await self.billing.settle(ticket.reservation, billed, stream.worker.wallet)
+            self.metrics.record_settled(billed)
+            self.limiter.add_tokens(
+                ticket.caller.limiter_id, billed.prompt_tokens + billed.completion_tokens
+            )
+            earnings = await self.store.worker_earnings(stream.worker.wallet)
+            await stream.notify_earnings(earnings.earned, earnings.paid)
+        except Exception as exc:
+            log.error("closing a request failed: %s", type(exc).__name__)
+            await self.billing.refund(ticket.reservation)
+            raise

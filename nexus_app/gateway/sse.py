@@ -1,0 +1,63 @@
+"""A Server-Sent Events response that notices a client going away while it waits for data.
+
+Starlette's `StreamingResponse` only sees a disconnect when it next writes; here a watcher
+listens for `http.disconnect` so the job is cancelled on its worker at once. `on_close`
+always runs, once, after the stream ends for any reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.types import Receive, Scope, Send
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def sse_data(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def sse_event(name: str, payload: bytes) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+class EventStreamResponse:
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        on_close: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self.events = events
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client_gone = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            pump = asyncio.create_task(self._pump(send))
+            watcher = asyncio.create_task(self._wait_disconnect(receive))
+            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            client_gone = not pump.done() or pump.exception() is not None
+            for task in (pump, watcher):
+                task.cancel()
+            await asyncio.gather(pump, watcher, return_exceptions=True)
+        finally:
+            await self.on_close(client_gone)
+
+    async def _pump(self, send: Send) -> None:
+        async for data in self.events:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _wait_disconnect(receive: Receive) -> None:
+        with contextlib.suppress(Exception):
+            while (await receive())["type"] != "http.disconnect":
+                pass

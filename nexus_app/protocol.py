@@ -1,0 +1,180 @@
+"""Worker <-> gateway frames over WebSocket: typed, versioned, one JSON object per text frame.
+
+Handshake: gateway `challenge` -> worker `hello` (signed nonce) -> gateway `ready`.
+Then the gateway sends `job`, `cancel`, `earnings`; the worker sends `chunk`, `done`, `error`, `status`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+JobKind = Literal["chat", "completion", "embeddings"]
+
+
+class ProtocolError(ValueError):
+    """A frame that is not valid JSON or not a valid frame of this protocol."""
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ModelCard(BaseModel):
+    """A model a worker serves."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=128)
+    file: str = Field("", max_length=512)
+    parameters: int | None = Field(None, ge=0)
+    quantization: str | None = Field(None, max_length=32)
+    context_length: int = Field(2048, ge=1)
+    embeddings: bool = False
+    vision: bool = False
+
+
+class GpuInfo(BaseModel):
+    """One GPU as NVML reports it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    vram_total_mb: int = 0
+    vram_free_mb: int = 0
+    driver: str = ""
+    utilization_pct: int | None = None
+    temperature_c: int | None = None
+    power_w: float | None = None
+
+
+class Hardware(BaseModel):
+    """The worker's compute: GPUs from NVML, or a CPU-only record."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    accelerator: Literal["cuda", "metal", "cpu"] = "cpu"
+    gpus: list[GpuInfo] = Field(default_factory=list, max_length=64)
+    cpu_threads: int = 1
+    note: str = ""
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt_tokens: int = Field(0, ge=0)
+    completion_tokens: int = Field(0, ge=0)
+
+
+class Challenge(_Frame):
+    type: Literal["challenge"] = "challenge"
+    protocol: int = PROTOCOL_VERSION
+    nonce: str
+
+
+class Hello(_Frame):
+    type: Literal["hello"] = "hello"
+    protocol: int
+    wallet: str = Field(min_length=32, max_length=44)
+    signature: str = Field(min_length=64, max_length=90)
+    models: list[ModelCard] = Field(min_length=1, max_length=64)
+    hardware: Hardware = Field(default_factory=Hardware)
+    slots: int = Field(1, ge=1, le=256)
+    version: str = Field("", max_length=64)
+
+
+class Ready(_Frame):
+    type: Literal["ready"] = "ready"
+    worker_id: str
+
+
+class Job(_Frame):
+    type: Literal["job"] = "job"
+    job_id: str
+    kind: JobKind
+    model: str
+    request: dict[str, Any]
+    deadline: float
+
+
+class Cancel(_Frame):
+    type: Literal["cancel"] = "cancel"
+    job_id: str
+
+
+class Earnings(_Frame):
+    type: Literal["earnings"] = "earnings"
+    earned: int
+    paid: int
+
+
+class Chunk(_Frame):
+    type: Literal["chunk"] = "chunk"
+    job_id: str
+    text: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class Done(_Frame):
+    type: Literal["done"] = "done"
+    job_id: str
+    finish_reason: Literal["stop", "length", "tool_calls", "cancelled"] = "stop"
+    usage: Usage = Field(default_factory=Usage)
+    embeddings: list[list[float]] | None = None
+
+
+class Error(_Frame):
+    type: Literal["error"] = "error"
+    job_id: str | None = None
+    code: str = "worker_error"
+    message: str = ""
+
+
+class Status(_Frame):
+    type: Literal["status"] = "status"
+    active: int = 0
+    slots: int = 1
+    hardware: Hardware | None = None
+    tokens_per_s: float | None = None
+
+
+GatewayFrame = Annotated[Challenge | Ready | Job | Cancel | Earnings, Field(discriminator="type")]
+WorkerFrame = Annotated[Hello | Chunk | Done | Error | Status, Field(discriminator="type")]
+
+_gateway_frames: TypeAdapter[GatewayFrame] = TypeAdapter(GatewayFrame)
+_worker_frames: TypeAdapter[WorkerFrame] = TypeAdapter(WorkerFrame)
+
+
+def encode(frame: BaseModel) -> str:
+    """Serialize a frame to the text of one WebSocket message."""
+    return orjson.dumps(frame.model_dump(mode="json", exclude_none=True)).decode()
+
+
+def parse_worker_frame(text: str | bytes) -> Hello | Chunk | Done | Error | Status:
+    """Parse a frame sent by a worker; raises ProtocolError with a short reason."""
+    try:
+        return _worker_frames.validate_json(text)
+    except ValidationError as exc:
+        raise ProtocolError(_reason(exc)) from None
+
+
+def parse_gateway_frame(text: str | bytes) -> Challenge | Ready | Job | Cancel | Earnings:
+    """Parse a frame sent by the gateway; raises ProtocolError with a short reason."""
+    try:
+        return _gateway_frames.validate_json(text)
+    except ValidationError as exc:
+        raise ProtocolError(_reason(exc)) from None
+
+
+def _reason(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "frame"
+    return f"invalid frame ({where}: {err['msg']})"[:120]
+
+
+def worker_auth_message(nonce: str) -> bytes:
+    """The bytes a worker signs with its payout wallet to answer a challenge."""
+    return f"NEXUS worker authentication\nnonce: {nonce}".encode()

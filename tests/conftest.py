@@ -1,0 +1,193 @@
+"""Shared fixtures: a real gateway on loopback (in-process uvicorn, or a subprocess), a
+temporary data dir, funded accounts with API keys, and scripted test workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from solders.keypair import Keypair
+
+from nexus_app.client.gateway import GatewayClient
+from nexus_app.config import Settings, load_settings
+from nexus_app.gateway.server import uvicorn_config
+from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.sqlite_store import SQLiteStore
+from tests.scripted_worker import ScriptedWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "config": data_dir / "absent.toml",
+        "port": free_port(),
+        "log_level": "warning",
+        "prices": {"scripted-model": {"per_request": 1000}},
+    }
+    values.update(overrides)
+    return load_settings(values, environ={})
+
+
+@dataclass
+class Account:
+    keypair: Keypair
+    api_key: str
+    session: str
+
+    @property
+    def wallet(self) -> str:
+        return str(self.keypair.pubkey())
+
+
+@dataclass
+class RunningGateway:
+    settings: Settings
+    server: uvicorn.Server
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.server.config.app.state.gateway  # type: ignore[no-any-return]
+
+    @property
+    def store(self) -> SQLiteStore:
+        return self.gateway.store  # type: ignore[return-value]
+
+    async def account(self, credit: int = 0) -> Account:
+        """A new wallet with `credit` granted, signed in, with one API key."""
+        keypair = Keypair()
+        async with GatewayClient(self.url) as client:
+            session = await client.sign_in(keypair)
+            key = await client.create_key("test")
+        if credit:
+            await self.store.grant(str(keypair.pubkey()), credit, "test credit")
+        return Account(keypair, key["key"], session)
+
+    async def worker(self, **kwargs: Any) -> ScriptedWorker:
+        return await ScriptedWorker(self.url, **kwargs).start()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    config = uvicorn_config(settings)
+    config.lifespan = "on"
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield RunningGateway(settings, server)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(make_settings(tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(gw: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        yield client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass
+class GatewayProcess:
+    """`nexus-app --gateway` as a real subprocess."""
+
+    settings: Settings
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    env.update({
+        "NEXUS_DATA_DIR": str(settings.data_dir),
+        "NEXUS_CONFIG": str(settings.config),
+        "NEXUS_PORT": str(settings.port),
+        "NEXUS_LOG_LEVEL": settings.log_level,
+        "NEXUS_PRICES": _json_prices(settings),
+    })
+    return env
+
+
+def _json_prices(settings: Settings) -> str:
+    import json
+
+    return json.dumps({m: p.model_dump(mode="json", exclude_none=True)
+                       for m, p in settings.prices.items()})
+
+
+def start_gateway_process(settings: Settings) -> GatewayProcess:
+    log_path = settings.data_dir.parent / f"gateway-{settings.port}.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nexus_app", "--gateway"],
+        env=env_for(settings), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited: {log_path.read_text()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{settings.port}/health", timeout=1).is_success:
+                return GatewayProcess(settings, process, log_path)
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("gateway did not start")
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
+    started: list[GatewayProcess] = []
+
+    def start(settings: Settings | None = None) -> GatewayProcess:
+        running = start_gateway_process(settings or make_settings(tmp_path / "data"))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.process.poll() is None:
+            running.process.terminate()
+            try:
+                running.process.wait(10)
+            except subprocess.TimeoutExpired:
+                running.process.kill()

@@ -1,0 +1,170 @@
+"""A scripted test worker: a TEST DOUBLE of the worker node.
+
+It speaks the real worker protocol (signed hello, job, chunk, done, cancel) over a real
+WebSocket, but answers every job with a scripted reply instead of running a model, so that
+gateway tests and benchmarks do not depend on model speed. Run it alone with
+`python -m tests.scripted_worker --gateway URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import websockets
+from solders.keypair import Keypair
+
+from nexus_app.chain.wallet import sign
+from nexus_app.protocol import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Challenge,
+    Chunk,
+    Done,
+    Earnings,
+    Error,
+    Hello,
+    Job,
+    ModelCard,
+    Ready,
+    Usage,
+    encode,
+    parse_gateway_frame,
+    worker_auth_message,
+)
+
+DEFAULT_REPLY = "Hello from the scripted worker, one word at a time."
+
+
+@dataclass
+class ScriptedWorker:
+    gateway_url: str
+    models: list[str] = field(default_factory=lambda: ["scripted-model"])
+    reply: str = DEFAULT_REPLY
+    token_delay_s: float = 0.0
+    first_token_delay_s: float = 0.0
+    slots: int = 4
+    context_length: int = 4096
+    prompt_tokens: int = 11
+    keypair: Keypair = field(default_factory=Keypair)
+    # observations
+    jobs: list[Job] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)
+    tokens_sent: dict[str, int] = field(default_factory=dict)
+    earned: int = 0
+    worker_id: str | None = None
+    close_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self._ws: websockets.ClientConnection | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def wallet(self) -> str:
+        return str(self.keypair.pubkey())
+
+    @property
+    def ws_url(self) -> str:
+        return self.gateway_url.replace("http", "ws", 1).rstrip("/") + "/v1/workers/connect"
+
+    async def start(self) -> ScriptedWorker:
+        self._ws = await websockets.connect(self.ws_url, max_size=None)
+        self._loop_task = asyncio.create_task(self._run(self._ws))
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        if self._ws is not None:
+            await self._ws.close()
+        if self._loop_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._loop_task
+
+    def hello(self, nonce: str) -> Hello:
+        cards = [ModelCard(id=m, file=f"{m}.gguf", context_length=self.context_length)
+                 for m in self.models]
+        return Hello(
+            protocol=PROTOCOL_VERSION, wallet=self.wallet,
+            signature=sign(self.keypair, worker_auth_message(nonce)),
+            models=cards, slots=self.slots, version="scripted",
+        )
+
+    async def _run(self, ws: websockets.ClientConnection) -> None:
+        try:
+            async for text in ws:
+                frame = parse_gateway_frame(text)
+                if isinstance(frame, Challenge):
+                    await ws.send(encode(self.hello(frame.nonce)))
+                elif isinstance(frame, Ready):
+                    self.worker_id = frame.worker_id
+                    self._ready.set()
+                elif isinstance(frame, Job):
+                    self.jobs.append(frame)
+                    self._tasks[frame.job_id] = asyncio.create_task(self._serve(ws, frame))
+                elif isinstance(frame, Cancel):
+                    self.cancelled.add(frame.job_id)
+                    task = self._tasks.get(frame.job_id)
+                    if task is not None:
+                        task.cancel()
+                elif isinstance(frame, Earnings):
+                    self.earned = frame.earned
+        except websockets.ConnectionClosed as closed:
+            self.close_reason = closed.rcvd.reason if closed.rcvd else None
+
+    def tokens(self) -> list[str]:
+        words = self.reply.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+    async def _serve(self, ws: websockets.ClientConnection, job: Job) -> None:
+        limit = int(job.request.get("max_tokens", 1 << 30))
+        sent, finish = 0, "stop"
+        try:
+            if self.first_token_delay_s:
+                await asyncio.sleep(self.first_token_delay_s)
+            for token in self.tokens():
+                if sent >= limit:
+                    finish = "length"
+                    break
+                await ws.send(encode(Chunk(job_id=job.job_id, text=token)))
+                sent += 1
+                self.tokens_sent[job.job_id] = sent
+                if self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
+        except asyncio.CancelledError:
+            finish = "cancelled"
+        except websockets.ConnectionClosed:
+            return
+        usage = Usage(prompt_tokens=self.prompt_tokens, completion_tokens=sent)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(encode(Done(job_id=job.job_id, finish_reason=finish, usage=usage)))
+
+    async def send_error(self, job_id: str, code: str) -> None:
+        assert self._ws is not None
+        await self._ws.send(encode(Error(job_id=job_id, code=code, message="scripted failure")))
+
+
+async def _main() -> None:
+    parser = argparse.ArgumentParser(description="Scripted test worker (no model).")
+    parser.add_argument("--gateway", default="http://127.0.0.1:8080")
+    parser.add_argument("--model", action="append")
+    parser.add_argument("--slots", type=int, default=64)
+    parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--reply", default=DEFAULT_REPLY)
+    args = parser.parse_args()
+    worker = ScriptedWorker(args.gateway, models=args.model or ["scripted-model"],
+                            slots=args.slots, token_delay_s=args.token_delay, reply=args.reply)
+    await worker.start()
+    print(f"scripted worker {worker.worker_id} ready", flush=True)
+    assert worker._loop_task is not None
+    await worker._loop_task
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from starlette.background import BackgroundTask
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 SSE_HEADERS = [
@@ -28,7 +30,7 @@ def sse_event(name: str, payload: bytes) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
 
 
-class EventStreamResponse:
+class EventStreamResponse(Response):
     def __init__(
         self,
         events: AsyncIterator[bytes],
@@ -36,6 +38,8 @@ class EventStreamResponse:
     ) -> None:
         self.events = events
         self.on_close = on_close
+        self.status_code = 200
+        self.background: BackgroundTask | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client_gone = False

@@ -1,0 +1,300 @@
+"""The HTTP API against a real gateway on loopback: error shapes and statuses, headers,
+keys, wallet sign-in, models, balance, network stats, health, metrics and OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from solders.keypair import Keypair
+
+from nexus_app.chain.wallet import sign
+from tests.conftest import RunningGateway, auth, make_settings, running_gateway
+
+CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def assert_openai_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "code", "param"}
+    assert error["message"] and "Traceback" not in error["message"]
+    if code:
+        assert error["code"] == code
+    return error
+
+
+async def test_every_response_has_request_id_and_rate_limit_headers(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    await gw.worker()
+    responses = [
+        await http.get("/health"),
+        await http.get("/v1/models"),
+        await http.get("/nope"),
+        await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key)),
+        await http.post("/v1/chat/completions", json=CHAT, headers=auth("nex_live_wrong")),
+    ]
+    for response in responses:
+        assert response.headers["x-request-id"].startswith("req_")
+        for header in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"):
+            assert int(response.headers[header]) >= 0, (response.request.url, header)
+    assert len({r.headers["x-request-id"] for r in responses}) == len(responses)
+
+
+async def test_unknown_route_and_method(http) -> None:
+    assert_openai_error(await http.get("/v1/nothing"), 404, "unknown_route")
+    assert_openai_error(await http.get("/v1/chat/completions"), 405)
+
+
+async def test_malformed_bodies_are_400(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    headers = {**auth(account.api_key), "content-type": "application/json"}
+    post = "/v1/chat/completions"
+    error = assert_openai_error(await http.post(post, content=b"{not json", headers=headers), 400)
+    assert "JSON" in error["message"]
+    assert_openai_error(await http.post(post, content=b"\xff\xfe\x00", headers=headers), 400)
+    error = assert_openai_error(
+        await http.post(post, json={**CHAT, "temperature": "hot"}, headers=headers), 400)
+    assert error["param"] == "temperature"
+    error = assert_openai_error(
+        await http.post(post, json={**CHAT, "messages": "hi"}, headers=headers), 400)
+    assert error["param"].startswith("messages")
+    assert_openai_error(await http.post(post, json={"model": "m"}, headers=headers), 400)
+    assert_openai_error(await http.post(post, json={**CHAT, "n": 2}, headers=headers), 400)
+    assert_openai_error(await http.post(post, json=[1, 2], headers=headers), 400)
+
+
+async def test_oversize_body_is_413(tmp_path: Path) -> None:
+    async with running_gateway(make_settings(tmp_path, max_body_bytes=4096)) as gw:
+        account = await gw.account(credit=5000)
+        big = {**CHAT, "messages": [{"role": "user", "content": "x" * 10_000}]}
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            response = await http.post("/v1/chat/completions", json=big,
+                                       headers=auth(account.api_key))
+            assert_openai_error(response, 413)
+
+            async def chunked():
+                for _ in range(10):
+                    yield b"x" * 1000
+
+            response = await http.post("/v1/chat/completions", content=chunked(),
+                                       headers=auth(account.api_key))
+            assert_openai_error(response, 413)
+
+
+async def test_authentication_errors(gw, http) -> None:
+    error = assert_openai_error(await http.post("/v1/chat/completions", json=CHAT), 401)
+    assert error["code"] == "missing_api_key"
+    for header in ("Basic abc", "Bearer", "Bearer nex_live_guess", "Bearer nex_sess_guess"):
+        response = await http.post("/v1/chat/completions", json=CHAT,
+                                   headers={"Authorization": header})
+        assert_openai_error(response, 401)
+
+
+async def test_unknown_model_is_404_and_known_model_without_worker_is_503(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    response = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                               json={**CHAT, "model": "no-such-model"})
+    error = assert_openai_error(response, 404, "model_not_found")
+    assert error["param"] == "model"
+    response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
+    assert_openai_error(response, 503, "no_worker_available")
+    assert int(response.headers["retry-after"]) > 0
+    assert (await gw.store.balance(account.wallet)).balance == 5000  # refunded
+
+
+async def test_insufficient_credit_is_402_and_charges_nothing(gw, http) -> None:
+    account = await gw.account(credit=999)
+    worker = await gw.worker()
+    response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
+    assert_openai_error(response, 402, "insufficient_credit")
+    assert (await gw.store.balance(account.wallet)).balance == 999
+    assert worker.jobs == []
+
+
+async def test_image_parts_to_a_text_model_are_refused(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    worker = await gw.worker()
+    content = [{"type": "text", "text": "what is this?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    response = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                               json={**CHAT, "messages": [{"role": "user", "content": content}]})
+    error = assert_openai_error(response, 400, "image_input_not_supported")
+    assert "text only" in error["message"]
+    assert worker.jobs == []
+
+
+async def test_text_parts_are_joined_and_params_pass_through(gw, http) -> None:
+    account = await gw.account(credit=50_000)
+    worker = await gw.worker()
+    content = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    body = {
+        "model": "scripted-model",
+        "messages": [{"role": "system", "content": "be brief"},
+                     {"role": "user", "content": content}],
+        "temperature": 0.3, "top_p": 0.9, "max_tokens": 5, "stop": "\n", "seed": 7,
+        "frequency_penalty": 0.5, "presence_penalty": -0.5, "user": "someone@example.com",
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "tool_choice": "auto", "parallel_tool_calls": False,
+    }
+    response = await http.post("/v1/chat/completions", json=body, headers=auth(account.api_key))
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["finish_reason"] == "length"
+    request = worker.jobs[0].request
+    assert request["messages"][1]["content"] == "Hello, world"
+    assert request["stop"] == ["\n"]
+    for name in ("temperature", "top_p", "max_tokens", "seed", "frequency_penalty",
+                 "presence_penalty", "tool_choice", "parallel_tool_calls"):
+        assert request[name] == body[name], name
+    assert request["response_format"] == {"type": "json_object"}
+    assert request["tools"][0]["function"]["name"] == "f"
+    assert "someone@example.com" not in json.dumps(worker.jobs[0].model_dump())
+
+
+async def test_rate_limit_per_key_with_retry_after(gw, http) -> None:
+    account = await gw.account(credit=100_000)
+    await gw.worker()
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        session = {"Authorization": f"Bearer {account.session}"}
+        key = (await client.post("/v1/keys", json={"name": "slow", "rpm": 3},
+                                 headers=session)).json()["key"]
+    statuses = []
+    for _ in range(4):
+        response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(key))
+        statuses.append(response.status_code)
+    assert statuses == [200, 200, 200, 429]
+    assert response.headers["x-ratelimit-limit"] == "3"
+    assert response.headers["x-ratelimit-remaining"] == "0"
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    assert_openai_error(response, 429, "rate_limit_exceeded")
+    # another key of the same account is not affected
+    ok = await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
+    assert ok.status_code == 200
+
+
+async def test_guessing_keys_is_rate_limited_per_address(tmp_path: Path) -> None:
+    async with running_gateway(make_settings(tmp_path, ip_rate_limit_rpm=5)) as gw:
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            statuses = [
+                (await http.get("/v1/balance", headers=auth(f"nex_live_guess{i}"))).status_code
+                for i in range(7)
+            ]
+    assert statuses[:5] == [401] * 5
+    assert statuses[5:] == [429, 429]
+
+
+async def test_keys_lifecycle_and_immediate_revocation(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    await gw.worker()
+    session = {"Authorization": f"Bearer {account.session}"}
+    created = (await http.post("/v1/keys", json={"name": "laptop"}, headers=session)).json()
+    secret = created["key"]
+    assert secret.startswith("nex_live_") and len(secret) >= len("nex_live_") + 43
+    assert created["prefix"] == secret[:15]
+    listed = (await http.get("/v1/keys", headers=session)).json()["data"]
+    assert {k["name"] for k in listed} == {"test", "laptop"}
+    assert all("key" not in k and secret not in json.dumps(k) for k in listed)
+    assert (await http.post("/v1/chat/completions", json=CHAT, headers=auth(secret))).is_success
+    revoked = await http.delete(f"/v1/keys/{created['id']}", headers=session)
+    assert revoked.json()["revoked"] is True
+    assert_openai_error(
+        await http.post("/v1/chat/completions", json=CHAT, headers=auth(secret)), 401)
+    assert_openai_error(await http.delete("/v1/keys/key_missing", headers=session), 404)
+    listed = (await http.get("/v1/keys", headers=session)).json()["data"]
+    assert [k["revoked"] for k in listed if k["id"] == created["id"]] == [True]
+    await gw.gateway.auth.flush_last_used()
+    listed = (await http.get("/v1/keys", headers=session)).json()["data"]
+    assert [k["last_used_at"] is not None for k in listed if k["id"] == created["id"]] == [True]
+
+
+async def test_keys_need_a_session_not_an_api_key(gw, http) -> None:
+    account = await gw.account()
+    response = await http.post("/v1/keys", json={"name": "x"}, headers=auth(account.api_key))
+    assert_openai_error(response, 401, "invalid_session")
+    other = await gw.account()
+    listed = (await http.get("/v1/keys", headers=auth(other.session))).json()["data"]
+    assert len(listed) == 1  # only the other account's own key
+    keys = await gw.store.list_keys(account.wallet)
+    response = await http.delete(f"/v1/keys/{keys[0].id}", headers=auth(other.session))
+    assert_openai_error(response, 404)
+
+
+async def test_wallet_sign_in(http) -> None:
+    keypair = Keypair()
+    wallet = str(keypair.pubkey())
+    challenge = (await http.post("/v1/auth/challenge", json={"wallet": wallet})).json()
+    assert wallet in challenge["message"] and challenge["nonce"] in challenge["message"]
+    forged = sign(Keypair(), challenge["message"].encode())
+    login = {"wallet": wallet, "nonce": challenge["nonce"], "signature": forged}
+    assert_openai_error(await http.post("/v1/auth/login", json=login), 401)
+    # a nonce is single-use, even after a failed attempt
+    login["signature"] = sign(keypair, challenge["message"].encode())
+    assert_openai_error(await http.post("/v1/auth/login", json=login), 401)
+    challenge = (await http.post("/v1/auth/challenge", json={"wallet": wallet})).json()
+    login = {"wallet": wallet, "nonce": challenge["nonce"],
+             "signature": sign(keypair, challenge["message"].encode())}
+    session = (await http.post("/v1/auth/login", json=login)).json()
+    assert session["token"].startswith("nex_sess_") and session["account"] == wallet
+    assert_openai_error(await http.post("/v1/auth/login", json=login), 401)  # replay
+    assert_openai_error(
+        await http.post("/v1/auth/challenge", json={"wallet": "x" * 40}), 400)
+
+
+async def test_balance_by_key_and_by_session(gw, http) -> None:
+    account = await gw.account(credit=1_234_567)
+    for credential in (account.api_key, account.session):
+        body = (await http.get("/v1/balance", headers=auth(credential))).json()
+        assert body["balance"] == 1_234_567
+        assert body["balance_display"] == "1.234567"
+        assert body["currency"] == "NEXUS" and body["total_spent"] == 0
+        assert body["last_updated"] > 0
+
+
+async def test_models_and_network_stats_follow_workers(gw, http) -> None:
+    assert (await http.get("/v1/models")).json() == {"object": "list", "data": []}
+    one = await gw.worker(models=["scripted-model", "other-model"], slots=2)
+    await gw.worker(models=["scripted-model"], slots=3)
+    models = {m["id"]: m for m in (await http.get("/v1/models")).json()["data"]}
+    assert set(models) == {"scripted-model", "other-model"}
+    scripted = models["scripted-model"]
+    assert scripted["object"] == "model" and scripted["owned_by"] == "nexus"
+    assert scripted["workers"] == 2 and scripted["context_length"] == 4096
+    assert scripted["pricing"]["per_request"] == 1000
+    assert models["other-model"]["pricing"]["per_request"] == 100  # the default price
+    assert (await http.get("/v1/models/other-model")).json()["id"] == "other-model"
+    stats = (await http.get("/v1/network/stats")).json()
+    assert stats["workers_online"] == 2 and stats["slots_total"] == 5
+    await one.stop()
+    await asyncio.sleep(0.2)
+    assert [m["id"] for m in (await http.get("/v1/models")).json()["data"]] == ["scripted-model"]
+    assert_openai_error(await http.get("/v1/models/other-model"), 404)
+
+
+async def test_health_metrics_and_openapi(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    await gw.worker()
+    await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
+    health = await http.get("/health")
+    assert health.json() == {"status": "ok", "workers_online": 1}
+    metrics = (await http.get("/metrics")).text
+    assert "nexus_workers_online 1.0" in metrics
+    assert 'nexus_jobs_total{outcome="completed"} 1.0' in metrics
+    assert "nexus_credit_settled_base_units_total 1000.0" in metrics
+    spec = (await http.get("/openapi.json")).json()
+    for path in ("/v1/chat/completions", "/v1/models", "/v1/balance", "/v1/keys",
+                 "/v1/auth/challenge", "/v1/auth/login", "/v1/network/stats", "/health",
+                 "/metrics"):
+        assert path in spec["paths"], path
+    assert "ChatCompletionRequest" in json.dumps(spec)
+
+
+@pytest.mark.parametrize("credential", ["api_key", "session"])
+async def test_no_secret_in_error_bodies(gw, http, credential: str) -> None:
+    account = await gw.account()
+    secret = getattr(account, credential) + "x"
+    response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(secret))
+    assert secret not in response.text and secret[:20] not in response.text

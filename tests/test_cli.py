@@ -1,0 +1,84 @@
+"""The command line: complete help, management commands with --json, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nexus_app.cli import CommandError, build_parser, to_base_units
+from tests.conftest import ROOT, env_for
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nexus_app", *args], capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=60)
+
+
+def test_help_lists_every_face_and_command() -> None:
+    help_text = run_cli("--help").stdout
+    for word in ("--gateway", "--worker", "--host", "--port", "--chain", "--rpc-url", "--model",
+                 "--wallet", "--data-dir", "--config", "keys", "deposit", "balance", "claim",
+                 "faucet", "admin"):
+        assert word in help_text, word
+    parser = build_parser()
+    for command in (["keys", "create"], ["keys", "list"], ["keys", "revoke", "k"], ["balance"],
+                    ["admin", "grant", "a", "1"], ["admin", "audit"]):
+        args = parser.parse_args([*command, "--json", "--data-dir", "/tmp/x"])
+        assert args.json
+
+
+@pytest.mark.parametrize(("amount", "units"), [("25", 25_000_000), ("0.5", 500_000),
+                                               ("0.000001", 1), ("1e2", 100_000_000)])
+def test_amounts_convert_exactly(amount: str, units: int) -> None:
+    assert to_base_units(amount, 6) == units
+
+
+@pytest.mark.parametrize("amount", ["0.0000001", "-1", "0", "abc", "nan", "inf"])
+def test_bad_amounts_are_refused(amount: str) -> None:
+    with pytest.raises(CommandError):
+        to_base_units(amount, 6)
+
+
+def test_admin_grant_and_audit(tmp_path: Path) -> None:
+    wallet = "9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin"
+    env = {"PATH": "/usr/bin:/bin", "NEXUS_DATA_DIR": str(tmp_path),
+           "NEXUS_CONFIG": str(tmp_path / "none.toml")}
+    granted = run_cli("admin", "grant", wallet, "2.5", "--json", env=env)
+    assert granted.returncode == 0, granted.stderr
+    assert json.loads(granted.stdout) == {"account": wallet, "granted": 2_500_000}
+    audit = json.loads(run_cli("admin", "audit", "--json", env=env).stdout)
+    assert audit["ok"] is True and audit["grants"] == 2_500_000 and audit["balances"] == 2_500_000
+    bad = run_cli("admin", "grant", "not-a-wallet", "1", env=env)
+    assert bad.returncode == 1 and "not a Solana address" in bad.stderr
+    bad = run_cli("admin", "grant", wallet, "0.0000001", env=env)
+    assert bad.returncode == 1 and "decimals" in bad.stderr
+
+
+@pytest.mark.slow
+def test_keys_and_balance_against_a_running_gateway(gateway_process, tmp_path: Path) -> None:
+    gateway = gateway_process()
+    env = {**env_for(gateway.settings), "NEXUS_GATEWAY_URL": gateway.url,
+           "NEXUS_WALLET": str(tmp_path / "wallet.json")}
+    created = run_cli("keys", "create", "--name", "cli", "--json", env=env)
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["key"].startswith("nex_live_") and key["name"] == "cli"
+    assert (tmp_path / "wallet.json").stat().st_mode & 0o777 == 0o600
+    listed = json.loads(run_cli("keys", "list", "--json", env=env).stdout)["data"]
+    assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
+    revoked = json.loads(run_cli("keys", "revoke", key["id"], "--json", env=env).stdout)
+    assert revoked["revoked"] is True
+    balance = json.loads(run_cli("balance", "--json", env=env).stdout)
+    assert balance["balance"] == 0 and balance["currency"] == "NEXUS"
+
+
+def test_unreachable_gateway_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "NEXUS_DATA_DIR": str(tmp_path),
+           "NEXUS_CONFIG": str(tmp_path / "none.toml"), "NEXUS_GATEWAY_URL": "http://127.0.0.1:9"}
+    result = run_cli("keys", "list", env=env)
+    assert result.returncode == 1
+    assert "cannot reach the gateway" in result.stderr and "Traceback" not in result.stderr

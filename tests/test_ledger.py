@@ -1,0 +1,181 @@
+"""The SQLite ledger: atomic reservations, settlement, refunds and the invariant
+deposits + grants = balances + reserved + worker earnings + treasury fees."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from nexus_app.gateway.billing import Billing
+from nexus_app.gateway.errors import InsufficientCredit
+from nexus_app.gateway.pricing import Price, PriceBook, split_fee
+from nexus_app.gateway.sqlite_store import SQLiteStore
+from nexus_app.gateway.store import Settlement
+from tests.conftest import make_settings
+
+ALICE, BOB, WORKER = "alice-account", "bob-account", "worker-wallet"
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+def settlement(cost: int, share: int = 80) -> Settlement:
+    worker, treasury = split_fee(cost, share)
+    return Settlement(cost, WORKER, worker, treasury)
+
+
+async def test_reserve_settle_refund_moves_exact_amounts(store: SQLiteStore) -> None:
+    await store.grant(ALICE, 1000, "test")
+    assert await store.reserve("r1", ALICE, 300)
+    assert (await store.balance(ALICE)).balance == 700
+    assert (await store.balance(ALICE)).reserved == 300
+    assert await store.settle("r1", settlement(120))
+    after = await store.balance(ALICE)
+    assert (after.balance, after.reserved, after.total_spent) == (880, 0, 120)
+    earnings = await store.worker_earnings(WORKER)
+    assert (earnings.earned, earnings.paid, earnings.pending) == (96, 0, 96)
+    audit = await store.audit()
+    assert audit.ok and audit.treasury_fees == 24 and audit.settled == 120
+
+
+async def test_reserve_refuses_more_than_the_balance(store: SQLiteStore) -> None:
+    await store.grant(ALICE, 100, "test")
+    assert not await store.reserve("r1", ALICE, 101)
+    assert not await store.reserve("r2", BOB, 1)  # no account at all
+    assert await store.reserve("r3", ALICE, 100)
+    assert not await store.reserve("r4", ALICE, 1)
+    assert (await store.balance(ALICE)).balance == 0
+    assert (await store.audit()).ok
+
+
+async def test_settle_and_release_happen_once(store: SQLiteStore) -> None:
+    await store.grant(ALICE, 100, "test")
+    await store.reserve("r1", ALICE, 50)
+    assert await store.settle("r1", settlement(10))
+    assert not await store.settle("r1", settlement(10))
+    assert not await store.release("r1")
+    await store.reserve("r2", ALICE, 40)
+    assert await store.release("r2")
+    assert not await store.release("r2")
+    assert not await store.settle("r2", settlement(1))
+    balance = await store.balance(ALICE)
+    assert (balance.balance, balance.total_spent) == (90, 10)
+    assert (await store.audit()).ok
+
+
+async def test_a_bad_settlement_changes_nothing(store: SQLiteStore) -> None:
+    await store.grant(ALICE, 100, "test")
+    await store.reserve("r1", ALICE, 50)
+    with pytest.raises(ValueError, match="more than was reserved"):
+        await store.settle("r1", settlement(51))
+    with pytest.raises(ValueError, match="add up"):
+        await store.settle("r1", Settlement(10, WORKER, 9, 9))
+    assert (await store.balance(ALICE)).reserved == 50  # rolled back, still open
+    assert await store.settle("r1", settlement(50))
+    assert (await store.audit()).ok
+
+
+async def test_open_reservations_are_refunded_after_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = SQLiteStore(path)
+    await first.open()
+    await first.grant(ALICE, 500, "test")
+    for i in range(5):
+        await first.reserve(f"r{i}", ALICE, 60)
+    await first.settle("r0", settlement(60))
+    first.db.close()  # no clean shutdown: the process "dies" here
+    second = SQLiteStore(path)
+    await second.open()
+    assert await second.release_all_open() == 4
+    balance = await second.balance(ALICE)
+    assert (balance.balance, balance.reserved) == (440, 0)
+    audit = await second.audit()
+    assert audit.ok and audit.open_reservations == 0
+    await second.close()
+
+
+async def test_concurrent_reservations_never_overdraw(store: SQLiteStore) -> None:
+    await store.grant(ALICE, 1000, "test")
+    results = await asyncio.gather(*(store.reserve(f"r{i}", ALICE, 100) for i in range(50)))
+    assert results.count(True) == 10
+    assert (await store.balance(ALICE)).balance == 0
+    assert (await store.audit()).ok
+
+
+async def test_reservations_from_two_connections_never_overdraw(tmp_path: Path) -> None:
+    """Two gateway processes on one ledger: the guard is in the SQL, not in Python."""
+    path = tmp_path / "ledger.sqlite3"
+    one, two = SQLiteStore(path), SQLiteStore(path)
+    await one.open()
+    await two.open()
+    await one.grant(ALICE, 550, "test")
+    results = [await (one if i % 2 else two).reserve(f"r{i}", ALICE, 100) for i in range(20)]
+    assert results.count(True) == 5
+    assert (await one.audit()).ok
+    await one.close()
+    await two.close()
+
+
+async def test_random_operations_keep_the_invariant(store: SQLiteStore) -> None:
+    rng = random.Random(1234)
+    accounts = [f"acct-{i}" for i in range(4)]
+    open_reservations: dict[str, int] = {}
+    for step in range(600):
+        action = rng.random()
+        account = rng.choice(accounts)
+        if action < 0.15:
+            await store.grant(account, rng.randint(1, 10_000), "random")
+        elif action < 0.55:
+            amount = rng.randint(0, 3_000)
+            if await store.reserve(f"r{step}", account, amount):
+                open_reservations[f"r{step}"] = amount
+        elif open_reservations:
+            reservation = rng.choice(sorted(open_reservations))
+            amount = open_reservations.pop(reservation)
+            if action < 0.85:
+                await store.settle(reservation, settlement(rng.randint(0, amount),
+                                                           rng.randint(0, 100)))
+            else:
+                await store.release(reservation)
+        audit = await store.audit()
+        assert audit.ok, (step, audit)
+    assert (await store.audit()).open_reservations == sum(open_reservations.values())
+
+
+async def test_audit_detects_a_tampered_balance(store: SQLiteStore) -> None:
+    await store.grant(ALICE, 100, "test")
+    store.db.execute("UPDATE accounts SET balance = balance + 1")
+    assert not (await store.audit()).ok
+
+
+async def test_grants_must_be_positive(store: SQLiteStore) -> None:
+    with pytest.raises(ValueError):
+        await store.grant(ALICE, 0, "zero")
+
+
+async def test_billing_caps_reported_tokens(store: SQLiteStore, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, prices={"m": {"per_request": 10, "input_per_million": 1_000_000,
+                                                     "output_per_million": 2_000_000}})
+    billing = Billing(store, PriceBook(settings), 80)
+    await store.grant(ALICE, 10_000, "test")
+    reservation = await billing.reserve(ALICE, "m", prompt_bound=100, max_tokens=50)
+    assert reservation.amount == 10 + 100 + 100
+    assert reservation.price == Price(10, 1_000_000, 2_000_000)
+    # a worker claiming more than the bound, max_tokens, or the bytes relayed is capped
+    billed = billing.bill(reservation, prompt_tokens=10_000, completion_tokens=10_000,
+                          delivered_bytes=30)
+    assert (billed.prompt_tokens, billed.completion_tokens, billed.cost) == (100, 30, 170)
+    await billing.settle(reservation, billed, WORKER)
+    assert (await store.balance(ALICE)).balance == 10_000 - 170
+    assert (await store.worker_earnings(WORKER)).earned == 136
+    with pytest.raises(InsufficientCredit, match="balance is 9830"):
+        await billing.reserve(ALICE, "m", prompt_bound=10_000, max_tokens=10_000)
+    assert (await store.audit()).ok

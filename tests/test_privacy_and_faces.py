@@ -1,0 +1,70 @@
+"""Privacy (no prompt or completion text at rest) and the headless faces' imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from solders.keypair import Keypair
+
+from nexus_app.client.gateway import GatewayClient
+from nexus_app.gateway.sqlite_store import SQLiteStore
+from tests.conftest import ROOT, auth
+from tests.scripted_worker import ScriptedWorker
+
+
+@pytest.mark.slow
+async def test_a_chat_leaves_no_trace_of_its_text_under_the_data_dir(gateway_process) -> None:
+    gateway = gateway_process()
+    marker = f"MARKER-{uuid.uuid4().hex}"
+    keypair = Keypair()
+    async with GatewayClient(gateway.url) as client:
+        await client.sign_in(keypair)
+        key = (await client.create_key("privacy"))["key"]
+    store = SQLiteStore(gateway.settings.db_path)
+    store.open_sync()
+    store.grant_sync(str(keypair.pubkey()), 100_000, "privacy test")
+    worker = await ScriptedWorker(gateway.url, reply=f"echo {marker}-reply").start()
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        for stream in (False, True):
+            response = await http.post("/v1/chat/completions", headers=auth(key), json={
+                "model": "scripted-model", "stream": stream,
+                "messages": [{"role": "user", "content": f"remember {marker}"}]})
+            assert marker in response.text  # the reply really carried it
+        await http.post("/v1/chat/completions", headers=auth(key), json={
+            "model": "scripted-model", "messages": [{"role": "user", "content": marker}],
+            "temperature": "invalid"})  # an error path too
+    await worker.stop()
+    await store.close()
+    gateway.process.terminate()
+    gateway.process.wait(10)
+    files = [p for p in gateway.settings.data_dir.rglob("*") if p.is_file()]
+    files.append(gateway.log_path)
+    assert any(p.suffix == ".sqlite3" for p in files)
+    for path in files:
+        assert marker.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("module", ["nexus_app.gateway", "nexus_app.gateway.server",
+                                    "nexus_app.cli"])
+def test_headless_faces_do_not_import_textual(module: str) -> None:
+    code = f"import sys, {module}; print('textual' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_gateway_app_builds_without_textual(tmp_path: Path) -> None:
+    code = (
+        "import sys; from nexus_app.config import load_settings; "
+        "from nexus_app.gateway.app import create_app; "
+        f"create_app(load_settings({{'data_dir': {str(tmp_path)!r}}})); "
+        "print('textual' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    assert result.stdout.strip() == "False"

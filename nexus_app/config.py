@@ -33,7 +33,9 @@ class ModelPrice(BaseModel):
     input_per_million: int = Field(0, ge=0, description="per 1M prompt tokens, base units")
     output_per_million: int = Field(0, ge=0, description="per 1M completion tokens, base units")
     usd_per_request: Decimal | None = Field(None, ge=0, description="flat fee in USD (overrides)")
-    usd_input_per_million: Decimal | None = Field(None, ge=0, description="USD per 1M prompt tokens")
+    usd_input_per_million: Decimal | None = Field(
+        None, ge=0, description="USD per 1M prompt tokens"
+    )
     usd_output_per_million: Decimal | None = Field(
         None, ge=0, description="USD per 1M completion tokens"
     )

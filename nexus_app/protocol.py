@@ -1,14 +1,14 @@
 """Worker <-> gateway frames over WebSocket: typed, versioned, one JSON object per text frame.
 
 Handshake: gateway `challenge` -> worker `hello` (signed nonce) -> gateway `ready`.
-Then the gateway sends `job`, `cancel`, `earnings`; the worker sends `chunk`, `done`, `error`, `status`.
+Then the gateway sends `job`, `cancel`, `earnings`; the worker sends `chunk`, `done`, `error`
+and `status`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
@@ -150,7 +150,7 @@ _worker_frames: TypeAdapter[WorkerFrame] = TypeAdapter(WorkerFrame)
 
 def encode(frame: BaseModel) -> str:
     """Serialize a frame to the text of one WebSocket message."""
-    return orjson.dumps(frame.model_dump(mode="json", exclude_none=True)).decode()
+    return frame.model_dump_json(exclude_none=True)
 
 
 def parse_worker_frame(text: str | bytes) -> Hello | Chunk | Done | Error | Status:

@@ -12,7 +12,7 @@ import pytest
 from solders.keypair import Keypair
 
 from nexus_app.chain.wallet import sign
-from tests.conftest import RunningGateway, auth, make_settings, running_gateway
+from tests.conftest import auth, make_settings, running_gateway
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -49,5 +49,5 @@ def test_invalid_values_are_named(environ: dict[str, str], message: str, tmp_pat
 def test_unreadable_toml_is_a_config_error(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("port = = 1")
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_settings({"config": config}, environ={})

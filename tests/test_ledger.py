@@ -162,8 +162,9 @@ async def test_grants_must_be_positive(store: SQLiteStore) -> None:
 
 
 async def test_billing_caps_reported_tokens(store: SQLiteStore, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, prices={"m": {"per_request": 10, "input_per_million": 1_000_000,
-                                                     "output_per_million": 2_000_000}})
+    prices = {"m": {"per_request": 10, "input_per_million": 1_000_000,
+                    "output_per_million": 2_000_000}}
+    settings = make_settings(tmp_path, prices=prices)
     billing = Billing(store, PriceBook(settings), 80)
     await store.grant(ALICE, 10_000, "test")
     reservation = await billing.reserve(ALICE, "m", prompt_bound=100, max_tokens=50)

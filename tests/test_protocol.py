@@ -21,7 +21,8 @@ from nexus_app.protocol import (
 
 
 def test_frames_round_trip() -> None:
-    done = Done(job_id="j", finish_reason="length", usage=Usage(prompt_tokens=3, completion_tokens=4))
+    usage = Usage(prompt_tokens=3, completion_tokens=4)
+    done = Done(job_id="j", finish_reason="length", usage=usage)
     assert parse_worker_frame(encode(done)) == done
     chunk = Chunk(job_id="j", text="héllo ✓")
     assert parse_worker_frame(encode(chunk)) == chunk

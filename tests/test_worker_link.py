@@ -228,7 +228,7 @@ async def test_the_gateway_sends_earnings_to_the_worker(gw: RunningGateway, http
     account = await gw.account(credit=100_000)
     worker = await gw.worker()
     await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
-    for _ in range(50):
+    for _ in range(150):
         if worker.earned:
             break
         await asyncio.sleep(0.02)

@@ -12,6 +12,7 @@ from nexus_app.config import Settings
 from nexus_app.gateway import account, chat, network
 from nexus_app.gateway.errors import install_error_handlers
 from nexus_app.gateway.middleware import GatewayMiddleware
+from nexus_app.gateway.openapi import install_openapi
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sqlite_store import SQLiteStore
 from nexus_app.gateway.store import Store
@@ -39,6 +40,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     )
     app.state.gateway = gateway
     install_error_handlers(app)
+    install_openapi(app)
     for router in (chat.router, account.router, network.router):
         app.include_router(router)
 
@@ -52,6 +54,6 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         limiter=gateway.limiter,
         ip_rpm=settings.ip_rate_limit_rpm,
         max_body_bytes=settings.max_body_bytes,
-        on_status=lambda status: gateway.metrics.responses.labels(str(status)).inc(),
+        on_status=gateway.metrics.count_response,
     )
     return app

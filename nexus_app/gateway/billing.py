@@ -7,12 +7,12 @@ gateway really relayed (every token a tokenizer emits is at least one byte of te
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from nexus_app.gateway.errors import InsufficientCredit
 from nexus_app.gateway.pricing import Price, PriceBook, split_fee
 from nexus_app.gateway.store import Settlement, Store
+from nexus_app.ids import new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class Billing:
         price = self.prices.for_model(model)
         amount = price.cost(prompt_bound, max_tokens)
         reservation = Reservation(
-            "res_" + secrets.token_hex(12), account, amount, price, prompt_bound, max_tokens
+            new_id("res"), account, amount, price, prompt_bound, max_tokens
         )
         if not await self.store.reserve(reservation.id, account, amount):
             balance = await self.store.balance(account)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.errors import ApiError, BadRequest
+from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
+from nexus_app.gateway.openapi import json_body_schema
 from nexus_app.gateway.schemas import ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.service import Gateway, Ticket
 from nexus_app.gateway.sse import EventStreamResponse, sse_data
+from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done, ModelCard
 
 router = APIRouter()
@@ -86,7 +89,7 @@ class ChatShapes:
     """Builds the OpenAI response objects of one completion."""
 
     def __init__(self, model: str) -> None:
-        self.id = "chatcmpl-" + secrets.token_urlsafe(18)
+        self.id = new_id("chatcmpl").replace("_", "-", 1)
         self.created = int(time.time())
         self.model = model
 
@@ -147,11 +150,13 @@ def finish_reason(done: Done, tool_calls: bool) -> str:
     return "tool_calls" if tool_calls else done.finish_reason
 
 
-@router.post("/v1/chat/completions", tags=["inference"])
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+@router.post("/v1/chat/completions", tags=["inference"],
+             openapi_extra=json_body_schema(ChatCompletionRequest))
+async def chat_completions(request: Request) -> Any:
     """Create a chat completion (set `stream` for Server-Sent Events)."""
     gateway: Gateway = request.app.state.gateway
     caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    body = await parse_body(request, ChatCompletionRequest)
     card = gateway.model_card(body.model)
     job_request = worker_request(body, card, gateway.settings.default_max_tokens)
     ticket = await gateway.open_ticket(
@@ -184,25 +189,21 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 
 
 async def _stream(gateway: Gateway, ticket: Ticket, shapes: ChatShapes, include_usage: bool
-                  ) -> Response | EventStreamResponse:
+                  ) -> EventStreamResponse:
     """Wait for the first event (so that errors before it keep their HTTP status), then
     relay the rest as Server-Sent Events."""
-    state: dict[str, Done | None] = {"done": None}
     try:
-        first = await ticket.stream.__anext__()
+        first = await anext(ticket.stream)
     except BaseException:
         await gateway.close_ticket(ticket, None)
         raise
 
-    async def events() -> Any:
+    async def events() -> AsyncIterator[bytes]:
         tool_calls = False
         yield shapes.delta({"role": "assistant", "content": ""}, with_usage=include_usage)
+        event = first
         try:
-            event = first
-            while True:
-                if isinstance(event, Done):
-                    state["done"] = event
-                    break
+            while isinstance(event, Chunk):
                 delta: dict[str, Any] = {}
                 if event.text:
                     delta["content"] = event.text
@@ -211,18 +212,18 @@ async def _stream(gateway: Gateway, ticket: Ticket, shapes: ChatShapes, include_
                     tool_calls = True
                 if delta:
                     yield shapes.delta(delta, with_usage=include_usage)
-                event = await ticket.stream.__anext__()
+                event = await anext(ticket.stream)
         except ApiError as error:
             yield sse_data(orjson.dumps(error.body()))
             return
-        await gateway.close_ticket(ticket, state["done"])
-        reason = finish_reason(state["done"], tool_calls)
-        yield shapes.delta({}, reason, with_usage=include_usage)
+        # shielded: a client leaving now must not interrupt the settlement
+        await asyncio.shield(gateway.close_ticket(ticket, event))
+        yield shapes.delta({}, finish_reason(event, tool_calls), with_usage=include_usage)
         if include_usage:
             yield shapes.usage_chunk(usage_body(ticket))
         yield sse_data(b"[DONE]")
 
     async def on_close(_client_gone: bool) -> None:
-        await gateway.close_ticket(ticket, state["done"])
+        await gateway.close_ticket(ticket, None)
 
     return EventStreamResponse(events(), on_close)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from typing import Any
 
 from nexus_app.gateway.errors import ApiError, BadRequest, NoWorker, UpstreamFailed
 from nexus_app.gateway.stats import RollingCounter
+from nexus_app.ids import new_id
 from nexus_app.protocol import (
     Cancel,
     Chunk,
@@ -49,6 +49,31 @@ WORKER_LOST = _WorkerLost()
 JobEvent = Chunk | Done | Error | _WorkerLost
 
 
+class Mailbox:
+    """The events of one job: a deque and at most one waiting reader (much lighter than an
+    `asyncio.Queue`, which matters at thousands of jobs per second)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[JobEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: JobEvent) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> JobEvent:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 @dataclass(eq=False)
 class WorkerLink:
     """A connected, authenticated worker."""
@@ -59,9 +84,9 @@ class WorkerLink:
     hardware: Hardware
     version: str
     send: Callable[[str], Awaitable[None]]
-    id: str = field(default_factory=lambda: "wkr_" + secrets.token_hex(8))
+    id: str = field(default_factory=lambda: new_id("wkr"))
     connected_at: float = field(default_factory=time.time)
-    jobs: dict[str, asyncio.Queue[JobEvent]] = field(default_factory=dict)
+    jobs: dict[str, Mailbox] = field(default_factory=dict)
     finished: deque[str] = field(default_factory=lambda: deque(maxlen=512))
     jobs_done: int = 0
     tokens_per_s: float | None = None
@@ -90,6 +115,7 @@ class Coordinator:
         self.jobs_per_min = RollingCounter(60)
         self.tokens_per_min = RollingCounter(60)
         self.first_seen: dict[str, float] = {}
+        self.earnings_changed: set[str] = set()
 
     # registry ----------------------------------------------------------------------------------
 
@@ -105,7 +131,7 @@ class Coordinator:
     def unregister(self, worker: WorkerLink) -> None:
         self.workers.pop(worker.id, None)
         for events in worker.jobs.values():
-            events.put_nowait(WORKER_LOST)
+            events.put(WORKER_LOST)
         log.info("worker %s offline (%d job(s) in flight)", worker.id, len(worker.jobs))
 
     def model_cards(self) -> dict[str, tuple[ModelCard, int]]:
@@ -126,6 +152,12 @@ class Coordinator:
     def workers_for(self, wallet: str) -> list[WorkerLink]:
         return [w for w in self.workers.values() if w.wallet == wallet]
 
+    async def send_earnings(self, wallet: str, earned: int, paid: int) -> None:
+        """Tell every connection of `wallet` its earnings."""
+        for worker in self.workers_for(wallet):
+            with contextlib.suppress(Exception):
+                await worker.send_frame(Earnings(earned=earned, paid=paid))
+
     def queue_depth(self) -> int:
         return sum(len(q) for q in self._waiters.values())
 
@@ -143,7 +175,7 @@ class Coordinator:
             return
         events = worker.jobs.get(job_id)
         if events is not None:
-            events.put_nowait(frame)
+            events.put(frame)
         elif job_id not in worker.finished:
             raise UnknownJob(job_id)
 
@@ -170,13 +202,13 @@ class Coordinator:
                 return
 
     async def _acquire(self, model: str, job_id: str, deadline: float) -> tuple[
-        WorkerLink, asyncio.Queue[JobEvent]
+        WorkerLink, Mailbox
     ]:
         """Take a slot on the least-loaded worker serving `model`, waiting if all are busy."""
         while True:
             worker = self._pick(model)
             if worker is not None:
-                events: asyncio.Queue[JobEvent] = asyncio.Queue()
+                events = Mailbox()
                 worker.jobs[job_id] = events
                 return worker, events
             if not self._serves(model):
@@ -222,14 +254,14 @@ class JobStream:
         deadline: float,
     ) -> None:
         self.coordinator = coordinator
-        self.job = Job(job_id="job_" + secrets.token_hex(12), kind=kind, model=model,
+        self.job = Job(job_id=new_id("job"), kind=kind, model=model,
                        request=request, deadline=deadline)
         self.worker: WorkerLink | None = None
         self.streamed = False
         self.finished = False
         self.delivered_bytes = 0
         self._attempts = 0
-        self._events: asyncio.Queue[JobEvent] | None = None
+        self._events: Mailbox | None = None
 
     def __aiter__(self) -> JobStream:
         return self
@@ -273,7 +305,8 @@ class JobStream:
     async def _next_event(self) -> Chunk | Done:
         assert self._events is not None
         try:
-            event = await asyncio.wait_for(self._events.get(), self.deadline - time.time())
+            async with asyncio.timeout(self.deadline - time.time()):
+                event = await self._events.get()
         except TimeoutError:
             await self._send_cancel()
             raise _Retry("The worker did not answer before the deadline.") from None
@@ -332,14 +365,6 @@ class JobStream:
         finally:
             self._release()
         return None
-
-    async def notify_earnings(self, earned: int, paid: int) -> None:
-        """Tell the worker's connections their wallet's earnings after a settled job."""
-        if self.worker is None:
-            return
-        for worker in self.coordinator.workers_for(self.worker.wallet):
-            with contextlib.suppress(Exception):
-                await worker.send_frame(Earnings(earned=earned, paid=paid))
 
 
 class _Retry(Exception):

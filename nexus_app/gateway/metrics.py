@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
@@ -28,11 +28,18 @@ class Metrics:
             "nexus_credit_settled_base_units", "Credit charged, in base units",
             registry=self.registry,
         )
+        self._by_status: dict[int, Any] = {}
         workers = Gauge("nexus_workers_online", "Connected workers", registry=self.registry)
         workers.set_function(lambda: len(coordinator.workers))
         queue = Gauge("nexus_queue_depth", "Requests waiting for a worker slot",
                       registry=self.registry)
         queue.set_function(coordinator.queue_depth)
+
+    def count_response(self, status: int) -> None:
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self.responses.labels(str(status))
+        child.inc()
 
     def record_settled(self, billed: BilledUsage) -> None:
         self.jobs.labels("completed").inc()

@@ -5,7 +5,6 @@ carries a stack trace (nor logs the exception's message, which may hold user tex
 from __future__ import annotations
 
 import logging
-import secrets
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited, error_response
 from nexus_app.gateway.ratelimit import Quota, RateLimiter
+from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class GatewayMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = "req_" + secrets.token_hex(12)
+        request_id = new_id("req")
         context = request_context(scope)
         context["request_id"] = request_id
         started = False
@@ -67,11 +67,14 @@ class GatewayMiddleware:
             await send(message)
 
         try:
-            early = self._admit(scope, context)
+            headers = dict(scope["headers"])
+            early = self._admit(scope, headers, context)
             if early is not None:
                 await early(scope, receive, send_with_headers)
                 return
-            if self._unsized_body(scope):
+            if b"content-length" not in headers and b"chunked" in headers.get(
+                b"transfer-encoding", b""
+            ):
                 buffered = await self._buffer_unsized_body(receive)
                 if buffered is None:
                     await self._too_large(scope, receive, send_with_headers)
@@ -91,20 +94,12 @@ class GatewayMiddleware:
                     scope, receive, send_with_headers
                 )
 
-    @staticmethod
-    def _unsized_body(scope: Scope) -> bool:
-        headers = dict(scope.get("headers", []))
-        return b"content-length" not in headers and b"chunked" in headers.get(
-            b"transfer-encoding", b""
-        )
-
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes.")
         await error_response(error)(scope, receive, send)
 
-    def _admit(self, scope: Scope, context: dict[str, Any]) -> Any:
+    def _admit(self, scope: Scope, headers: dict[bytes, bytes], context: dict[str, Any]) -> Any:
         """An early error response, or None to let the request through."""
-        headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             return self._too_large

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 WINDOW_S = 60.0
@@ -42,7 +43,7 @@ class Verdict:
 class RateLimiter:
     """Counts requests (and optionally tokens) per caller in one-minute windows."""
 
-    def __init__(self, clock: callable = time.monotonic) -> None:  # type: ignore[valid-type]
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._windows: dict[str, _Window] = {}
 

@@ -18,6 +18,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=False,  # paths and statuses only would be fine, but they cost throughput
         ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=False,  # small JSON frames: compression costs more than it saves
         ws_ping_interval=20,
         ws_ping_timeout=20,
         timeout_graceful_shutdown=10,

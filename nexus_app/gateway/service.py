@@ -4,6 +4,7 @@ reserve -> dispatch -> relay -> settle (or refund)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -70,13 +71,25 @@ class Gateway:
         await self.store.close()
 
     async def _housekeep(self) -> None:
-        while True:
-            await asyncio.sleep(10)
+        """Once a second: store maintenance, and tell workers their new earnings (coalesced,
+        rather than one frame per job). Every ten: record keys' last use, forget stale
+        rate-limit windows."""
+        for tick in itertools.count(1):
+            await asyncio.sleep(1)
             try:
-                await self.auth.flush_last_used()
-                self.limiter.sweep()
+                await self.store.maintain()
+                await self._push_earnings()
+                if tick % 10 == 0:
+                    await self.auth.flush_last_used()
+                    self.limiter.sweep()
             except Exception as exc:  # keep the gateway serving whatever happens here
                 log.error("housekeeping failed: %s", type(exc).__name__)
+
+    async def _push_earnings(self) -> None:
+        wallets, self.coordinator.earnings_changed = self.coordinator.earnings_changed, set()
+        for wallet in wallets:
+            earnings = await self.store.worker_earnings(wallet)
+            await self.coordinator.send_earnings(wallet, earnings.earned, earnings.paid)
 
     def model_card(self, model: str) -> ModelCard | None:
         """The served model's card; 404 for a model nobody serves or prices."""
@@ -126,8 +139,7 @@ class Gateway:
             self.limiter.add_tokens(
                 ticket.caller.limiter_id, billed.prompt_tokens + billed.completion_tokens
             )
-            earnings = await self.store.worker_earnings(stream.worker.wallet)
-            await stream.notify_earnings(earnings.earned, earnings.paid)
+            self.coordinator.earnings_changed.add(stream.worker.wallet)
         except Exception as exc:
             log.error("closing a request failed: %s", type(exc).__name__)
             await self.billing.refund(ticket.reservation)

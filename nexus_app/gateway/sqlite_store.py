@@ -3,11 +3,14 @@
 Each method is one short transaction on indexed rows. WAL mode makes a commit a page append
 without fsync, so running these statements inline on the event loop costs a few microseconds
 and avoids a thread hop per request; a crash (even SIGKILL) never loses a committed transaction.
+The gateway's connection never checkpoints the WAL itself (that fsyncs, which would stall the
+loop); `maintain()` does it from a worker thread on a second connection instead.
 Schema changes are migrations keyed on `PRAGMA user_version`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -53,7 +56,7 @@ MIGRATIONS: list[str] = [
         account    TEXT NOT NULL,
         amount     INTEGER NOT NULL CHECK (amount >= 0),
         created_at REAL NOT NULL
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE worker_accounts (
         wallet TEXT PRIMARY KEY,
         earned INTEGER NOT NULL DEFAULT 0,
@@ -87,11 +90,21 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
 
     # lifecycle ---------------------------------------------------------------------------------
 
     async def open(self) -> None:
         self.open_sync()
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = sqlite3.connect(self.path, check_same_thread=False)
+
+    async def maintain(self) -> None:
+        """Copy the write-ahead log into the database file, off the event loop."""
+        if self._checkpointer is not None:
+            await asyncio.to_thread(
+                self._checkpointer.execute, "PRAGMA wal_checkpoint(PASSIVE)"
+            )
 
     def open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,9 +117,10 @@ class SQLiteStore:
         self._migrate()
 
     async def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        for db in (self._checkpointer, self._db):
+            if db is not None:
+                db.close()
+        self._db = self._checkpointer = None
 
     async def ping(self) -> None:
         self.db.execute("SELECT 1").fetchone()
@@ -146,12 +160,19 @@ class SQLiteStore:
         wallet: str | None = None,
         ref: str | None = None,
     ) -> None:
-        if amount > 0:
-            db.execute(
-                "INSERT INTO ledger (at, kind, account, wallet, amount, ref)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), kind, account, wallet, amount, ref),
-            )
+        SQLiteStore._entries(db, [(kind, amount, account, wallet, ref)])
+
+    @staticmethod
+    def _entries(
+        db: sqlite3.Connection, entries: list[tuple[str, int, str | None, str | None, str | None]]
+    ) -> None:
+        """Append ledger entries (kind, amount, account, wallet, ref); zero amounts are skipped."""
+        now = time.time()
+        db.executemany(
+            "INSERT INTO ledger (at, kind, account, wallet, amount, ref) VALUES (?, ?, ?, ?, ?, ?)",
+            [(now, kind, account, wallet, amount, ref)
+             for kind, amount, account, wallet, ref in entries if amount > 0],
+        )
 
     @staticmethod
     def _ensure_account(db: sqlite3.Connection, account: str) -> None:
@@ -214,8 +235,6 @@ class SQLiteStore:
                 " total_spent = total_spent + ?, updated_at = ? WHERE account = ?",
                 (reserved, reserved - s.cost, s.cost, time.time(), account),
             )
-            self._entry(db, SETTLE, s.cost, account=account, ref=reservation_id)
-            self._entry(db, REFUND, reserved - s.cost, account=account, ref=reservation_id)
             if s.worker_amount:
                 if not s.worker_wallet:
                     raise ValueError("a worker earning needs a wallet")
@@ -224,10 +243,12 @@ class SQLiteStore:
                     " ON CONFLICT (wallet) DO UPDATE SET earned = earned + excluded.earned",
                     (s.worker_wallet, s.worker_amount),
                 )
-                self._entry(
-                    db, WORKER_EARNING, s.worker_amount, wallet=s.worker_wallet, ref=reservation_id
-                )
-            self._entry(db, TREASURY_FEE, s.treasury_amount, ref=reservation_id)
+            self._entries(db, [
+                (SETTLE, s.cost, account, None, reservation_id),
+                (REFUND, reserved - s.cost, account, None, reservation_id),
+                (WORKER_EARNING, s.worker_amount, None, s.worker_wallet, reservation_id),
+                (TREASURY_FEE, s.treasury_amount, None, None, reservation_id),
+            ])
         return True
 
     async def release(self, reservation_id: str) -> bool:
@@ -318,8 +339,8 @@ class SQLiteStore:
         with self._tx() as db:
             self._ensure_account(db, key.account)
             db.execute(
-                "INSERT INTO api_keys (id, account, name, prefix, secret_hash, created_at, rpm, tpm)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO api_keys (id, account, name, prefix, secret_hash, created_at,"
+                " rpm, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (key.id, key.account, key.name, key.prefix, key.secret_hash, key.created_at,
                  key.rpm, key.tpm),
             )

@@ -8,6 +8,7 @@ malformed, oversize or out-of-protocol frame closes this connection only, with a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 
@@ -110,7 +111,9 @@ async def serve_worker(
             try:
                 coordinator.on_frame(link, frame)
             except UnknownJob:
-                raise _Close(POLICY_VIOLATION, "frame for a job this worker was not given") from None
+                raise _Close(
+                    POLICY_VIOLATION, "frame for a job this worker was not given"
+                ) from None
     except _Close as close:
         log.warning("closing worker connection: %s", close.reason)
         await _close(ws, close.code, close.reason)
@@ -122,7 +125,5 @@ async def serve_worker(
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    try:
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
         await ws.close(code, reason[:120])
-    except (RuntimeError, WebSocketDisconnect, OSError):
-        pass

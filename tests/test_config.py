@@ -51,3 +51,12 @@ def test_unreadable_toml_is_a_config_error(tmp_path: Path) -> None:
     config.write_text("port = = 1")
     with pytest.raises(ConfigError, match=r"bad\.toml"):
         load_settings({"config": config}, environ={})
+
+
+def test_the_example_config_is_valid() -> None:
+    from nexus_app.gateway.pricing import PriceBook
+
+    example = Path(__file__).resolve().parent.parent / "assets" / "config.example.toml"
+    settings = load_settings({"config": example}, environ={})
+    price = PriceBook(settings).for_model("smollm2-135m-instruct-q4_1")
+    assert price.output_per_million == 400_000  # 0.02 USD at 0.05 USD/NEXUS, 6 decimals

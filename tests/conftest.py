@@ -135,6 +135,23 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}"
 
+    def open_ledger(self) -> SQLiteStore:
+        """A second connection to the gateway's ledger, as the operator's CLI has."""
+        store = SQLiteStore(self.settings.db_path)
+        store.open_sync()
+        return store
+
+    async def funded_key(self, credit: int) -> tuple[str, str]:
+        """(wallet, API key) of a new account granted `credit` base units."""
+        keypair = Keypair()
+        async with GatewayClient(self.url) as client:
+            await client.sign_in(keypair)
+            key = (await client.create_key("test"))["key"]
+        store = self.open_ledger()
+        store.grant_sync(str(keypair.pubkey()), credit, "test credit")
+        await store.close()
+        return str(keypair.pubkey()), key
+
 
 def env_for(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}

@@ -298,3 +298,16 @@ async def test_no_secret_in_error_bodies(gw, http, credential: str) -> None:
     secret = getattr(account, credential) + "x"
     response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(secret))
     assert secret not in response.text and secret[:20] not in response.text
+
+
+async def test_tokens_per_minute_limit(gw, http) -> None:
+    account = await gw.account(credit=100_000)
+    worker = await gw.worker()
+    session = {"Authorization": f"Bearer {account.session}"}
+    key = (await http.post("/v1/keys", json={"name": "tpm", "tpm": 15},
+                           headers=session)).json()["key"]
+    first = await http.post("/v1/chat/completions", json=CHAT, headers=auth(key))
+    assert first.json()["usage"]["total_tokens"] == worker.prompt_tokens + len(worker.tokens())
+    second = await http.post("/v1/chat/completions", json=CHAT, headers=auth(key))
+    assert_openai_error(second, 429, "rate_limit_exceeded")
+    assert int(second.headers["retry-after"]) >= 1

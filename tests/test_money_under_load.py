@@ -8,10 +8,7 @@ import signal
 
 import httpx
 import pytest
-from solders.keypair import Keypair
 
-from nexus_app.client.gateway import GatewayClient
-from nexus_app.gateway.sqlite_store import SQLiteStore
 from tests.conftest import RunningGateway, auth
 from tests.scripted_worker import ScriptedWorker
 
@@ -49,13 +46,8 @@ async def test_fifty_concurrent_requests_on_credit_for_ten(gw: RunningGateway) -
 @pytest.mark.slow
 async def test_sigkill_during_streams_leaves_nothing_stuck(gateway_process) -> None:
     gateway = gateway_process()
-    keypair = Keypair()
-    async with GatewayClient(gateway.url) as client:
-        await client.sign_in(keypair)
-        key = (await client.create_key("crash"))["key"]
-    store = SQLiteStore(gateway.settings.db_path)
-    store.open_sync()
-    store.grant_sync(str(keypair.pubkey()), 1_000_000, "crash test")
+    wallet, key = await gateway.funded_key(1_000_000)
+    store = gateway.open_ledger()
     worker = await ScriptedWorker(gateway.url, token_delay_s=0.05,
                                   reply=" ".join(["tick"] * 400), slots=32).start()
     streamed = asyncio.Event()
@@ -84,7 +76,7 @@ async def test_sigkill_during_streams_leaves_nothing_stuck(gateway_process) -> N
     audit = store.audit_sync()
     assert audit.ok, audit
     assert audit.reserved == 0 and audit.open_reservations == 0
-    balance = await store.balance(str(keypair.pubkey()))
+    balance = await store.balance(wallet)
     assert balance.balance + balance.total_spent == 1_000_000
     async with httpx.AsyncClient(base_url=restarted.url) as http:
         assert (await http.get("/health")).status_code == 200

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from solders.keypair import Keypair
 
-from nexus_app.client.gateway import GatewayClient
-from nexus_app.gateway.sqlite_store import SQLiteStore
 from tests.conftest import ROOT, auth
 from tests.scripted_worker import ScriptedWorker
 
@@ -21,13 +18,7 @@ from tests.scripted_worker import ScriptedWorker
 async def test_a_chat_leaves_no_trace_of_its_text_under_the_data_dir(gateway_process) -> None:
     gateway = gateway_process()
     marker = f"MARKER-{uuid.uuid4().hex}"
-    keypair = Keypair()
-    async with GatewayClient(gateway.url) as client:
-        await client.sign_in(keypair)
-        key = (await client.create_key("privacy"))["key"]
-    store = SQLiteStore(gateway.settings.db_path)
-    store.open_sync()
-    store.grant_sync(str(keypair.pubkey()), 100_000, "privacy test")
+    _, key = await gateway.funded_key(100_000)
     worker = await ScriptedWorker(gateway.url, reply=f"echo {marker}-reply").start()
     async with httpx.AsyncClient(base_url=gateway.url) as http:
         for stream in (False, True):
@@ -39,7 +30,6 @@ async def test_a_chat_leaves_no_trace_of_its_text_under_the_data_dir(gateway_pro
             "model": "scripted-model", "messages": [{"role": "user", "content": marker}],
             "temperature": "invalid"})  # an error path too
     await worker.stop()
-    await store.close()
     gateway.process.terminate()
     gateway.process.wait(10)
     files = [p for p in gateway.settings.data_dir.rglob("*") if p.is_file()]

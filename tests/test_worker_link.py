@@ -233,3 +233,23 @@ async def test_the_gateway_sends_earnings_to_the_worker(gw: RunningGateway, http
             break
         await asyncio.sleep(0.02)
     assert worker.earned == 800
+
+
+async def test_a_stalled_worker_hits_the_deadline_and_the_request_is_refunded(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(make_settings(tmp_path, job_timeout_s=0.5)) as gw:
+        account = await gw.account(credit=100_000)
+        stalled = await gw.worker(first_token_delay_s=30)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+            response = await http.post("/v1/chat/completions", json=CHAT,
+                                       headers=auth(account.api_key))
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "worker_failed"
+        for _ in range(50):
+            if stalled.cancelled:
+                break
+            await asyncio.sleep(0.02)
+        assert stalled.cancelled == {stalled.jobs[0].job_id}  # told to stop working on it
+        balance = await gw.store.balance(account.wallet)
+        assert (balance.balance, balance.reserved) == (100_000, 0)

@@ -223,7 +223,7 @@ async def _stream(gateway: Gateway, ticket: Ticket, shapes: ChatShapes, include_
             yield shapes.usage_chunk(usage_body(ticket))
         yield sse_data(b"[DONE]")
 
-    async def on_close(_client_gone: bool) -> None:
-        await gateway.close_ticket(ticket, None)
+    async def on_close() -> None:
+        await gateway.close_ticket(ticket, None)  # a no-op when the stream ended normally
 
     return EventStreamResponse(events(), on_close)

@@ -276,9 +276,10 @@ class JobStream:
                 event = await self._next_event()
             except _Retry as retry:
                 self._release()
-                if self.streamed or self._attempts >= self.coordinator.attempts:
+                if (self.streamed or self._attempts >= self.coordinator.attempts
+                        or time.time() >= self.deadline):
                     self.finished = True
-                    raise UpstreamFailed(retry.message) from None
+                    raise UpstreamFailed(retry.message, retry_after=RETRY_AFTER_S) from None
                 log.info("job %s: retrying on another worker (%s)", self.job.job_id, retry.message)
                 continue
             except ApiError:

@@ -84,7 +84,9 @@ class NoWorker(ApiError):
 
 
 class UpstreamFailed(ApiError):
-    status, type, code = 502, "server_error", "worker_failed"
+    """The workers tried failed the job (or ran past its deadline)."""
+
+    status, type, code = 503, "service_unavailable", "worker_failed"
 
 
 def error_response(exc: ApiError) -> Response:

@@ -34,7 +34,7 @@ class EventStreamResponse(Response):
     def __init__(
         self,
         events: AsyncIterator[bytes],
-        on_close: Callable[[bool], Awaitable[None]],
+        on_close: Callable[[], Awaitable[None]],
     ) -> None:
         self.events = events
         self.on_close = on_close
@@ -42,18 +42,16 @@ class EventStreamResponse(Response):
         self.background: BackgroundTask | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        client_gone = False
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             pump = asyncio.create_task(self._pump(send))
             watcher = asyncio.create_task(self._wait_disconnect(receive))
             await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            client_gone = not pump.done() or pump.exception() is not None
             for task in (pump, watcher):
                 task.cancel()
             await asyncio.gather(pump, watcher, return_exceptions=True)
         finally:
-            await self.on_close(client_gone)
+            await self.on_close()
 
     async def _pump(self, send: Send) -> None:
         async for data in self.events:

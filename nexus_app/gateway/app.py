@@ -41,7 +41,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     install_openapi(app)
-    for router in (chat.router, account.router, network.router):
+    app.router.routes.extend(chat.routes)
+    for router in (account.router, network.router):
         app.include_router(router)
 
     @app.websocket("/v1/workers/connect")

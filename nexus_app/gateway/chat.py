@@ -8,18 +8,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
-from nexus_app.gateway.openapi import json_body_schema
+from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.schemas import ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.service import Gateway, Ticket
 from nexus_app.gateway.sse import EventStreamResponse, sse_data
 from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done, ModelCard
-
-router = APIRouter()
 
 MESSAGE_OVERHEAD_TOKENS = 16  # role markers and separators a chat template adds per message
 PROMPT_OVERHEAD_TOKENS = 64  # the template's start, generation prompt and tool preamble
@@ -150,9 +148,7 @@ def finish_reason(done: Done, tool_calls: bool) -> str:
     return "tool_calls" if tool_calls else done.finish_reason
 
 
-@router.post("/v1/chat/completions", tags=["inference"],
-             openapi_extra=json_body_schema(ChatCompletionRequest))
-async def chat_completions(request: Request) -> Any:
+async def chat_completions(request: Request) -> Response:
     """Create a chat completion (set `stream` for Server-Sent Events)."""
     gateway: Gateway = request.app.state.gateway
     caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
@@ -227,3 +223,8 @@ async def _stream(gateway: Gateway, ticket: Ticket, shapes: ChatShapes, include_
         await gateway.close_ticket(ticket, None)  # a no-op when the stream ended normally
 
     return EventStreamResponse(events(), on_close)
+
+
+routes = [
+    json_post_route("/v1/chat/completions", chat_completions, ChatCompletionRequest, "inference"),
+]

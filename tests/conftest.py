@@ -59,6 +59,15 @@ class Account:
         return str(self.keypair.pubkey())
 
 
+async def signed_in_account(url: str) -> Account:
+    """A new wallet, signed in to the gateway at `url`, with one API key."""
+    keypair = Keypair()
+    async with GatewayClient(url) as client:
+        session = await client.sign_in(keypair)
+        key = await client.create_key("test")
+    return Account(keypair, key["key"], session)
+
+
 @dataclass
 class RunningGateway:
     settings: Settings
@@ -78,13 +87,10 @@ class RunningGateway:
 
     async def account(self, credit: int = 0) -> Account:
         """A new wallet with `credit` granted, signed in, with one API key."""
-        keypair = Keypair()
-        async with GatewayClient(self.url) as client:
-            session = await client.sign_in(keypair)
-            key = await client.create_key("test")
+        account = await signed_in_account(self.url)
         if credit:
-            await self.store.grant(str(keypair.pubkey()), credit, "test credit")
-        return Account(keypair, key["key"], session)
+            await self.store.grant(account.wallet, credit, "test credit")
+        return account
 
     async def worker(self, **kwargs: Any) -> ScriptedWorker:
         return await ScriptedWorker(self.url, **kwargs).start()
@@ -143,14 +149,11 @@ class GatewayProcess:
 
     async def funded_key(self, credit: int) -> tuple[str, str]:
         """(wallet, API key) of a new account granted `credit` base units."""
-        keypair = Keypair()
-        async with GatewayClient(self.url) as client:
-            await client.sign_in(keypair)
-            key = (await client.create_key("test"))["key"]
+        account = await signed_in_account(self.url)
         store = self.open_ledger()
-        store.grant_sync(str(keypair.pubkey()), credit, "test credit")
+        store.grant_sync(account.wallet, credit, "test credit")
         await store.close()
-        return str(keypair.pubkey()), key
+        return account.wallet, account.api_key
 
 
 def env_for(settings: Settings) -> dict[str, str]:

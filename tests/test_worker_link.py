@@ -22,6 +22,7 @@ from nexus_app.protocol import (
     worker_auth_message,
 )
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
+from tests.scripted_worker import ScriptedWorker
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -152,13 +153,21 @@ async def test_queued_request_is_served_when_a_slot_frees(gw: RunningGateway, ht
     assert len(worker.jobs) == 5
 
 
-async def test_worker_lost_before_first_token_is_retried_elsewhere(gw, http) -> None:
+async def request_held_by_a_slow_worker(gw: RunningGateway, http) -> tuple[
+    ScriptedWorker, asyncio.Task[httpx.Response]
+]:
+    """A chat request whose job sits on a worker that has not answered yet."""
     account = await gw.account(credit=100_000)
-    doomed = await gw.worker(first_token_delay_s=5)
+    slow = await gw.worker(first_token_delay_s=5)
     request = asyncio.create_task(
         http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key)))
-    while not doomed.jobs:
+    while not slow.jobs:
         await asyncio.sleep(0.01)
+    return slow, request
+
+
+async def test_worker_lost_before_first_token_is_retried_elsewhere(gw, http) -> None:
+    doomed, request = await request_held_by_a_slow_worker(gw, http)
     backup = await gw.worker()
     await doomed.stop()
     response = await request
@@ -169,12 +178,7 @@ async def test_worker_lost_before_first_token_is_retried_elsewhere(gw, http) -> 
 
 
 async def test_worker_error_before_first_token_is_retried(gw, http) -> None:
-    account = await gw.account(credit=100_000)
-    flaky = await gw.worker(first_token_delay_s=5)
-    request = asyncio.create_task(
-        http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key)))
-    while not flaky.jobs:
-        await asyncio.sleep(0.01)
+    flaky, request = await request_held_by_a_slow_worker(gw, http)
     await gw.worker()
     await flaky.send_error(flaky.jobs[0].job_id, "out_of_memory")
     response = await request

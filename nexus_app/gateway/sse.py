@@ -26,10 +26,6 @@ def sse_data(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-def sse_event(name: str, payload: bytes) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
-
-
 class EventStreamResponse(Response):
     def __init__(
         self,

@@ -93,6 +93,21 @@ class Settings(BaseModel):
     gateway_url: str = Field("http://127.0.0.1:8080", description="gateway used by clients")
     wallet: Path | None = Field(None, description="Solana keypair file (default: in data dir)")
 
+    # worker
+    models: list[str] = Field(
+        default_factory=list,
+        description="GGUF files or model ids to serve, optionally ID=PATH (default: the bundled "
+        "SmolLM2)",
+    )
+    models_dir: Path | None = Field(None, description="folder of GGUF files (default: data dir)")
+    slots: int = Field(4, ge=1, le=64, description="jobs decoded together per model")
+    threads: int | None = Field(None, ge=1, description="CPU threads for decoding (default: all)")
+    context_per_slot: int = Field(4096, ge=256, description="context tokens of each slot")
+    gpu_layers: int = Field(-1, ge=-1, description="layers offloaded to the GPU (-1: all)")
+    status_interval_s: float = Field(5.0, gt=0, description="worker status frame period")
+    reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
+    drain_timeout_s: float = Field(60.0, gt=0, description="wait for jobs to finish on stop")
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
@@ -101,16 +116,20 @@ class Settings(BaseModel):
     def wallet_path(self) -> Path:
         return self.wallet or self.data_dir / "wallet.json"
 
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.data_dir / "models"
+
 
 def _env_values(environ: dict[str, str]) -> dict[str, Any]:
-    """Read `NEXUS_<NAME>` for each field; tables (prices, default_price) are JSON."""
+    """Read `NEXUS_<NAME>` for each field; tables and lists (prices, models) are JSON."""
     values: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
         annotation = str(field.annotation)
-        if "dict" in annotation or "ModelPrice" in annotation:
+        if any(kind in annotation for kind in ("dict", "list", "ModelPrice")):
             try:
                 values[name] = json.loads(raw)
             except json.JSONDecodeError as exc:

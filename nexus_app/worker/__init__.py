@@ -1,0 +1,1 @@
+"""The worker node: serves GGUF models to a gateway."""

@@ -1,0 +1,343 @@
+"""One model's inference engine: continuous batching over llama.cpp sequences.
+
+A dedicated thread owns the llama.cpp context. Each step it decodes one batch that holds the
+next token of every generating sequence plus as much of the waiting prompts as fits, then
+samples each sequence with its own sampler chain — the llama.cpp server's parallel slots.
+Results reach the event loop through `loop.call_soon_threadsafe`; the loop never waits on
+model computation. Cancellation and deadlines are checked before every step, so generation
+stops within a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+from nexus_app.worker.llamacpp import Batch, Context, LlamaError, Model
+from nexus_app.worker.sampling import Sampling, free_chain
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: str  # stop | length | cancelled
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Embedded:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+Event = Text | Finished | Failed | Embedded
+
+
+class Stream:
+    """The events of one submitted request, consumed on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.cancelled = False
+
+    def put(self, event: Event) -> None:
+        """Called from the engine thread."""
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+    def cancel(self) -> None:
+        """Stop generating at the next step (any thread)."""
+        self.cancelled = True
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while True:
+            event = await self._queue.get()
+            yield event
+            if not isinstance(event, Text):
+                return
+
+
+@dataclass(eq=False)
+class _Sequence:
+    """A generation in progress in one KV-cache sequence."""
+
+    stream: Stream
+    prompt: list[int]
+    sampling: Sampling
+    deadline: float
+    max_tokens: int = 0
+    seq_id: int = -1
+    chain: Any = None
+    fed: int = 0  # prompt tokens already in the KV cache
+    next_token: int | None = None  # sampled, to be fed in the next step
+    logits_at: int | None = None  # batch index of this sequence's logits
+    generated: int = 0
+    held: str = ""  # text that may be the start of a stop string
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
+    )
+
+    @property
+    def position(self) -> int:
+        return self.fed + self.generated
+
+
+@dataclass(eq=False)
+class _EmbedJob:
+    stream: Stream
+    inputs: list[list[int]]
+    vectors: list[list[float]] = field(default_factory=list)
+
+
+class Engine:
+    """Serves one loaded model to up to `slots` concurrent generations."""
+
+    def __init__(self, model: Model, *, slots: int, context_per_slot: int, threads: int) -> None:
+        self.model = model
+        self.slots = slots
+        self.context_per_slot = min(context_per_slot, model.n_ctx_train)
+        self.threads = threads
+        self.context = Context(model, n_ctx=slots * self.context_per_slot, n_seq=slots,
+                               threads=threads)
+        self._batch = Batch(self.context.n_batch)
+        self._embed_context: Context | None = None
+        self._embed_batch: Batch | None = None
+        self._free_ids = list(range(slots - 1, -1, -1))
+        self._waiting: deque[_Sequence] = deque()
+        self._active: list[_Sequence] = []
+        self._embeds: deque[_EmbedJob] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self.tokens_generated = 0  # all time, for status and tests
+        self._thread = threading.Thread(target=self._run, name="nexus-engine", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop -------------------------------------------------------
+
+    @property
+    def busy(self) -> int:
+        return len(self._active) + len(self._waiting) + len(self._embeds)
+
+    def generate(self, prompt: list[int], sampling: Sampling, deadline: float) -> Stream:
+        """Queue a generation; `deadline` is a `time.monotonic()` instant."""
+        stream = Stream(asyncio.get_running_loop())
+        room = self.context_per_slot - len(prompt)
+        if not prompt:
+            stream.put(Failed("invalid_request", "the prompt is empty"))
+        elif room < 1:
+            stream.put(Failed("context_length_exceeded",
+                              f"the prompt is {len(prompt)} tokens; this model's context on "
+                              f"this worker is {self.context_per_slot}"))
+        else:
+            sequence = _Sequence(stream, prompt, sampling, deadline,
+                                 max_tokens=min(sampling.max_tokens, room))
+            self._submit(lambda: self._waiting.append(sequence))
+        return stream
+
+    def embed(self, inputs: list[list[int]]) -> Stream:
+        """Queue an embeddings request: one pooled, normalised vector per input."""
+        stream = Stream(asyncio.get_running_loop())
+        limit = self.context_per_slot
+        if any(not tokens or len(tokens) > limit for tokens in inputs):
+            stream.put(Failed("context_length_exceeded",
+                              f"each input must be 1 to {limit} tokens"))
+        else:
+            self._submit(lambda: self._embeds.append(_EmbedJob(stream, inputs)))
+        return stream
+
+    def close(self) -> None:
+        """Stop the thread (failing whatever is still queued) and free the model's memory."""
+        self._submit(lambda: None, closing=True)
+        self._thread.join()
+        for resource in (self._batch, self._embed_batch, self._embed_context, self.context):
+            if resource is not None:
+                resource.close()
+
+    def _submit(self, action: Callable[[], None], closing: bool = False) -> None:
+        with self._wake:
+            action()
+            self._closing = self._closing or closing
+            self._wake.notify()
+
+    # --- the engine thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._waiting or self._active or self._embeds or self._closing):
+                    self._wake.wait()
+                if self._closing:
+                    break
+                self._admit()
+            try:
+                self._retire_stopped()
+                if self._embeds:
+                    self._embed_next()
+                if self._active:
+                    self._step()
+            except Exception:  # a bug must not kill the engine thread
+                log.exception("engine step failed")
+                for sequence in list(self._active):
+                    self._finish(sequence, Failed("worker_error", "the engine failed"))
+        for sequence in [*self._active, *self._waiting]:
+            self._finish(sequence, Failed("worker_stopping", "the worker is stopping"))
+        for job in self._embeds:
+            job.stream.put(Failed("worker_stopping", "the worker is stopping"))
+
+    def _admit(self) -> None:
+        while self._waiting and self._free_ids:
+            sequence = self._waiting.popleft()
+            try:
+                sequence.chain = sequence.sampling.chain(self.model)
+            except ValueError as exc:
+                sequence.stream.put(Failed("invalid_request", str(exc)))
+                continue
+            sequence.seq_id = self._free_ids.pop()
+            self._active.append(sequence)
+
+    def _retire_stopped(self) -> None:
+        now = time.monotonic()
+        for sequence in list(self._active):
+            if sequence.stream.cancelled:
+                self._finish(sequence, self._finished(sequence, "cancelled"))
+            elif now > sequence.deadline:
+                self._finish(sequence, Failed("deadline_exceeded", "the job's deadline passed"))
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.clear()
+        for sequence in self._active:
+            sequence.logits_at = None
+            if sequence.next_token is not None:
+                sequence.logits_at = batch.add(sequence.next_token, sequence.position - 1,
+                                               sequence.seq_id, True)
+        for sequence in self._active:
+            remaining = len(sequence.prompt) - sequence.fed
+            if sequence.next_token is not None or remaining == 0 or batch.free == 0:
+                continue
+            take = min(remaining, batch.free)
+            for offset in range(take):
+                pos = sequence.fed + offset
+                last = pos == len(sequence.prompt) - 1
+                index = batch.add(sequence.prompt[pos], pos, sequence.seq_id, last)
+                if last:
+                    sequence.logits_at = index
+            sequence.fed += take
+        try:
+            self.context.decode(batch)
+        except LlamaError as exc:
+            log.error("%s", exc)
+            for sequence in list(self._active):
+                self._finish(sequence, Failed("worker_error", "the model failed to decode"))
+            return
+        for sequence in list(self._active):
+            if sequence.logits_at is not None:
+                self._sample(sequence)
+
+    def _sample(self, sequence: _Sequence) -> None:
+        token = llama_cpp.llama_sampler_sample(sequence.chain, self.context.pointer,
+                                               sequence.logits_at)
+        if self.model.is_end(token):
+            self._finish(sequence, self._finished(sequence, "stop"))
+            return
+        sequence.generated += 1
+        self.tokens_generated += 1
+        sequence.next_token = token
+        text = sequence.held + sequence.decoder.decode(self.model.piece(token))
+        if self._emit_until_stop(sequence, text):
+            self._finish(sequence, self._finished(sequence, "stop", flush=False))
+        elif sequence.generated >= sequence.max_tokens:
+            self._finish(sequence, self._finished(sequence, "length"))
+
+    @staticmethod
+    def _emit_until_stop(sequence: _Sequence, text: str) -> bool:
+        """Send `text` except a tail that may begin a stop string; True when a stop matched."""
+        stops = sequence.sampling.stop
+        hits = [i for i in (text.find(stop) for stop in stops) if i >= 0]
+        if hits:
+            sequence.held = ""
+            if min(hits):
+                sequence.stream.put(Text(text[: min(hits)]))
+            return True
+        keep = 0
+        for stop in stops:
+            for size in range(min(len(stop) - 1, len(text)), keep, -1):
+                if text.endswith(stop[:size]):
+                    keep = size
+                    break
+        sequence.held = text[len(text) - keep:] if keep else ""
+        if len(text) > keep:
+            sequence.stream.put(Text(text[: len(text) - keep]))
+        return False
+
+    def _finished(self, sequence: _Sequence, reason: str, flush: bool = True) -> Finished:
+        if flush:
+            tail = sequence.held + sequence.decoder.decode(b"", final=True)
+            if tail:
+                sequence.stream.put(Text(tail))
+            sequence.held = ""
+        return Finished(reason, len(sequence.prompt), sequence.generated)
+
+    def _finish(self, sequence: _Sequence, event: Event) -> None:
+        sequence.stream.put(event)
+        if sequence in self._active:
+            self._active.remove(sequence)
+            self.context.forget(sequence.seq_id)
+            self._free_ids.append(sequence.seq_id)
+        if sequence.chain is not None:
+            free_chain(sequence.chain)
+            sequence.chain = None
+
+    def _embed_next(self) -> None:
+        """Embed one input of the oldest embeddings request (one per step keeps chats going)."""
+        job = self._embeds[0]
+        if job.stream.cancelled:
+            self._embeds.popleft()
+            job.stream.put(Failed("cancelled", "cancelled"))
+            return
+        if self._embed_context is None:
+            self._embed_context = Context(self.model, n_ctx=self.context_per_slot, n_seq=1,
+                                          threads=self.threads,
+                                          n_batch=self.context_per_slot, embeddings=True)
+            self._embed_batch = Batch(self.context_per_slot)
+        context, batch = self._embed_context, self._embed_batch
+        assert batch is not None
+        tokens = job.inputs[len(job.vectors)]
+        batch.clear()
+        for pos, token in enumerate(tokens):
+            batch.add(token, pos, 0, True)
+        try:
+            context.decode(batch)
+            job.vectors.append(context.embedding(0, self.model.n_embd))
+        except LlamaError as exc:
+            log.error("%s", exc)
+            self._embeds.popleft()
+            job.stream.put(Failed("worker_error", "the model failed to embed the input"))
+            return
+        finally:
+            context.clear()
+        if len(job.vectors) == len(job.inputs):
+            self._embeds.popleft()
+            job.stream.put(Embedded(job.vectors, sum(len(t) for t in job.inputs)))

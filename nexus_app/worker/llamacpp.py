@@ -1,0 +1,191 @@
+"""Typed wrappers over llama-cpp-python's low-level C API: a model, a context, a token batch.
+
+Only the engine thread touches a context; a model's vocabulary is read-only and may be used
+from any thread (tokenizing prompts off the engine thread).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+from pathlib import Path
+
+import llama_cpp
+
+log = logging.getLogger("nexus_app.llama")
+_GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+_GGML_CONTINUE = 5
+_last_level = logging.DEBUG
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
+def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    """llama.cpp's own log goes to Python logging: its info lines at debug level."""
+    global _last_level
+    if level != _GGML_CONTINUE:
+        _last_level = _GGML_LEVELS.get(level, logging.DEBUG)
+    message = text.decode("utf-8", "replace").rstrip()
+    if message:
+        log.log(_last_level, "%s", message)
+
+
+llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+llama_cpp.llama_backend_init()
+
+
+class LlamaError(RuntimeError):
+    """llama.cpp refused to load a model, create a context or decode a batch."""
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build can offload layers to a GPU."""
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class Model:
+    """A loaded GGUF model and its vocabulary."""
+
+    def __init__(self, path: Path, gpu_layers: int) -> None:
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0 if not gpu_offload_supported() else (
+            2**31 - 1 if gpu_layers < 0 else gpu_layers
+        )
+        self.gpu_layers = params.n_gpu_layers
+        pointer = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not pointer:
+            raise LlamaError(f"llama.cpp could not load {path}")
+        self.pointer = pointer
+        self.vocab = llama_cpp.llama_model_get_vocab(pointer)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.n_embd = llama_cpp.llama_model_n_embd(pointer)
+        self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(pointer)
+        self.n_params = llama_cpp.llama_model_n_params(pointer)
+
+    def close(self) -> None:
+        if self.pointer:
+            llama_cpp.llama_model_free(self.pointer)
+            self.pointer = None
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (llama_cpp.llama_token * capacity)()
+        count = llama_cpp.llama_tokenize(
+            self.vocab, data, len(data), buffer, capacity, add_special, parse_special
+        )
+        if count < 0:  # cannot happen with one slot per byte, but the API allows it
+            raise LlamaError("tokenizer output larger than expected")
+        return list(buffer[:count])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token as text (special tokens render as nothing)."""
+        buffer = ctypes.create_string_buffer(64)
+        size = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, 64, 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, -size, 0, False)
+        return buffer.raw[:size]
+
+    def token_text(self, token: int) -> str:
+        """A token's text as the vocabulary spells it (for BOS/EOS in chat templates)."""
+        if token < 0:
+            return ""
+        return bytes(llama_cpp.llama_vocab_get_text(self.vocab, token)).decode("utf-8", "replace")
+
+    @property
+    def bos_text(self) -> str:
+        return self.token_text(llama_cpp.llama_vocab_bos(self.vocab))
+
+    @property
+    def eos_text(self) -> str:
+        return self.token_text(llama_cpp.llama_vocab_eos(self.vocab))
+
+    def is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+
+class Context:
+    """A llama.cpp context: the KV cache of up to `n_seq` sequences sharing `n_ctx` cells."""
+
+    def __init__(self, model: Model, *, n_ctx: int, n_seq: int, threads: int,
+                 n_batch: int = 512, embeddings: bool = False) -> None:
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq
+        params.kv_unified = True
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.no_perf = True
+        params.embeddings = embeddings
+        if embeddings:
+            params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        pointer = llama_cpp.llama_init_from_model(model.pointer, params)
+        if not pointer:
+            raise LlamaError("llama.cpp could not create a context (out of memory?)")
+        self.pointer = pointer
+        self.n_ctx = llama_cpp.llama_n_ctx(pointer)
+        self.n_batch = n_batch
+        self.memory = llama_cpp.llama_get_memory(pointer)
+
+    def close(self) -> None:
+        if self.pointer:
+            llama_cpp.llama_free(self.pointer)
+            self.pointer = None
+
+    def decode(self, batch: Batch) -> None:
+        status = llama_cpp.llama_decode(self.pointer, batch.raw)
+        if status != 0:
+            raise LlamaError(f"llama_decode failed with status {status}")
+
+    def forget(self, seq_id: int) -> None:
+        """Drop a sequence's cells from the KV cache."""
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self.memory, True)
+
+    def embedding(self, seq_id: int, size: int) -> list[float]:
+        """The pooled embedding of a sequence, L2-normalised."""
+        values = llama_cpp.llama_get_embeddings_seq(self.pointer, seq_id)
+        if not values:
+            raise LlamaError("the model returned no embedding")
+        vector = [float(values[i]) for i in range(size)]
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+
+class Batch:
+    """A reusable token batch; each token belongs to one sequence."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.raw = llama_cpp.llama_batch_init(capacity, 0, 1)
+        self.size = 0
+
+    def close(self) -> None:
+        if self.capacity:
+            llama_cpp.llama_batch_free(self.raw)
+            self.capacity = 0
+
+    def clear(self) -> None:
+        self.size = 0
+        self.raw.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        """Append a token; returns its index (where its logits are read after decoding)."""
+        index = self.size
+        raw = self.raw
+        raw.token[index] = token
+        raw.pos[index] = pos
+        raw.n_seq_id[index] = 1
+        raw.seq_id[index][0] = seq_id
+        raw.logits[index] = logits
+        self.size = raw.n_tokens = index + 1
+        return index
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.size

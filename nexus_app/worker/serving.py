@@ -1,0 +1,123 @@
+"""One served model: turns a job of the worker protocol into engine work and result frames."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nexus_app.protocol import Chunk, Done, Error, Job, ModelCard, Usage
+from nexus_app.worker.engine import Embedded, Engine, Failed, Finished, Stream, Text
+from nexus_app.worker.llamacpp import Model
+from nexus_app.worker.models import LocalModel
+from nexus_app.worker.prompts import ChatTemplate, may_be_tool_call, parse_tool_calls
+from nexus_app.worker.sampling import RequestError, Sampling
+
+Send = Callable[[Chunk | Done | Error], Awaitable[None]]
+MAX_EMBEDDING_INPUTS = 256
+
+
+class ModelServer:
+    """A loaded model with its engine; `serve` runs one job to its last frame."""
+
+    def __init__(self, local: LocalModel, *, slots: int, context_per_slot: int, threads: int,
+                 gpu_layers: int) -> None:
+        self.local = local
+        self.model = Model(local.path, gpu_layers)
+        self.engine = Engine(self.model, slots=slots, context_per_slot=context_per_slot,
+                             threads=threads)
+        self.template = ChatTemplate(local.chat_template, self.model.bos_text,
+                                     self.model.eos_text)
+        self.streams: dict[str, Stream] = {}
+
+    @property
+    def card(self) -> ModelCard:
+        card = self.local.card(self.engine.context_per_slot)
+        return card.model_copy(update={"parameters": card.parameters or self.model.n_params,
+                                       "embeddings": True})
+
+    def close(self) -> None:
+        self.engine.close()
+        self.model.close()
+
+    def cancel(self, job_id: str) -> bool:
+        stream = self.streams.get(job_id)
+        if stream is not None:
+            stream.cancel()
+        return stream is not None
+
+    async def serve(self, job: Job, send: Send) -> None:
+        """Run a job, sending its chunks and a final `done` or `error` frame."""
+        deadline = time.monotonic() + max(0.0, job.deadline - time.time())
+        try:
+            if job.kind == "embeddings":
+                inputs = await asyncio.to_thread(self._embedding_inputs, job.request)
+                stream = self.engine.embed(inputs)
+            else:
+                prompt, sampling, tools = await asyncio.to_thread(self._prepare, job)
+                stream = self.engine.generate(prompt, sampling, deadline)
+        except RequestError as exc:
+            await send(Error(job_id=job.job_id, code="invalid_request", message=str(exc)))
+            return
+        self.streams[job.job_id] = stream
+        try:
+            await self._relay(job.job_id, stream, tools if job.kind == "chat" else "none", send)
+        finally:
+            stream.cancel()  # a no-op when it finished; stops generation if sending failed
+            del self.streams[job.job_id]
+
+    def _prepare(self, job: Job) -> tuple[list[int], Sampling, str]:
+        """Prompt tokens, sampling and tool mode of a chat or completion job (off the loop)."""
+        request = job.request
+        if job.kind == "chat":
+            chat = self.template.prompt(request)
+            tokens = self.model.tokenize(chat.text, add_special=False, parse_special=True)
+            return tokens, Sampling.from_request(request, chat.grammar), chat.tools
+        prompt = request.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise RequestError("'prompt' must be a string")
+        tokens = self.model.tokenize(prompt, add_special=True, parse_special=True)
+        return tokens, Sampling.from_request(request), "none"
+
+    def _embedding_inputs(self, request: dict[str, Any]) -> list[list[int]]:
+        inputs = request.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if (not isinstance(inputs, list) or not 0 < len(inputs) <= MAX_EMBEDDING_INPUTS
+                or not all(isinstance(text, str) and text for text in inputs)):
+            raise RequestError(
+                f"'input' must be a non-empty string or 1 to {MAX_EMBEDDING_INPUTS} of them")
+        return [self.model.tokenize(text, add_special=True, parse_special=False)
+                for text in inputs]
+
+    async def _relay(self, job_id: str, stream: Stream, tools: str, send: Send) -> None:
+        held: list[str] = []  # text that may still be a tool call (tools "auto"/"forced")
+        async for event in stream:
+            if isinstance(event, Text):
+                if tools != "none" and may_be_tool_call("".join(held) + event.text):
+                    held.append(event.text)
+                    continue
+                if held:
+                    await send(Chunk(job_id=job_id, text="".join(held)))
+                    held.clear()
+                await send(Chunk(job_id=job_id, text=event.text))
+            elif isinstance(event, Finished):
+                reason = event.reason
+                calls = parse_tool_calls("".join(held)) if held else None
+                if calls:
+                    await send(Chunk(job_id=job_id, tool_calls=calls))
+                    reason = "tool_calls" if reason == "stop" else reason
+                elif held:
+                    await send(Chunk(job_id=job_id, text="".join(held)))
+                usage = Usage(prompt_tokens=event.prompt_tokens,
+                              completion_tokens=event.completion_tokens)
+                await send(Done(job_id=job_id, finish_reason=reason,  # type: ignore[arg-type]
+                                usage=usage))
+            elif isinstance(event, Embedded):
+                await send(Done(job_id=job_id, usage=Usage(prompt_tokens=event.prompt_tokens),
+                                embeddings=event.vectors))
+            elif isinstance(event, Failed):
+                await send(Error(job_id=job_id, code=event.code, message=event.message))

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--model", action="append", metavar="PATH_OR_ID",
                     help="GGUF file or model id to serve (repeatable)")
     wk.add_argument("--wallet", type=Path, help="payout wallet keypair file")
+    wk.add_argument("--slots", type=int, help="jobs decoded together per model (default 4)")
+    wk.add_argument("--threads", type=int, help="CPU threads for decoding (default: all)")
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     keys = commands.add_parser("keys", help="create, list or revoke API keys")
@@ -108,7 +110,8 @@ def to_base_units(amount: str, decimals: int) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ("data_dir", "config", "host", "port", "chain", "rpc_url", "wallet", "gateway_url")
+    names = ("data_dir", "config", "host", "port", "chain", "rpc_url", "wallet", "gateway_url",
+             "models", "slots", "threads")
     return load_settings({name: getattr(args, name, None) for name in names})
 
 
@@ -199,8 +202,19 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from nexus_app.client.gateway import ClientError
 
     if args.command is None and args.worker:
+        from nexus_app.chain.wallet import WalletError
+        from nexus_app.worker.gguf import GgufError
+        from nexus_app.worker.llamacpp import LlamaError
+        from nexus_app.worker.models import ModelNotFound, ModelSpecError
+        from nexus_app.worker.run import run_worker
+
         args.gateway_url = args.gateway or None
-        _not_yet("the worker node (--worker)")(args, _settings(args))
+        args.models = args.model
+        try:
+            run_worker(_settings(args))
+        except (ModelNotFound, ModelSpecError, GgufError, WalletError, LlamaError) as exc:
+            raise CommandError(str(exc)) from None
+        return 0
     if args.command is None and args.gateway is not None:
         if args.gateway:
             parser.error("--gateway takes a URL only with --worker; use --host and --port")

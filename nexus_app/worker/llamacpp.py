@@ -115,7 +115,7 @@ class Context:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True

@@ -1,0 +1,45 @@
+"""Run the headless worker node (`nexus-app --worker`) until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from nexus_app.chain.wallet import load_or_create_keypair
+from nexus_app.config import Settings
+from nexus_app.worker.models import resolve
+from nexus_app.worker.node import WorkerNode
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: Settings) -> None:
+    """Load the models, join the gateway, and drain the jobs in flight on SIGTERM/SIGINT."""
+    models = resolve(settings.models, settings.models_path)
+    keypair = load_or_create_keypair(settings.wallet_path)
+    node = WorkerNode(settings, models, keypair)
+    loop = asyncio.get_running_loop()
+    stopping: set[asyncio.Task[None]] = set()
+
+    def on_signal(name: str) -> None:
+        log.info("%s: stopping after the jobs in flight", name)
+        stopping.add(asyncio.create_task(node.stop()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await node.start()
+        log.info("payout wallet %s", node.wallet)
+        await node.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        node.close()
+
+
+def run_worker(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(settings))

@@ -135,8 +135,8 @@ class Error(_Frame):
 
 class Status(_Frame):
     type: Literal["status"] = "status"
-    active: int = 0
-    slots: int = 1
+    active: int = Field(0, ge=0)
+    slots: int = Field(1, ge=0, le=256)  # slots offered now: 0 while draining to stop
     hardware: Hardware | None = None
     tokens_per_s: float | None = None
 

@@ -90,6 +90,7 @@ class WorkerLink:
     finished: deque[str] = field(default_factory=lambda: deque(maxlen=512))
     jobs_done: int = 0
     tokens_per_s: float | None = None
+    draining: bool = False  # the worker offered no slots: it is finishing its jobs to stop
 
     @property
     def load(self) -> float:
@@ -166,6 +167,7 @@ class Coordinator:
     def on_frame(self, worker: WorkerLink, frame: Chunk | Done | Error | Status) -> None:
         if isinstance(frame, Status):
             worker.tokens_per_s = frame.tokens_per_s
+            worker.draining = frame.slots == 0
             if frame.hardware is not None:
                 worker.hardware = frame.hardware
             return
@@ -184,9 +186,8 @@ class Coordinator:
     def _pick(self, model: str) -> WorkerLink | None:
         best: WorkerLink | None = None
         for worker in self.workers.values():
-            if model in worker.models and len(worker.jobs) < worker.slots and (
-                best is None or worker.load < best.load
-            ):
+            free = len(worker.jobs) < worker.slots and not worker.draining
+            if model in worker.models and free and (best is None or worker.load < best.load):
                 best = worker
         return best
 

@@ -211,3 +211,55 @@ def gateway_process(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
                 running.process.wait(10)
             except subprocess.TimeoutExpired:
                 running.process.kill()
+
+
+MODEL_ID = "smollm2-135m-instruct-q4_1"  # the bundled SmolLM2 model's id
+
+
+def start_worker_process(gateway_url: str, data_dir: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`nexus-app --worker` serving the bundled SmolLM2 model, as a real subprocess."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    environ.update({"NEXUS_DATA_DIR": str(data_dir), "NEXUS_CONFIG": str(data_dir / "absent"),
+                    "NEXUS_LOG_LEVEL": "info", **env})
+    log = (data_dir / "worker.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus_app", "--worker", "--gateway", gateway_url],
+        env=environ, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+
+
+def workers_serving(gateway_url: str, model: str = MODEL_ID) -> int:
+    """How many workers the gateway lists for `model` (0 when it is unreachable)."""
+    try:
+        listing = httpx.get(f"{gateway_url}/v1/models", timeout=2).json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return 0
+    return sum(m["workers"] for m in listing if m["id"] == model)
+
+
+def wait_for_workers(gateway_url: str, count: int, timeout: float = 60) -> float:
+    """Seconds until `count` workers serve the bundled model; fails after `timeout`."""
+    start = time.monotonic()
+    while workers_serving(gateway_url) != count:
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{count} worker(s) not online after {timeout} s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def worker_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Starts workers; kills whatever is still running at the end of the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(gateway_url: str, name: str = "worker", **env: str) -> subprocess.Popen[bytes]:
+        process = start_worker_process(gateway_url, tmp_path / name, **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

@@ -1,0 +1,268 @@
+"""Generation speed through client -> gateway -> worker, against raw llama-cpp-python.
+
+Measures tokens/s of streamed chat completions of the bundled model (SmolLM2-135M-Instruct)
+two ways, with the same prompt, sampling and CPU thread count:
+
+- raw: `llama_cpp.Llama.create_completion` in this process, on the chat prompt the worker
+  builds, with no gateway or worker running;
+- gateway: the `openai` client streaming from a real gateway (`nexus-app --gateway`) that
+  relays to a real worker (`nexus-app --worker`), both started here as subprocesses.
+
+Each configuration (one stream; four streams) runs after a warm-up, `--repeat` times, and the
+medians are printed. Tokens/s is completion tokens over the wall time of the stream(s); first
+token is the time from sending a request to its first text. Llama serves one request at a
+time, so four raw requests run one after another: that is the rate four gateway streams are
+compared with. Run: `python bench/worker_throughput.py [--max-tokens 256] [--repeat 3]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from llama_cpp import Llama
+from openai import AsyncOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nexus_app.worker.models import LocalModel, resolve  # noqa: E402
+from nexus_app.worker.prompts import ChatTemplate  # noqa: E402
+from tests.conftest import env_for, make_settings, start_gateway_process  # noqa: E402
+
+STREAMS = 4
+SEED = 1234
+TEMPERATURE = 0.7
+TOP_K = 40  # the worker's default; the openai client cannot send it
+N_CTX = 4096  # the worker's context per slot
+WARM_UP_TOKENS = 16
+CREDIT = 10**12
+SINGLE_TARGET = 0.95  # gateway single stream, as a share of raw
+CONCURRENT_TARGET = 94.0  # gateway four streams, aggregate tokens/s
+MESSAGES = [
+    {"role": "system", "content": "You are a storyteller who writes long, detailed stories."},
+    {"role": "user", "content": "Write a very long story about a lighthouse keeper who finds "
+                                "a map in a bottle. Describe every place and person in detail."},
+]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One completion: tokens generated, and its first token and end in seconds from start."""
+
+    tokens: int
+    first_token_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One run of a configuration: all its tokens, its wall time, its mean first token."""
+
+    tokens: int
+    seconds: float
+    first_token_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds
+
+
+@dataclass(frozen=True)
+class Result:
+    """The medians of a configuration's runs."""
+
+    rate: float
+    first_token_ms: float
+    tokens: float
+
+
+def sample(streams: list[Stream], seconds: float) -> Sample:
+    return Sample(sum(s.tokens for s in streams), seconds,
+                  statistics.fmean(s.first_token_s for s in streams))
+
+
+def median(samples: list[Sample]) -> Result:
+    return Result(statistics.median(s.rate for s in samples),
+                  statistics.median(s.first_token_s for s in samples) * 1e3,
+                  statistics.median(s.tokens for s in samples))
+
+
+# raw llama-cpp-python
+
+
+def load_raw(local: LocalModel, threads: int) -> tuple[Llama, list[int]]:
+    """The model loaded by llama-cpp-python, and the worker's chat prompt as tokens."""
+    llm = Llama(str(local.path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    bos = llm.detokenize([llm.token_bos()], special=True).decode()
+    eos = llm.detokenize([llm.token_eos()], special=True).decode()
+    text = ChatTemplate(local.chat_template, bos, eos).prompt({"messages": MESSAGES}).text
+    return llm, llm.tokenize(text.encode(), add_bos=False, special=True)
+
+
+def raw_stream(llm: Llama, prompt: list[int], max_tokens: int, seed: int) -> Stream:
+    """One streamed completion; its tokens are max_tokens unless the model ended it."""
+    llm.reset()  # no reuse of the previous request's prompt cache: the worker has none
+    started = time.perf_counter()
+    first_token_s, finish, pieces = 0.0, None, []
+    for chunk in llm.create_completion(prompt, max_tokens=max_tokens, stream=True,
+                                       temperature=TEMPERATURE, top_k=TOP_K, top_p=1.0,
+                                       min_p=0.0, repeat_penalty=1.0, seed=seed):
+        choice = chunk["choices"][0]  # type: ignore[index]
+        if choice["text"] and not pieces:
+            first_token_s = time.perf_counter() - started
+        pieces.append(choice["text"])
+        finish = choice["finish_reason"] or finish
+    end_s = time.perf_counter() - started
+    tokens = max_tokens if finish == "length" else len(
+        llm.tokenize("".join(pieces).encode(), add_bos=False, special=True))
+    return Stream(tokens, first_token_s, end_s)
+
+
+def measure_raw(local: LocalModel, threads: int, max_tokens: int, repeat: int
+                ) -> tuple[Result, Result]:
+    """(single stream, four requests one after another)."""
+    llm, prompt = load_raw(local, threads)
+    try:
+        raw_stream(llm, prompt, WARM_UP_TOKENS, SEED)
+        single = [raw_stream(llm, prompt, max_tokens, SEED) for _ in range(repeat)]
+        sequential = []
+        for _ in range(repeat):
+            streams = [raw_stream(llm, prompt, max_tokens, SEED + i) for i in range(STREAMS)]
+            sequential.append(sample(streams, sum(s.end_s for s in streams)))
+    finally:
+        llm.close()
+    return median([sample([s], s.end_s) for s in single]), median(sequential)
+
+
+# client -> gateway -> worker
+
+
+async def gateway_stream(client: AsyncOpenAI, model: str, max_tokens: int, seed: int,
+                         started: float) -> Stream:
+    """One streamed chat completion; tokens as the final usage chunk counts them."""
+    first_token_s, tokens = 0.0, 0
+    stream = await client.chat.completions.create(
+        model=model, messages=MESSAGES, max_tokens=max_tokens, temperature=TEMPERATURE,
+        seed=seed, stream=True, stream_options={"include_usage": True})  # type: ignore[arg-type]
+    async for chunk in stream:
+        if not first_token_s and chunk.choices and chunk.choices[0].delta.content:
+            first_token_s = time.perf_counter() - started
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    return Stream(tokens, first_token_s, time.perf_counter() - started)
+
+
+async def gateway_run(client: AsyncOpenAI, model: str, max_tokens: int, streams: int) -> Sample:
+    """`streams` concurrent completions; the wall time is until the last one ends."""
+    started = time.perf_counter()
+    done = await asyncio.gather(*(gateway_stream(client, model, max_tokens, SEED + i, started)
+                                  for i in range(streams)))
+    return sample(list(done), max(s.end_s for s in done))
+
+
+async def measure_gateway(url: str, key: str, model: str, max_tokens: int, repeat: int
+                          ) -> tuple[Result, Result]:
+    """(single stream, four concurrent streams)."""
+    async with AsyncOpenAI(base_url=url + "/v1", api_key=key, timeout=600) as client:
+        await gateway_run(client, model, WARM_UP_TOKENS, 1)
+        single = [await gateway_run(client, model, max_tokens, 1) for _ in range(repeat)]
+        concurrent = [await gateway_run(client, model, max_tokens, STREAMS)
+                      for _ in range(repeat)]
+    return median(single), median(concurrent)
+
+
+def start_worker(url: str, data: Path, threads: int) -> subprocess.Popen[bytes]:
+    env = {**env_for(make_settings(data)), "NEXUS_THREADS": str(threads),
+           "NEXUS_SLOTS": str(STREAMS)}
+    log = (data.parent / "worker.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "nexus_app", "--worker", "--gateway", url],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_online(url: str, model: str, worker: subprocess.Popen[bytes]) -> None:
+    """Until the gateway lists `model` served by one worker."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited: {worker.args}")
+        with contextlib.suppress(httpx.HTTPError):
+            listed = httpx.get(url + "/v1/models", timeout=1).json()["data"]
+            if any(m["id"] == model and m.get("workers") == 1 for m in listed):
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"the worker did not come online with {model}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def measure_through_gateway(tmp: Path, model: str, threads: int, max_tokens: int, repeat: int
+                            ) -> tuple[Result, Result]:
+    gateway = start_gateway_process(make_settings(tmp / "gateway"))
+    processes = [gateway.process]
+    try:
+        _, key = asyncio.run(gateway.funded_key(CREDIT))
+        processes.insert(0, start_worker(gateway.url, tmp / "worker", threads))
+        wait_online(gateway.url, model, processes[0])
+        return asyncio.run(measure_gateway(gateway.url, key, model, max_tokens, repeat))
+    finally:
+        for process in processes:  # the worker first: it drains, then the gateway stops
+            stop(process)
+
+
+# report
+
+
+def report(raw: tuple[Result, Result], gateway: tuple[Result, Result]) -> None:
+    rows = [("raw single", raw[0], raw[0]), ("gateway single", gateway[0], raw[0]),
+            (f"raw sequential ({STREAMS}) *", raw[1], raw[1]),
+            (f"gateway {STREAMS} concurrent", gateway[1], raw[1])]
+    print(f"{'config':<24} {'tokens/s':>9} {'vs raw':>7} {'first token ms':>15} {'tokens':>7}")
+    for name, result, baseline in rows:
+        print(f"{name:<24} {result.rate:>9.1f} {result.rate / baseline.rate:>6.2f}x "
+              f"{result.first_token_ms:>15.0f} {result.tokens:>7.0f}")
+    print(f"* llama-cpp-python's Llama serves one request at a time: {STREAMS} requests one "
+          "after another (first token: their mean).")
+    share = gateway[0].rate / raw[0].rate
+    print(f"target single >= {SINGLE_TARGET:.2f} x raw: {share:.3f} x raw "
+          f"{'PASS' if share >= SINGLE_TARGET else 'FAIL'}")
+    aggregate = gateway[1].rate
+    print(f"target {STREAMS} concurrent >= {CONCURRENT_TARGET:.0f} tokens/s aggregate: "
+          f"{aggregate:.1f} {'PASS' if aggregate >= CONCURRENT_TARGET else 'FAIL'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
+    local = resolve([], tmp / "models")[0]
+    print(f"model {local.id}, {args.threads} threads, {args.max_tokens} tokens a stream, "
+          f"median of {args.repeat}; logs in {tmp}")
+    raw = measure_raw(local, args.threads, args.max_tokens, args.repeat)
+    gateway = measure_through_gateway(tmp, local.id, args.threads, args.max_tokens, args.repeat)
+    report(raw, gateway)
+
+
+if __name__ == "__main__":
+    main()

@@ -258,7 +258,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
     local = resolve([], tmp / "models")[0]
     print(f"model {local.id}, {args.threads} threads, {args.max_tokens} tokens a stream, "
-          f"median of {args.repeat}; logs in {tmp}")
+          f"median of {args.repeat}; load average {os.getloadavg()[0]:.2f}; logs in {tmp}")
     raw = measure_raw(local, args.threads, args.max_tokens, args.repeat)
     gateway = measure_through_gateway(tmp, local.id, args.threads, args.max_tokens, args.repeat)
     report(raw, gateway)

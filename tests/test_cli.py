@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nexus_app.cli import CommandError, build_parser, to_base_units
+from nexus_app.worker.models import bundled_model_path
 from tests.conftest import ROOT, env_for
 
 
@@ -82,3 +83,27 @@ def test_unreachable_gateway_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("keys", "list", env=env)
     assert result.returncode == 1
     assert "cannot reach the gateway" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("model, message", [
+    ("/nonexistent/model.gguf", "available model ids: smollm2-135m-instruct-q4_1"),
+    (f"Bad Id!={bundled_model_path()}", "Bad Id"),
+])
+def test_worker_with_a_model_it_cannot_use_is_a_clear_error(tmp_path: Path, model: str,
+                                                            message: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "NEXUS_DATA_DIR": str(tmp_path),
+           "NEXUS_CONFIG": str(tmp_path / "none.toml")}
+    result = run_cli("--worker", "--model", model, env=env)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("nexus-app: ") and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_refuses_a_file_that_is_not_gguf(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_text("not a model")
+    env = {"PATH": "/usr/bin:/bin", "NEXUS_DATA_DIR": str(tmp_path),
+           "NEXUS_CONFIG": str(tmp_path / "none.toml")}
+    result = run_cli("--worker", "--model", str(junk), env=env)
+    assert result.returncode == 1
+    assert "junk.gguf" in result.stderr and "Traceback" not in result.stderr

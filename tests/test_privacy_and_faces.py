@@ -40,7 +40,7 @@ async def test_a_chat_leaves_no_trace_of_its_text_under_the_data_dir(gateway_pro
 
 
 @pytest.mark.parametrize("module", ["nexus_app.gateway", "nexus_app.gateway.server",
-                                    "nexus_app.cli"])
+                                    "nexus_app.cli", "nexus_app.worker.run"])
 def test_headless_faces_do_not_import_textual(module: str) -> None:
     code = f"import sys, {module}; print('textual' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

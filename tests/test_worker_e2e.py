@@ -42,11 +42,13 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict]:
 
 
 async def test_openai_client_streams_a_chat_through_gateway_and_worker(
-    gateway_process: StartGateway, worker_process: StartWorker
+    gateway_process: StartGateway, worker_process: StartWorker, tmp_path: Path
 ) -> None:
     gateway = gateway_process()
     worker_process(gateway.url)
     wait_for_workers(gateway.url, 1)
+    stats = httpx.get(gateway.url + "/v1/network/stats").json()
+    assert (stats["accelerators"], stats["gpus"]) == ({"cpu": 1}, 0)  # said so in its hello
     wallet, key = await gateway.funded_key(10**9)
     client = AsyncOpenAI(base_url=gateway.url + "/v1", api_key=key)
     start = time.monotonic()
@@ -74,6 +76,15 @@ async def test_openai_client_streams_a_chat_through_gateway_and_worker(
     charged = 10**9 - (await store.balance(wallet)).balance
     await store.close()
     assert charged == price.cost(usage.prompt_tokens, usage.completion_tokens)
+    log_path = tmp_path / "worker" / "worker.log"
+    for _ in range(50):  # the gateway pushes earnings within a second or two
+        if "earnings:" in log_path.read_text():
+            break
+        await asyncio.sleep(0.1)
+    worker_log = log_path.read_text()
+    earned = charged * gateway.settings.worker_share_percent // 100
+    assert f"earnings: {earned} earned, 0 paid" in worker_log
+    assert STORY[0]["content"] not in worker_log and "".join(pieces) not in worker_log
 
 
 async def test_a_client_that_leaves_stops_generation_within_a_second(

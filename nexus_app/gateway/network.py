@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -64,11 +65,13 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/v1/network/stats", tags=["network"])
 async def network_stats(request: Request) -> dict[str, Any]:
-    """Workers online, models, jobs per minute and tokens per second."""
+    """Workers online (by accelerator), models, jobs per minute and tokens per second."""
     coordinator = _gateway(request).coordinator
     workers = list(coordinator.workers.values())
     return {
         "workers_online": len(workers),
+        "accelerators": dict(Counter(w.hardware.accelerator for w in workers)),
+        "gpus": sum(len(w.hardware.gpus) for w in workers),
         "slots_total": sum(w.slots for w in workers),
         "slots_busy": sum(len(w.jobs) for w in workers),
         "queue_depth": coordinator.queue_depth(),

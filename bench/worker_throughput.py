@@ -10,9 +10,11 @@ two ways, with the same prompt, sampling and CPU thread count:
 
 Each configuration (one stream; four streams) runs after a warm-up, `--repeat` times, and the
 medians are printed. Tokens/s is completion tokens over the wall time of the stream(s); first
-token is the time from sending a request to its first text. Llama serves one request at a
-time, so four raw requests run one after another: that is the rate four gateway streams are
-compared with. Run: `python bench/worker_throughput.py [--max-tokens 256] [--repeat 3]`.
+token is the time from sending a request to its first text (the mean over four streams).
+Llama serves one request at a time, so four raw requests run one after another: that is the
+rate four gateway streams are compared with. Nothing else should run meanwhile: llama.cpp
+slows down sharply when its threads share the cores.
+Run: `python bench/worker_throughput.py [--max-tokens 256] [--repeat 3] [--threads N]`.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import httpx
 from llama_cpp import Llama
+from llama_cpp.llama_types import CreateCompletionStreamResponse
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,7 +55,7 @@ WARM_UP_TOKENS = 16
 CREDIT = 10**12
 SINGLE_TARGET = 0.95  # gateway single stream, as a share of raw
 CONCURRENT_TARGET = 94.0  # gateway four streams, aggregate tokens/s
-MESSAGES = [
+MESSAGES: list[ChatCompletionMessageParam] = [
     {"role": "system", "content": "You are a storyteller who writes long, detailed stories."},
     {"role": "user", "content": "Write a very long story about a lighthouse keeper who finds "
                                 "a map in a bottle. Describe every place and person in detail."},
@@ -115,11 +121,13 @@ def raw_stream(llm: Llama, prompt: list[int], max_tokens: int, seed: int) -> Str
     """One streamed completion; its tokens are max_tokens unless the model ended it."""
     llm.reset()  # no reuse of the previous request's prompt cache: the worker has none
     started = time.perf_counter()
-    first_token_s, finish, pieces = 0.0, None, []
-    for chunk in llm.create_completion(prompt, max_tokens=max_tokens, stream=True,
-                                       temperature=TEMPERATURE, top_k=TOP_K, top_p=1.0,
-                                       min_p=0.0, repeat_penalty=1.0, seed=seed):
-        choice = chunk["choices"][0]  # type: ignore[index]
+    first_token_s, finish = 0.0, None
+    pieces: list[str] = []
+    chunks = cast(Iterator[CreateCompletionStreamResponse], llm.create_completion(
+        prompt, max_tokens=max_tokens, stream=True, temperature=TEMPERATURE, top_k=TOP_K,
+        top_p=1.0, min_p=0.0, repeat_penalty=1.0, seed=seed))
+    for chunk in chunks:
+        choice = chunk["choices"][0]
         if choice["text"] and not pieces:
             first_token_s = time.perf_counter() - started
         pieces.append(choice["text"])
@@ -155,7 +163,7 @@ async def gateway_stream(client: AsyncOpenAI, model: str, max_tokens: int, seed:
     first_token_s, tokens = 0.0, 0
     stream = await client.chat.completions.create(
         model=model, messages=MESSAGES, max_tokens=max_tokens, temperature=TEMPERATURE,
-        seed=seed, stream=True, stream_options={"include_usage": True})  # type: ignore[arg-type]
+        seed=seed, stream=True, stream_options={"include_usage": True})
     async for chunk in stream:
         if not first_token_s and chunk.choices and chunk.choices[0].delta.content:
             first_token_s = time.perf_counter() - started
@@ -186,9 +194,10 @@ async def measure_gateway(url: str, key: str, model: str, max_tokens: int, repea
 def start_worker(url: str, data: Path, threads: int) -> subprocess.Popen[bytes]:
     env = {**env_for(make_settings(data)), "NEXUS_THREADS": str(threads),
            "NEXUS_SLOTS": str(STREAMS)}
-    log = (data.parent / "worker.log").open("ab")
-    return subprocess.Popen([sys.executable, "-m", "nexus_app", "--worker", "--gateway", url],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    with (data.parent / "worker.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nexus_app", "--worker", "--gateway", url],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
 def wait_online(url: str, model: str, worker: subprocess.Popen[bytes]) -> None:
@@ -196,7 +205,7 @@ def wait_online(url: str, model: str, worker: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            raise SystemExit(f"the worker exited: {worker.args}")
+            raise SystemExit(f"the worker exited with status {worker.returncode}")
         with contextlib.suppress(httpx.HTTPError):
             listed = httpx.get(url + "/v1/models", timeout=1).json()["data"]
             if any(m["id"] == model and m.get("workers") == 1 for m in listed):

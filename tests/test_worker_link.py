@@ -17,6 +17,7 @@ from nexus_app.protocol import (
     Chunk,
     Hello,
     ModelCard,
+    Status,
     encode,
     parse_gateway_frame,
     worker_auth_message,
@@ -127,6 +128,19 @@ async def test_routes_to_the_least_loaded_worker(gw: RunningGateway, http) -> No
     responses = await asyncio.gather(*requests)
     assert all(r.status_code == 200 for r in responses)
     assert sorted(len(w.jobs) for w in slow) == [2, 2, 2]
+
+
+async def test_a_draining_worker_gets_no_new_jobs(gw: RunningGateway, http) -> None:
+    account = await gw.account(credit=100_000)
+    draining, open_one = await gw.worker(), await gw.worker()
+    assert draining._ws is not None
+    await draining._ws.send(encode(Status(slots=0)))  # what a worker sends on SIGTERM
+    await asyncio.sleep(0.1)
+    responses = await asyncio.gather(*(
+        http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
+        for _ in range(4)))
+    assert all(r.status_code == 200 for r in responses)
+    assert (len(draining.jobs), len(open_one.jobs)) == (0, 4)
 
 
 async def test_queue_waits_for_a_free_slot_then_times_out(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from nexus_app.protocol import (
     Done,
     Earnings,
     Error,
+    Hardware,
     Hello,
     Job,
     ProtocolError,
@@ -172,7 +173,7 @@ class WorkerNode:
         if ws is not None and self._jobs:
             log.info("draining %d job(s)", len(self._jobs))
             with contextlib.suppress(websockets.WebSocketException):
-                await ws.send(encode(self._status_frame(open_slots=0)))
+                await ws.send(encode(self._status_frame()))
             await asyncio.wait(list(self._jobs.values()), timeout=self.settings.drain_timeout_s)
         self._stopping.set()
         if ws is not None:
@@ -272,17 +273,18 @@ class WorkerNode:
 
     # --- status ---------------------------------------------------------------------------
 
-    def _hardware(self):  # type: ignore[no-untyped-def]
+    def _hardware(self) -> Hardware:
         assert self._probe is not None
         return hardware(self._probe, gpu_offload_supported(), self.threads)
 
-    def _status_frame(self, open_slots: int | None = None) -> Status:
+    def _status_frame(self) -> Status:
+        """Load, live hardware and tokens/s since the last frame; no slots while draining."""
         now, tokens = time.monotonic(), self.tokens_generated
         then, before = self._rate_mark
         self._rate_mark = (now, tokens)
         rate = (tokens - before) / (now - then) if now > then else 0.0
         self._update(tokens_per_s=rate, tokens_generated=tokens)
-        slots = self.settings.slots * len(self.servers) if open_slots is None else open_slots
+        slots = 0 if self.status.state == "draining" else self.settings.slots * len(self.servers)
         return Status(active=len(self._jobs), slots=slots, hardware=self._hardware(),
                       tokens_per_s=round(rate, 2))
 

@@ -92,7 +92,9 @@ async def test_a_client_that_leaves_stops_generation_within_a_second(
 ) -> None:
     gateway = gateway_process()
     settings = make_settings(tmp_path / "worker", gateway_url=gateway.url)
-    node = WorkerNode(settings, resolve([], settings.models_path), Keypair())
+    states: list[str] = []
+    node = WorkerNode(settings, resolve([], settings.models_path), Keypair(),
+                      on_status=lambda status: states.append(status.state))
     await node.start()
     running = asyncio.create_task(node.run())
     try:
@@ -118,6 +120,8 @@ async def test_a_client_that_leaves_stops_generation_within_a_second(
         await node.stop()
         await running
         node.close()
+    seen = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+    assert seen == ["connecting", "online", "draining", "stopped"]  # what the TUI shows
 
 
 async def test_sigkill_of_a_worker_mid_stream_errors_refunds_and_fails_over(

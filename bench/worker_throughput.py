@@ -4,18 +4,19 @@ Measures tokens/s of streamed chat completions of the bundled model (SmolLM2-135
 two ways, with the same prompt, sampling and CPU thread count:
 
 - raw: `llama_cpp.Llama.create_completion` in this process, on the chat prompt the worker
-  builds, with no gateway or worker running;
+  builds (the worker idles meanwhile);
 - gateway: a minimal SSE client (httpx) streaming from a real gateway (`nexus-app --gateway`)
   that relays to a real worker (`nexus-app --worker`), both started here as subprocesses; one
   more row streams through the official `openai` package, whose per-chunk parsing (about 1 ms
   of CPU a token) competes with decoding on a 2-core machine.
 
-Each configuration (one stream; four streams) runs after a warm-up, `--repeat` times, and the
-medians are printed. Tokens/s is completion tokens over the wall time of the stream(s); first
-token is the time from sending a request to its first text (the mean over four streams).
-Llama serves one request at a time, so four raw requests run one after another: that is the
-rate four gateway streams are compared with. Nothing else should run meanwhile: llama.cpp
-slows down sharply when its threads share the cores.
+After a warm-up, `--repeat` rounds each run every configuration once, raw and gateway
+alternating so that drift in the machine's speed hits both alike; medians are printed, and
+"vs raw" is the median of each round's ratio. Tokens/s is completion tokens over the wall
+time of the stream(s); first token is the time from sending a request to its first text (the
+mean over four streams). Llama serves one request at a time, so four raw requests run one
+after another: that is the rate four gateway streams are compared with. Nothing else should
+run meanwhile: llama.cpp slows down sharply when its threads share the cores.
 Run: `python bench/worker_throughput.py [--max-tokens 256] [--repeat 3] [--threads N]`.
 """
 
@@ -140,22 +141,6 @@ def raw_stream(llm: Llama, prompt: list[int], max_tokens: int, seed: int) -> Str
     return Stream(tokens, first_token_s, end_s)
 
 
-def measure_raw(local: LocalModel, threads: int, max_tokens: int, repeat: int
-                ) -> tuple[Result, Result]:
-    """(single stream, four requests one after another)."""
-    llm, prompt = load_raw(local, threads)
-    try:
-        raw_stream(llm, prompt, WARM_UP_TOKENS, SEED)
-        single = [raw_stream(llm, prompt, max_tokens, SEED) for _ in range(repeat)]
-        sequential = []
-        for _ in range(repeat):
-            streams = [raw_stream(llm, prompt, max_tokens, SEED + i) for i in range(STREAMS)]
-            sequential.append(sample(streams, sum(s.end_s for s in streams)))
-    finally:
-        llm.close()
-    return median([sample([s], s.end_s) for s in single]), median(sequential)
-
-
 # client -> gateway -> worker
 
 
@@ -209,20 +194,6 @@ async def gateway_run(client: httpx.AsyncClient | AsyncOpenAI, model: str, max_t
     return sample(list(done), max(s.end_s for s in done))
 
 
-async def measure_gateway(url: str, key: str, model: str, max_tokens: int, repeat: int
-                          ) -> tuple[Result, Result, Result]:
-    """(single stream, four concurrent streams, single stream with the openai package)."""
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600) as http, \
-            AsyncOpenAI(base_url=url + "/v1", api_key=key, timeout=600) as sdk:
-        await gateway_run(http, model, WARM_UP_TOKENS, 1)
-        single = [await gateway_run(http, model, max_tokens, 1) for _ in range(repeat)]
-        concurrent = [await gateway_run(http, model, max_tokens, STREAMS)
-                      for _ in range(repeat)]
-        with_sdk = [await gateway_run(sdk, model, max_tokens, 1) for _ in range(repeat)]
-    return median(single), median(concurrent), median(with_sdk)
-
-
 def start_worker(url: str, data: Path, threads: int) -> subprocess.Popen[bytes]:
     env = {**env_for(make_settings(data)), "NEXUS_THREADS": str(threads),
            "NEXUS_SLOTS": str(STREAMS)}
@@ -255,38 +226,78 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def measure_through_gateway(tmp: Path, model: str, threads: int, max_tokens: int, repeat: int
-                            ) -> tuple[Result, Result, Result]:
+# rounds
+
+
+RAW_SINGLE, RAW_SEQUENTIAL = "raw single", f"raw sequential ({STREAMS}) *"
+GATEWAY_SINGLE, GATEWAY_SDK = "gateway single", "gateway single, openai"
+GATEWAY_CONCURRENT = f"gateway {STREAMS} concurrent"
+
+
+def raw_run(llm: Llama, prompt: list[int], max_tokens: int, streams: int) -> Sample:
+    """`streams` raw requests one after another."""
+    done = [raw_stream(llm, prompt, max_tokens, SEED + i) for i in range(streams)]
+    return sample(done, sum(s.end_s for s in done))
+
+
+async def rounds(llm: Llama, prompt: list[int], url: str, key: str, model: str,
+                 max_tokens: int, repeat: int) -> dict[str, list[Sample]]:
+    """Each round runs every configuration once, raw and gateway alternating, so that drift
+    in this machine's speed hits both alike (the idle worker takes no CPU meanwhile)."""
+    samples: dict[str, list[Sample]] = {name: [] for name in (
+        RAW_SINGLE, GATEWAY_SINGLE, GATEWAY_SDK, RAW_SEQUENTIAL, GATEWAY_CONCURRENT)}
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600) as http, \
+            AsyncOpenAI(base_url=url + "/v1", api_key=key, timeout=600) as sdk:
+        raw_run(llm, prompt, WARM_UP_TOKENS, 1)
+        await gateway_run(http, model, WARM_UP_TOKENS, 1)
+        for _ in range(repeat):
+            samples[RAW_SINGLE].append(raw_run(llm, prompt, max_tokens, 1))
+            samples[GATEWAY_SINGLE].append(await gateway_run(http, model, max_tokens, 1))
+            samples[GATEWAY_SDK].append(await gateway_run(sdk, model, max_tokens, 1))
+            samples[RAW_SEQUENTIAL].append(raw_run(llm, prompt, max_tokens, STREAMS))
+            samples[GATEWAY_CONCURRENT].append(
+                await gateway_run(http, model, max_tokens, STREAMS))
+    return samples
+
+
+def measure(tmp: Path, local: LocalModel, threads: int, max_tokens: int, repeat: int
+            ) -> dict[str, list[Sample]]:
+    llm, prompt = load_raw(local, threads)
     gateway = start_gateway_process(make_settings(tmp / "gateway"))
     processes = [gateway.process]
     try:
         _, key = asyncio.run(gateway.funded_key(CREDIT))
         processes.insert(0, start_worker(gateway.url, tmp / "worker", threads))
-        wait_online(gateway.url, model, processes[0])
-        return asyncio.run(measure_gateway(gateway.url, key, model, max_tokens, repeat))
+        wait_online(gateway.url, local.id, processes[0])
+        return asyncio.run(rounds(llm, prompt, gateway.url, key, local.id, max_tokens, repeat))
     finally:
         for process in processes:  # the worker first: it drains, then the gateway stops
             stop(process)
+        llm.close()
 
 
 # report
 
 
-def report(raw: tuple[Result, Result], gateway: tuple[Result, Result, Result]) -> None:
-    rows = [("raw single", raw[0], raw[0]), ("gateway single", gateway[0], raw[0]),
-            ("gateway single, openai pkg", gateway[2], raw[0]),
-            (f"raw sequential ({STREAMS}) *", raw[1], raw[1]),
-            (f"gateway {STREAMS} concurrent", gateway[1], raw[1])]
-    print(f"{'config':<28} {'tokens/s':>9} {'vs raw':>7} {'first token ms':>15} {'tokens':>7}")
-    for name, result, baseline in rows:
-        print(f"{name:<28} {result.rate:>9.1f} {result.rate / baseline.rate:>6.2f}x "
+def report(samples: dict[str, list[Sample]]) -> None:
+    baseline = {GATEWAY_SINGLE: RAW_SINGLE, GATEWAY_SDK: RAW_SINGLE,
+                GATEWAY_CONCURRENT: RAW_SEQUENTIAL}
+    print(f"{'config':<24} {'tokens/s':>9} {'vs raw':>7} {'first token ms':>15} {'tokens':>7}")
+    for name, runs in samples.items():
+        result = median(runs)
+        base = baseline.get(name, name)
+        ratio = statistics.median(r.rate / b.rate for r, b in zip(runs, samples[base],
+                                                                   strict=True))
+        print(f"{name:<24} {result.rate:>9.1f} {ratio:>6.2f}x "
               f"{result.first_token_ms:>15.0f} {result.tokens:>7.0f}")
     print(f"* llama-cpp-python's Llama serves one request at a time: {STREAMS} requests one "
-          "after another (first token: their mean).")
-    share = gateway[0].rate / raw[0].rate
+          "after another (first token: their mean). 'vs raw': median of each round's ratio.")
+    share = statistics.median(g.rate / r.rate for g, r in zip(
+        samples[GATEWAY_SINGLE], samples[RAW_SINGLE], strict=True))
     print(f"target single >= {SINGLE_TARGET:.2f} x raw: {share:.3f} x raw "
           f"{'PASS' if share >= SINGLE_TARGET else 'FAIL'}")
-    aggregate = gateway[1].rate
+    aggregate = median(samples[GATEWAY_CONCURRENT]).rate
     print(f"target {STREAMS} concurrent >= {CONCURRENT_TARGET:.0f} tokens/s aggregate: "
           f"{aggregate:.1f} {'PASS' if aggregate >= CONCURRENT_TARGET else 'FAIL'}")
 
@@ -300,10 +311,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
     local = resolve([], tmp / "models")[0]
     print(f"model {local.id}, {args.threads} threads, {args.max_tokens} tokens a stream, "
-          f"median of {args.repeat}; load average {os.getloadavg()[0]:.2f}; logs in {tmp}")
-    raw = measure_raw(local, args.threads, args.max_tokens, args.repeat)
-    gateway = measure_through_gateway(tmp, local.id, args.threads, args.max_tokens, args.repeat)
-    report(raw, gateway)
+          f"median of {args.repeat} rounds; load average {os.getloadavg()[0]:.2f}; "
+          f"logs in {tmp}")
+    report(measure(tmp, local, args.threads, args.max_tokens, args.repeat))
 
 
 if __name__ == "__main__":

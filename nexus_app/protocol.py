@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
+WORKER_PATH = "/v1/workers/connect"  # the gateway's WebSocket endpoint for workers
 JobKind = Literal["chat", "completion", "embeddings"]
 
 
@@ -173,6 +174,15 @@ def _reason(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"]) or "frame"
     return f"invalid frame ({where}: {err['msg']})"[:120]
+
+
+def worker_url(gateway_url: str) -> str:
+    """The worker endpoint of a gateway given by its HTTP(S) URL."""
+    base = gateway_url.rstrip("/")
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if base.startswith(http):
+            base = ws + base[len(http):]
+    return base + WORKER_PATH
 
 
 def worker_auth_message(nonce: str) -> bytes:

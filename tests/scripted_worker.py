@@ -33,6 +33,7 @@ from nexus_app.protocol import (
     encode,
     parse_gateway_frame,
     worker_auth_message,
+    worker_url,
 )
 
 DEFAULT_REPLY = "Hello from the scripted worker, one word at a time."
@@ -69,7 +70,7 @@ class ScriptedWorker:
 
     @property
     def ws_url(self) -> str:
-        return self.gateway_url.replace("http", "ws", 1).rstrip("/") + "/v1/workers/connect"
+        return worker_url(self.gateway_url)
 
     async def start(self) -> ScriptedWorker:
         self._ws = await websockets.connect(self.ws_url, max_size=None)

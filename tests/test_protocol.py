@@ -57,3 +57,10 @@ def test_hello_signature_proves_the_wallet() -> None:
     assert not verify(hello.wallet, worker_auth_message("nonce-2"), signature)
     assert not verify(str(other.pubkey()), message, signature)
     assert not verify("not-a-key", message, signature)
+
+
+def test_worker_url_follows_the_gateway_scheme() -> None:
+    from nexus_app.protocol import worker_url
+
+    assert worker_url("http://127.0.0.1:8080/") == "ws://127.0.0.1:8080/v1/workers/connect"
+    assert worker_url("https://gw.example") == "wss://gw.example/v1/workers/connect"

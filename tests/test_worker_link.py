@@ -21,6 +21,7 @@ from nexus_app.protocol import (
     encode,
     parse_gateway_frame,
     worker_auth_message,
+    worker_url,
 )
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 from tests.scripted_worker import ScriptedWorker
@@ -29,7 +30,7 @@ CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"
 
 
 def ws_url(gw: RunningGateway) -> str:
-    return gw.url.replace("http", "ws") + "/v1/workers/connect"
+    return worker_url(gw.url)
 
 
 async def handshake(ws, keypair: Keypair | None = None, **hello) -> None:

@@ -17,6 +17,7 @@ from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sqlite_store import SQLiteStore
 from nexus_app.gateway.store import Store
 from nexus_app.gateway.worker_link import serve_worker
+from nexus_app.protocol import WORKER_PATH
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -45,7 +46,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     for router in (account.router, network.router):
         app.include_router(router)
 
-    @app.websocket("/v1/workers/connect")
+    @app.websocket(WORKER_PATH)
     async def workers_connect(ws: WebSocket) -> None:
         """Worker protocol (see nexus_app.protocol)."""
         await serve_worker(ws, gateway.coordinator, gateway.store, settings.max_frame_bytes)

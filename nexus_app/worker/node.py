@@ -39,6 +39,7 @@ from nexus_app.protocol import (
     encode,
     parse_gateway_frame,
     worker_auth_message,
+    worker_url,
 )
 from nexus_app.worker.hardware import GpuProbe, hardware
 from nexus_app.worker.llamacpp import gpu_offload_supported
@@ -66,15 +67,6 @@ class NodeStatus:
     earned: int = 0
     paid: int = 0
     last_error: str = ""
-
-
-def websocket_url(gateway_url: str) -> str:
-    """The worker endpoint of a gateway given by its HTTP(S) URL."""
-    base = gateway_url.rstrip("/")
-    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
-        if base.startswith(http):
-            base = ws + base[len(http):]
-    return base + "/v1/workers/connect"
 
 
 def backoff_delay(attempt: int, cap: float) -> float:
@@ -138,7 +130,7 @@ class WorkerNode:
     async def run(self) -> None:
         """Stay connected (reconnecting with backoff) until `stop()`."""
         attempt = 0
-        url = websocket_url(self.settings.gateway_url)
+        url = worker_url(self.settings.gateway_url)
         while not self._stopping.is_set():
             try:
                 async with websockets.connect(

@@ -98,6 +98,11 @@ class WorkerNode:
         return str(self.keypair.pubkey())
 
     @property
+    def capacity(self) -> int:
+        """Jobs this node takes at once: the slots of every model it serves."""
+        return self.settings.slots * len(self.servers)
+
+    @property
     def tokens_generated(self) -> int:
         return sum(server.engine.tokens_generated for server in self.servers.values())
 
@@ -138,9 +143,10 @@ class WorkerNode:
                     ping_interval=20, ping_timeout=20,
                 ) as ws:
                     self._ws = ws
-                    if await self._session(ws):
-                        attempt = 0
-            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                    await self._handshake(ws)
+                    attempt = 0
+                    await self._serve_frames(ws)
+            except (OSError, websockets.WebSocketException, TimeoutError, ProtocolError) as exc:
                 self._update(last_error=f"{type(exc).__name__}: {exc}"[:200])
             finally:
                 self._ws = None
@@ -149,8 +155,8 @@ class WorkerNode:
                 break
             delay = backoff_delay(attempt, self.settings.reconnect_max_s)
             attempt += 1
-            log.info("gateway %s unreachable; retrying in %.1f s", self.settings.gateway_url,
-                     delay)
+            log.info("gateway %s: %s; retrying in %.1f s", self.settings.gateway_url,
+                     self.status.last_error or "unreachable", delay)
             self._update(state="connecting", worker_id=None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
@@ -181,8 +187,8 @@ class WorkerNode:
 
     # --- one connection -------------------------------------------------------------------
 
-    async def _session(self, ws: websockets.ClientConnection) -> bool:
-        """Handshake, then serve until the connection ends; True if the gateway accepted us."""
+    async def _handshake(self, ws: websockets.ClientConnection) -> None:
+        """Answer the challenge with a signed hello; raises ProtocolError if not accepted."""
         challenge = parse_gateway_frame(await asyncio.wait_for(ws.recv(), HANDSHAKE_TIMEOUT_S))
         if not isinstance(challenge, Challenge):
             raise ProtocolError("the gateway did not open with a challenge")
@@ -193,6 +199,9 @@ class WorkerNode:
         log.info("online at %s as %s (wallet %s)", self.settings.gateway_url, ready.worker_id,
                  self.wallet)
         self._update(state="online", worker_id=ready.worker_id, last_error="")
+
+    async def _serve_frames(self, ws: websockets.ClientConnection) -> None:
+        """Take jobs and report status until the connection ends."""
         reporter = asyncio.create_task(self._report_status(ws))
         try:
             async for text in ws:
@@ -208,14 +217,13 @@ class WorkerNode:
             reason = ws.close_reason or "connection lost"
             log.warning("disconnected from the gateway: %s", reason)
             self._update(last_error=reason)
-        return True
 
     def _hello(self, nonce: str) -> Hello:
         return Hello(
             protocol=PROTOCOL_VERSION, wallet=self.wallet,
             signature=sign(self.keypair, worker_auth_message(nonce)),
             models=[server.card for server in self.servers.values()],
-            hardware=self._hardware(), slots=self.settings.slots * max(len(self.servers), 1),
+            hardware=self._hardware(), slots=self.capacity,
             version=f"nexus-app {__version__}",
         )
 
@@ -276,7 +284,7 @@ class WorkerNode:
         self._rate_mark = (now, tokens)
         rate = (tokens - before) / (now - then) if now > then else 0.0
         self._update(tokens_per_s=rate, tokens_generated=tokens)
-        slots = 0 if self.status.state == "draining" else self.settings.slots * len(self.servers)
+        slots = 0 if self.status.state == "draining" else self.capacity
         return Status(active=len(self._jobs), slots=slots, hardware=self._hardware(),
                       tokens_per_s=round(rate, 2))
 

@@ -53,7 +53,7 @@ class ModelServer:
         try:
             if job.kind == "embeddings":
                 inputs = await asyncio.to_thread(self._embedding_inputs, job.request)
-                stream = self.engine.embed(inputs)
+                stream, tools = self.engine.embed(inputs), "none"
             else:
                 prompt, sampling, tools = await asyncio.to_thread(self._prepare, job)
                 stream = self.engine.generate(prompt, sampling, deadline)
@@ -62,7 +62,7 @@ class ModelServer:
             return
         self.streams[job.job_id] = stream
         try:
-            await self._relay(job.job_id, stream, tools if job.kind == "chat" else "none", send)
+            await self._relay(job.job_id, stream, tools, send)
         finally:
             stream.cancel()  # a no-op when it finished; stops generation if sending failed
             del self.streams[job.job_id]

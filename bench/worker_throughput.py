@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
@@ -47,7 +46,12 @@ sys.path.insert(0, str(ROOT))
 
 from nexus_app.worker.models import LocalModel, resolve  # noqa: E402
 from nexus_app.worker.prompts import ChatTemplate  # noqa: E402
-from tests.conftest import env_for, make_settings, start_gateway_process  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    make_settings,
+    start_gateway_process,
+    start_worker_process,
+    wait_for_workers,
+)
 
 STREAMS = 4
 SEED = 1234
@@ -194,29 +198,6 @@ async def gateway_run(client: httpx.AsyncClient | AsyncOpenAI, model: str, max_t
     return sample(list(done), max(s.end_s for s in done))
 
 
-def start_worker(url: str, data: Path, threads: int) -> subprocess.Popen[bytes]:
-    env = {**env_for(make_settings(data)), "NEXUS_THREADS": str(threads),
-           "NEXUS_SLOTS": str(STREAMS)}
-    with (data.parent / "worker.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "nexus_app", "--worker", "--gateway", url],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-def wait_online(url: str, model: str, worker: subprocess.Popen[bytes]) -> None:
-    """Until the gateway lists `model` served by one worker."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SystemExit(f"the worker exited with status {worker.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            listed = httpx.get(url + "/v1/models", timeout=1).json()["data"]
-            if any(m["id"] == model and m.get("workers") == 1 for m in listed):
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"the worker did not come online with {model}")
-
-
 def stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -268,8 +249,10 @@ def measure(tmp: Path, local: LocalModel, threads: int, max_tokens: int, repeat:
     processes = [gateway.process]
     try:
         _, key = asyncio.run(gateway.funded_key(CREDIT))
-        processes.insert(0, start_worker(gateway.url, tmp / "worker", threads))
-        wait_online(gateway.url, local.id, processes[0])
+        processes.insert(0, start_worker_process(
+            gateway.url, tmp / "worker", NEXUS_THREADS=str(threads), NEXUS_SLOTS=str(STREAMS),
+            NEXUS_LOG_LEVEL="warning"))
+        wait_for_workers(gateway.url, 1, timeout=120, process=processes[0])
         return asyncio.run(rounds(llm, prompt, gateway.url, key, local.id, max_tokens, repeat))
     finally:
         for process in processes:  # the worker first: it drains, then the gateway stops

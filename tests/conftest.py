@@ -156,8 +156,13 @@ class GatewayProcess:
         return account.wallet, account.api_key
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any NEXUS_* setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+
+
 def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    env = clean_environ()
     env.update({
         "NEXUS_DATA_DIR": str(settings.data_dir),
         "NEXUS_CONFIG": str(settings.config),
@@ -219,7 +224,7 @@ MODEL_ID = "smollm2-135m-instruct-q4_1"  # the bundled SmolLM2 model's id
 def start_worker_process(gateway_url: str, data_dir: Path, **env: str) -> subprocess.Popen[bytes]:
     """`nexus-app --worker` serving the bundled SmolLM2 model, as a real subprocess."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    environ = clean_environ()
     environ.update({"NEXUS_DATA_DIR": str(data_dir), "NEXUS_CONFIG": str(data_dir / "absent"),
                     "NEXUS_LOG_LEVEL": "info", **env})
     log = (data_dir / "worker.log").open("ab")
@@ -238,10 +243,14 @@ def workers_serving(gateway_url: str, model: str = MODEL_ID) -> int:
     return sum(m["workers"] for m in listing if m["id"] == model)
 
 
-def wait_for_workers(gateway_url: str, count: int, timeout: float = 60) -> float:
-    """Seconds until `count` workers serve the bundled model; fails after `timeout`."""
+def wait_for_workers(gateway_url: str, count: int, timeout: float = 60,
+                     process: subprocess.Popen[bytes] | None = None) -> float:
+    """Seconds until `count` workers serve the bundled model; fails after `timeout`, or at
+    once if the worker `process` exits."""
     start = time.monotonic()
     while workers_serving(gateway_url) != count:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the worker exited with status {process.returncode}")
         if time.monotonic() - start > timeout:
             raise AssertionError(f"{count} worker(s) not online after {timeout} s")
         time.sleep(0.1)

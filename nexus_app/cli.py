@@ -8,12 +8,12 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from nexus_app import __version__
 from nexus_app.config import ConfigError, Settings, load_settings
+from nexus_app.units import AmountError, format_units, to_base_units
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -97,18 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def to_base_units(amount: str, decimals: int) -> int:
-    """'12.5' NEXUS -> base units, exactly; refuses more decimals than the mint has."""
-    try:
-        value = Decimal(amount)
-    except InvalidOperation:
-        raise CommandError(f"'{amount}' is not a number") from None
-    units = value * (Decimal(10) ** decimals)
-    if not value.is_finite() or units != units.to_integral_value() or units <= 0:
-        raise CommandError(f"'{amount}' must be positive with at most {decimals} decimals")
-    return int(units)
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("data_dir", "config", "host", "port", "chain", "rpc_url", "wallet", "gateway_url",
              "models", "slots", "threads")
@@ -146,14 +134,51 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _balance(args: argparse.Namespace, settings: Settings) -> None:
+    """Credit balance, and the wallet's on-chain SOL and $NEXUS when the chain answers."""
+    from nexus_app.client.gateway import ClientError
+
     async with await _signed_in(settings) as client:
         balance = await client.balance()
-        _emit(args, balance, f"{balance['balance_display']} NEXUS "
-                             f"(account {balance['account']})")
+        lines = [f"credit: {balance['balance_display']} NEXUS (account {balance['account']})"]
+        try:
+            wallet = await client.wallet()
+        except ClientError as exc:
+            wallet = {"error": exc.message}
+            lines.append(f"wallet: unavailable ({exc.message})")
+        else:
+            sol = format_units(wallet["sol_lamports"], 9)
+            lines.append(f"wallet: {wallet['nexus_display']} NEXUS, {sol} SOL "
+                         f"on the {wallet['chain']} chain")
+        _emit(args, {**balance, "wallet": wallet}, "\n".join(lines))
+
+
+async def _deposit(args: argparse.Namespace, settings: Settings) -> None:
+    from nexus_app.chain.wallet import load_or_create_keypair
+
+    async with await _signed_in(settings) as client:
+        result = await client.deposit(load_or_create_keypair(settings.wallet_path), args.amount)
+        state = ("credited" if result["status"] == "credited"
+                 else "sent; credited once the chain confirms it")
+        _emit(args, result, f"deposit of {result['amount_display']} NEXUS {state}\n"
+                            f"signature {result['signature']}\n"
+                            f"credit balance: {result['balance_display']} NEXUS")
+
+
+async def _faucet(args: argparse.Namespace, settings: Settings) -> None:
+    async with await _signed_in(settings) as client:
+        result = await client.faucet(args.amount)
+        _emit(args, result, f"minted {result['amount_display']} test NEXUS to {result['wallet']}")
+
+
+async def _claim(args: argparse.Namespace, settings: Settings) -> None:
+    async with await _signed_in(settings) as client:
+        payout = await client.claim()
+        state = "paid" if payout["status"] == "paid" else "sent (not confirmed yet)"
+        _emit(args, payout, f"{state}: {payout['amount_display']} NEXUS to {payout['wallet']}\n"
+                            f"signature {payout['signature']}")
 
 
 def _admin(args: argparse.Namespace, settings: Settings) -> None:
-    from nexus_app.gateway.account import format_units
     from nexus_app.gateway.sqlite_store import SQLiteStore
 
     store = SQLiteStore(settings.db_path)
@@ -164,7 +189,10 @@ def _admin(args: argparse.Namespace, settings: Settings) -> None:
 
             if not is_valid_address(args.account):
                 raise CommandError(f"'{args.account}' is not a Solana address")
-            amount = to_base_units(args.amount, settings.token_decimals)
+            try:
+                amount = to_base_units(args.amount, settings.token_decimals)
+            except AmountError as exc:
+                raise CommandError(str(exc)) from None
             store.grant_sync(args.account, amount, args.memo)
             result = {"account": args.account, "granted": amount}
             _emit(args, result, f"granted {format_units(amount, settings.token_decimals)} "
@@ -233,7 +261,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         elif args.command == "admin":
             _admin(args, settings)
         else:
-            _not_yet(f"'{args.command}' (on-chain deposits and payouts)")(args, settings)
+            commands = {"deposit": _deposit, "faucet": _faucet, "claim": _claim}
+            asyncio.run(commands[args.command](args, settings))
     except ClientError as exc:
         raise CommandError(exc.message) from None
     return 0

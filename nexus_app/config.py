@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 APP_NAME = "nexus-app"
 ENV_PREFIX = "NEXUS_"
@@ -63,6 +63,27 @@ class Settings(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="gateway listen port")
     chain: Literal["local", "rpc"] = Field("local", description="Solana backend")
     rpc_url: str | None = Field(None, description="Solana RPC URL for --chain rpc")
+    rpc_commitment: Literal["processed", "confirmed", "finalized"] = Field(
+        "finalized", description="commitment deposits and payouts are checked at (--chain rpc)"
+    )
+    mint: str | None = Field(
+        None, description="$NEXUS mint address for --chain rpc (the local chain makes its own)"
+    )
+    treasury_keypair: Path | None = Field(
+        None, description="treasury keypair file (default: in data dir; created for local chain)"
+    )
+    faucet_max: Decimal = Field(
+        Decimal(10_000), gt=0, description="most NEXUS one faucet call mints (local chain)"
+    )
+    deposit_intent_ttl_s: int = Field(
+        3600, ge=60, description="how long the gateway watches the chain for an intent's deposit"
+    )
+    chain_poll_interval_s: float = Field(
+        10.0, gt=0, description="period of the deposit watcher and payout reconciler"
+    )
+    chain_timeout_s: float = Field(
+        60.0, gt=0, description="wait for a transaction to reach the commitment"
+    )
     token_decimals: int = Field(6, ge=0, le=18, description="decimals of the $NEXUS mint")
     nexus_usd_rate: Decimal | None = Field(None, gt=0, description="USD value of 1 NEXUS")
     worker_share_percent: int = Field(80, ge=0, le=100, description="worker's share of each fee")
@@ -108,9 +129,28 @@ class Settings(BaseModel):
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
     drain_timeout_s: float = Field(60.0, gt=0, description="wait for jobs to finish on stop")
 
+    @model_validator(mode="after")
+    def _rpc_chain_is_complete(self) -> Settings:
+        if self.chain == "rpc" and not (self.rpc_url and self.mint):
+            raise ValueError("--chain rpc needs rpc_url (--rpc-url) and mint (NEXUS_MINT)")
+        if self.mint is not None:
+            from nexus_app.chain.wallet import is_valid_address
+
+            if not is_valid_address(self.mint):
+                raise ValueError(f"mint '{self.mint}' is not a Solana address")
+        return self
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"
+
+    @property
+    def treasury_path(self) -> Path:
+        return self.treasury_keypair or self.data_dir / "treasury.json"
+
+    @property
+    def local_chain_path(self) -> Path:
+        return self.data_dir / "local-chain.sqlite3"
 
     @property
     def wallet_path(self) -> Path:
@@ -162,6 +202,7 @@ def load_settings(
         return Settings.model_validate(merged)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ".".join(str(p) for p in err["loc"]) + ": " * bool(err["loc"]) + err["msg"]
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc

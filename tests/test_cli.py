@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from nexus_app.cli import CommandError, build_parser, to_base_units
+from nexus_app.cli import build_parser
+from nexus_app.units import AmountError, to_base_units
 from nexus_app.worker.models import bundled_model_path
 from tests.conftest import ROOT, env_for
 
@@ -40,7 +41,7 @@ def test_amounts_convert_exactly(amount: str, units: int) -> None:
 
 @pytest.mark.parametrize("amount", ["0.0000001", "-1", "0", "abc", "nan", "inf"])
 def test_bad_amounts_are_refused(amount: str) -> None:
-    with pytest.raises(CommandError):
+    with pytest.raises(AmountError):
         to_base_units(amount, 6)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
 from solders.keypair import Keypair
 
+from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.wallet import sign
 
 
@@ -30,10 +32,12 @@ class GatewayClient:
     async def __aexit__(self, *_: object) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, json: Any = None) -> Any:
+    async def _call(self, method: str, path: str, json: Any = None,
+                    params: dict[str, str] | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = await self._http.request(method, path, json=json, headers=headers)
+            response = await self._http.request(method, path, json=json, params=params,
+                                                headers=headers)
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach the gateway at {self.base_url} "
                               f"({type(exc).__name__})") from None
@@ -76,3 +80,34 @@ class GatewayClient:
 
     async def network_stats(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/network/stats")  # type: ignore[no-any-return]
+
+    async def wallet(self) -> dict[str, Any]:
+        """The signed-in wallet's on-chain SOL and $NEXUS."""
+        return await self._call("GET", "/v1/wallet")  # type: ignore[no-any-return]
+
+    async def faucet(self, amount: str) -> dict[str, Any]:
+        return await self._call(  # type: ignore[no-any-return]
+            "POST", "/v1/faucet", {"amount": amount}
+        )
+
+    async def deposit(self, keypair: Keypair, amount: str) -> dict[str, Any]:
+        """Deposit `amount` NEXUS: get an intent, sign the transfer with `keypair`, and let
+        the gateway send it and credit it."""
+        intent = await self._call("GET", "/v1/deposits/intent", params={"amount": amount})
+        tx = build_deposit(keypair, DepositIntent.from_json(intent))
+        return await self.submit_deposit(base64.b64encode(bytes(tx)).decode())
+
+    async def submit_deposit(self, transaction: str) -> dict[str, Any]:
+        return await self._call(  # type: ignore[no-any-return]
+            "POST", "/v1/deposits", {"transaction": transaction}
+        )
+
+    async def deposits(self) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/v1/deposits"))["data"]  # type: ignore[no-any-return]
+
+    async def claim(self) -> dict[str, Any]:
+        """Pay this wallet's worker earnings to it on chain (needs a wallet sign-in)."""
+        return await self._call("POST", "/v1/workers/claim")  # type: ignore[no-any-return]
+
+    async def worker_earnings(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/workers/me")  # type: ignore[no-any-return]

@@ -13,19 +13,13 @@ from nexus_app.gateway.errors import NotFound
 from nexus_app.gateway.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.store import ApiKeyRecord
+from nexus_app.units import format_units
 
 router = APIRouter()
 
 
 def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-def format_units(amount: int, decimals: int) -> str:
-    """Base units as an exact decimal string (no float rounding)."""
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 10**decimals)
-    return f"{sign}{whole}.{frac:0{decimals}d}" if decimals else f"{sign}{whole}"
 
 
 def _key_view(key: ApiKeyRecord) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 
 class _Body(BaseModel):
@@ -96,3 +96,25 @@ class LoginRequest(_Body):
     wallet: str = Field(min_length=32, max_length=44)
     nonce: str = Field(min_length=1, max_length=128)
     signature: str = Field(min_length=64, max_length=90)
+
+
+Amount = StrictStr | StrictInt  # NEXUS, e.g. "12.5" or 25; floats are refused (not exact)
+
+
+class DepositSubmit(_Body):
+    """A deposit: the signed transaction for the gateway to send, or the signature of one
+    the client sent itself."""
+
+    transaction: str | None = Field(None, max_length=4096, description="base64 transaction")
+    signature: str | None = Field(None, max_length=128, description="base58 signature")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> DepositSubmit:
+        if (self.transaction is None) == (self.signature is None):
+            raise ValueError("give either 'transaction' or 'signature'")
+        return self
+
+
+class FaucetRequest(_Body):
+    amount: Amount
+    wallet: str | None = Field(None, max_length=64, description="default: the caller's wallet")

@@ -9,16 +9,22 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from nexus_app.chain.backend import Chain
+from nexus_app.chain.connect import connect_chain
+from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
 from nexus_app.gateway.auth import Authenticator, Caller
 from nexus_app.gateway.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.coordinator import Coordinator, JobStream
+from nexus_app.gateway.deposits import Deposits
 from nexus_app.gateway.errors import NotFound
 from nexus_app.gateway.metrics import Metrics
+from nexus_app.gateway.payouts import Payouts
 from nexus_app.gateway.pricing import PriceBook
 from nexus_app.gateway.ratelimit import RateLimiter
 from nexus_app.gateway.store import Store
 from nexus_app.protocol import Done, JobKind, ModelCard
+from nexus_app.units import to_base_units
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +61,47 @@ class Gateway:
             attempts=settings.dispatch_attempts,
         )
         self.metrics = Metrics(self.coordinator)
-        self._housekeeping: asyncio.Task[None] | None = None
+        # set by start(): the chain, its treasury, and the services on them
+        self.chain: Chain
+        self.treasury: Treasury
+        self.deposits: Deposits
+        self.payouts: Payouts
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.store.open()
         refunded = await self.store.release_all_open()
         if refunded:
             log.warning("refunded %d reservation(s) left open by an earlier run", refunded)
-        self._housekeeping = asyncio.create_task(self._housekeep())
+        settings = self.settings
+        self.chain, self.treasury = await connect_chain(settings)
+        self.deposits = Deposits(
+            self.store, self.chain, self.treasury, settings.deposit_intent_ttl_s,
+            to_base_units(settings.faucet_max, settings.token_decimals),
+        )
+        self.payouts = Payouts(self.store, self.chain, self.treasury, settings.chain_timeout_s)
+        log.info("chain %s: mint %s, treasury token account %s", self.chain.name,
+                 self.treasury.mint, self.treasury.token_account)
+        self._tasks = [asyncio.create_task(self._housekeep()),
+                       asyncio.create_task(self._watch_chain())]
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
+        for task in self._tasks:
+            task.cancel()
         await self.auth.flush_last_used()
+        await self.chain.close()
         await self.store.close()
+
+    async def _watch_chain(self) -> None:
+        """Settle payouts left open and credit deposits whose client went away, at start and
+        then every `chain_poll_interval_s`."""
+        while True:
+            try:
+                await self.payouts.reconcile()
+                await self.deposits.watch()
+            except Exception as exc:  # the chain may be down: try again next round
+                log.warning("chain watcher: %s: %s", type(exc).__name__, exc)
+            await asyncio.sleep(self.settings.chain_poll_interval_s)
 
     async def _housekeep(self) -> None:
         """Once a second: store maintenance, and tell workers their new earnings (coalesced,

@@ -21,6 +21,10 @@ from nexus_app.gateway.store import (
     DEPOSIT,
     GRANT,
     PAYOUT,
+    PAYOUT_FAILED,
+    PAYOUT_PAID,
+    PAYOUT_PENDING,
+    PAYOUT_SENT,
     REFUND,
     RESERVE,
     SETTLE,
@@ -28,7 +32,10 @@ from nexus_app.gateway.store import (
     WORKER_EARNING,
     AccountBalance,
     ApiKeyRecord,
+    DepositEntry,
+    DepositIntent,
     LedgerAudit,
+    Payout,
     Settlement,
     WorkerEarnings,
 )
@@ -80,6 +87,39 @@ MIGRATIONS: list[str] = [
         account    TEXT NOT NULL,
         expires_at REAL NOT NULL
     );
+    """,
+    """
+    ALTER TABLE worker_accounts ADD COLUMN paying INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE deposit_intents (
+        id         TEXT PRIMARY KEY,
+        account    TEXT NOT NULL,
+        reference  TEXT NOT NULL UNIQUE,
+        amount     INTEGER NOT NULL CHECK (amount > 0),
+        memo       TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX deposit_intents_account ON deposit_intents (account, created_at);
+    CREATE INDEX deposit_intents_expiry ON deposit_intents (expires_at);
+    CREATE TABLE deposits (
+        signature   TEXT PRIMARY KEY,
+        reference   TEXT NOT NULL REFERENCES deposit_intents (reference),
+        account     TEXT NOT NULL,
+        amount      INTEGER NOT NULL CHECK (amount > 0),
+        credited_at REAL NOT NULL
+    );
+    CREATE INDEX deposits_reference ON deposits (reference);
+    CREATE TABLE payouts (
+        id         TEXT PRIMARY KEY,
+        wallet     TEXT NOT NULL,
+        amount     INTEGER NOT NULL CHECK (amount > 0),
+        status     TEXT NOT NULL,
+        signature  TEXT UNIQUE,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX payouts_wallet ON payouts (wallet, created_at);
+    CREATE INDEX payouts_status ON payouts (status);
     """,
 ]
 
@@ -293,9 +333,9 @@ class SQLiteStore:
 
     async def worker_earnings(self, wallet: str) -> WorkerEarnings:
         row = self.db.execute(
-            "SELECT earned, paid FROM worker_accounts WHERE wallet = ?", (wallet,)
+            "SELECT earned, paid, paying FROM worker_accounts WHERE wallet = ?", (wallet,)
         ).fetchone()
-        return WorkerEarnings(wallet, *(row or (0, 0)))
+        return WorkerEarnings(wallet, *(row or (0, 0, 0)))
 
     async def audit(self) -> LedgerAudit:
         return self.audit_sync()
@@ -311,9 +351,9 @@ class SQLiteStore:
             open_reserved = db.execute(
                 "SELECT COALESCE(SUM(amount), 0) FROM reservations"
             ).fetchone()[0]
-            earned = db.execute(
-                "SELECT COALESCE(SUM(earned), 0) FROM worker_accounts"
-            ).fetchone()[0]
+            earned, paid = db.execute(
+                "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(paid), 0) FROM worker_accounts"
+            ).fetchone()
         finally:
             db.execute("COMMIT")
         total = {k: int(sums.get(k) or 0) for k in (
@@ -328,10 +368,138 @@ class SQLiteStore:
             worker_earnings=earned,
             treasury_fees=total[TREASURY_FEE],
             payouts=total[PAYOUT],
+            paid=paid,
             derived_balances=total[DEPOSIT] + total[GRANT] - total[RESERVE] + total[REFUND],
             derived_reserved=total[RESERVE] - total[SETTLE] - total[REFUND],
             settled=total[SETTLE],
         )
+
+    # deposits ----------------------------------------------------------------------------------
+
+    _INTENT_COLUMNS = "id, account, reference, amount, memo, created_at, expires_at"
+
+    async def add_deposit_intent(self, intent: DepositIntent) -> None:
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO deposit_intents ({self._INTENT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (intent.id, intent.account, intent.reference, intent.amount, intent.memo,
+                 intent.created_at, intent.expires_at),
+            )
+
+    async def deposit_intent(self, reference: str) -> DepositIntent | None:
+        row = self.db.execute(
+            f"SELECT {self._INTENT_COLUMNS} FROM deposit_intents WHERE reference = ?",
+            (reference,),
+        ).fetchone()
+        return DepositIntent(*row) if row else None
+
+    async def open_deposit_intents(self, now: float) -> list[DepositIntent]:
+        """Unpaid intents that have not expired: the ones the watcher looks for on chain."""
+        rows = self.db.execute(
+            f"SELECT {self._INTENT_COLUMNS} FROM deposit_intents i WHERE expires_at > ?"
+            " AND NOT EXISTS (SELECT 1 FROM deposits d WHERE d.reference = i.reference)",
+            (now,),
+        ).fetchall()
+        return [DepositIntent(*row) for row in rows]
+
+    async def credit_deposit(self, signature: str, intent: DepositIntent) -> bool:
+        with self._tx() as db:
+            inserted = db.execute(
+                "INSERT INTO deposits (signature, reference, account, amount, credited_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (signature) DO NOTHING",
+                (signature, intent.reference, intent.account, intent.amount, time.time()),
+            ).rowcount
+            if not inserted:
+                return False
+            self._ensure_account(db, intent.account)
+            db.execute(
+                "UPDATE accounts SET balance = balance + ?, updated_at = ? WHERE account = ?",
+                (intent.amount, time.time(), intent.account),
+            )
+            self._entry(db, DEPOSIT, intent.amount, account=intent.account, ref=signature)
+        return True
+
+    async def deposit_signature_account(self, signature: str) -> str | None:
+        row = self.db.execute(
+            "SELECT account FROM deposits WHERE signature = ?", (signature,)
+        ).fetchone()
+        return row[0] if row else None
+
+    async def deposit_history(self, account: str, limit: int) -> list[DepositEntry]:
+        columns = ", ".join(f"i.{c.strip()}" for c in self._INTENT_COLUMNS.split(","))
+        rows = self.db.execute(
+            f"SELECT {columns}, d.signature, d.credited_at FROM deposit_intents i"
+            " LEFT JOIN deposits d ON d.reference = i.reference WHERE i.account = ?"
+            " ORDER BY i.created_at DESC LIMIT ?",
+            (account, limit),
+        ).fetchall()
+        return [DepositEntry(DepositIntent(*row[:7]), row[7], row[8]) for row in rows]
+
+    # payouts -----------------------------------------------------------------------------------
+
+    _PAYOUT_COLUMNS = "id, wallet, amount, status, signature, created_at, updated_at"
+
+    async def begin_payout(self, payout_id: str, wallet: str) -> Payout | None:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT earned - paid - paying FROM worker_accounts WHERE wallet = ?", (wallet,)
+            ).fetchone()
+            amount = row[0] if row else 0
+            if amount <= 0 or not db.execute(
+                "UPDATE worker_accounts SET paying = paying + ?"
+                " WHERE wallet = ? AND earned - paid - paying >= ?",
+                (amount, wallet, amount),
+            ).rowcount:
+                return None
+            db.execute(
+                f"INSERT INTO payouts ({self._PAYOUT_COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                (payout_id, wallet, amount, PAYOUT_PENDING, now, now),
+            )
+        return Payout(payout_id, wallet, amount, PAYOUT_PENDING, None, now, now)
+
+    async def payout_sent(self, payout_id: str, signature: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE payouts SET status = ?, signature = ?, updated_at = ?"
+                " WHERE id = ? AND status = ?",
+                (PAYOUT_SENT, signature, time.time(), payout_id, PAYOUT_PENDING),
+            )
+
+    async def finish_payout(self, payout_id: str, paid: bool) -> Payout | None:
+        with self._tx() as db:
+            row = db.execute(
+                "UPDATE payouts SET status = ?, updated_at = ? WHERE id = ? AND status IN (?, ?)"
+                f" RETURNING {self._PAYOUT_COLUMNS}",
+                (PAYOUT_PAID if paid else PAYOUT_FAILED, time.time(), payout_id,
+                 PAYOUT_PENDING, PAYOUT_SENT),
+            ).fetchone()
+            if row is None:
+                return None
+            payout = Payout(*row)
+            db.execute(
+                "UPDATE worker_accounts SET paying = paying - ?, paid = paid + ? WHERE wallet = ?",
+                (payout.amount, payout.amount if paid else 0, payout.wallet),
+            )
+            if paid:
+                self._entry(db, PAYOUT, payout.amount, wallet=payout.wallet, ref=payout.id)
+        return payout
+
+    async def open_payouts(self) -> list[Payout]:
+        rows = self.db.execute(
+            f"SELECT {self._PAYOUT_COLUMNS} FROM payouts WHERE status IN (?, ?)",
+            (PAYOUT_PENDING, PAYOUT_SENT),
+        ).fetchall()
+        return [Payout(*row) for row in rows]
+
+    async def payouts(self, wallet: str, limit: int) -> list[Payout]:
+        rows = self.db.execute(
+            f"SELECT {self._PAYOUT_COLUMNS} FROM payouts WHERE wallet = ?"
+            " ORDER BY created_at DESC LIMIT ?",
+            (wallet, limit),
+        ).fetchall()
+        return [Payout(*row) for row in rows]
 
     # API keys and sessions ---------------------------------------------------------------------
 

@@ -46,13 +46,62 @@ class ApiKeyRecord:
 
 @dataclass(frozen=True, slots=True)
 class WorkerEarnings:
+    """A worker wallet's earnings: `paying` is in payouts sent but not yet confirmed."""
+
     wallet: str
     earned: int
     paid: int
+    paying: int = 0
 
     @property
     def pending(self) -> int:
-        return self.earned - self.paid
+        return self.earned - self.paid - self.paying
+
+
+@dataclass(frozen=True, slots=True)
+class DepositIntent:
+    """A deposit the gateway expects: `amount` to the treasury, carrying `reference`."""
+
+    id: str
+    account: str
+    reference: str
+    amount: int
+    memo: str
+    created_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DepositEntry:
+    """An intent in the deposit history, with the signature that paid it, if any."""
+
+    intent: DepositIntent
+    signature: str | None
+    credited_at: float | None
+
+    def status(self, now: float) -> str:
+        if self.signature is not None:
+            return "credited"
+        return "pending" if now < self.intent.expires_at else "expired"
+
+
+# Payout states: reserved in the ledger -> transaction signed and sent -> paid, or failed
+# (earnings claimable again).
+PAYOUT_PENDING = "pending"
+PAYOUT_SENT = "sent"
+PAYOUT_PAID = "paid"
+PAYOUT_FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    id: str
+    wallet: str
+    amount: int
+    status: str
+    signature: str | None
+    created_at: float
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +126,7 @@ class LedgerAudit:
     worker_earnings: int
     treasury_fees: int
     payouts: int
+    paid: int
     derived_balances: int
     derived_reserved: int
     settled: int
@@ -89,6 +139,7 @@ class LedgerAudit:
             and self.derived_balances == self.balances
             and self.derived_reserved == self.reserved == self.open_reservations
             and self.settled == self.worker_earnings + self.treasury_fees
+            and self.payouts == self.paid <= self.worker_earnings
             and min(self.balances, self.reserved) >= 0
         )
 
@@ -110,6 +161,27 @@ class Store(Protocol):
     async def balance(self, account: str) -> AccountBalance: ...
     async def worker_earnings(self, wallet: str) -> WorkerEarnings: ...
     async def audit(self) -> LedgerAudit: ...
+
+    # deposits
+    async def add_deposit_intent(self, intent: DepositIntent) -> None: ...
+    async def deposit_intent(self, reference: str) -> DepositIntent | None: ...
+    async def open_deposit_intents(self, now: float) -> list[DepositIntent]: ...
+    async def credit_deposit(self, signature: str, intent: DepositIntent) -> bool:
+        """Credit `intent`'s amount for `signature`; False if that signature was credited."""
+        ...
+    async def deposit_signature_account(self, signature: str) -> str | None: ...
+    async def deposit_history(self, account: str, limit: int) -> list[DepositEntry]: ...
+
+    # payouts
+    async def begin_payout(self, payout_id: str, wallet: str) -> Payout | None:
+        """Set aside all of `wallet`'s pending earnings for a payout; None if there are none."""
+        ...
+    async def payout_sent(self, payout_id: str, signature: str) -> None: ...
+    async def finish_payout(self, payout_id: str, paid: bool) -> Payout | None:
+        """Mark a payout paid (ledger entry) or failed (earnings claimable again)."""
+        ...
+    async def open_payouts(self) -> list[Payout]: ...
+    async def payouts(self, wallet: str, limit: int) -> list[Payout]: ...
 
     # API keys and sign-in sessions
     async def add_key(self, key: ApiKeyRecord) -> None: ...

@@ -1,0 +1,30 @@
+"""Open the configured chain backend and the treasury on it."""
+
+from __future__ import annotations
+
+from solders.pubkey import Pubkey
+
+from nexus_app.chain.backend import Chain
+from nexus_app.chain.local import LocalChain
+from nexus_app.chain.rpc import RpcChain
+from nexus_app.chain.treasury import Treasury, local_treasury
+from nexus_app.chain.wallet import load_keypair, load_or_create_keypair
+from nexus_app.config import Settings
+
+
+async def connect_chain(settings: Settings) -> tuple[Chain, Treasury]:
+    """`local`: the in-process chain in the data dir, its mint and treasury created on first
+    start. `rpc`: the cluster at `rpc_url`, with the configured mint and an existing
+    treasury keypair (raises `WalletError` without one)."""
+    if settings.chain == "local":
+        chain = LocalChain(settings.local_chain_path)
+        keypair = load_or_create_keypair(settings.treasury_path)
+        return chain, await local_treasury(chain, keypair, settings.token_decimals)
+    if settings.rpc_url is None or settings.mint is None:
+        raise ValueError("the rpc chain needs rpc_url and mint")
+    rpc = RpcChain(settings.rpc_url, settings.rpc_commitment, timeout_s=settings.chain_timeout_s)
+    treasury = Treasury(
+        load_keypair(settings.treasury_path), Pubkey.from_string(settings.mint),
+        settings.token_decimals,
+    )
+    return rpc, treasury

@@ -1,0 +1,190 @@
+"""The local chain: an in-process `LiteSVM` executing the real SPL Token, Associated Token
+Account and Memo programs, persisted to one SQLite file so balances and history survive
+restarts.
+
+LiteSVM keeps state in memory only, so every processed transaction is written down (its
+bytes, result and the accounts it touched) and replayed into a fresh LiteSVM as account
+state on start. Blockhashes are random and valid for `BLOCKHASH_TTL_S`, like a real
+cluster's, so a transaction signed before a restart cannot be replayed after it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from solders.account import Account
+from solders.hash import Hash
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+from solders.transaction_metadata import FailedTransactionMetadata
+
+from nexus_app.chain.backend import ChainTransaction, TransactionFailed
+from nexus_app.chain.token import token_account_amount
+
+BLOCKHASH_TTL_S = 120.0
+MAX_BLOCKHASHES = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (address BLOB PRIMARY KEY, account BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    signature TEXT PRIMARY KEY, slot INTEGER NOT NULL, tx BLOB NOT NULL, error TEXT
+);
+CREATE TABLE IF NOT EXISTS mentions (
+    address TEXT NOT NULL, slot INTEGER NOT NULL, signature TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mentions_address ON mentions (address, slot);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class LocalChain:
+    """`Chain` on an in-process LiteSVM. Calls never await, so each runs atomically on the
+    event loop (they take well under a millisecond)."""
+
+    name = "local"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        self._svm = LiteSVM().with_blockhash_check(False)
+        self._blockhashes: OrderedDict[Hash, float] = OrderedDict()
+        for address, account in self._db.execute("SELECT address, account FROM accounts"):
+            self._svm.set_account(Pubkey.from_bytes(address), Account.from_bytes(account))
+        self._slot = self._db.execute(
+            "SELECT COALESCE(MAX(slot), 0) FROM transactions"
+        ).fetchone()[0]
+
+    # metadata kept with the chain (the $NEXUS mint's address) -----------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # Chain -----------------------------------------------------------------------------------
+
+    async def latest_blockhash(self) -> Hash:
+        now = time.monotonic()
+        while self._blockhashes and (
+            len(self._blockhashes) >= MAX_BLOCKHASHES
+            or next(iter(self._blockhashes.values())) < now - BLOCKHASH_TTL_S
+        ):
+            self._blockhashes.popitem(last=False)
+        blockhash = Hash(os.urandom(32))
+        self._blockhashes[blockhash] = now
+        return blockhash
+
+    def _blockhash_valid(self, blockhash: Hash) -> bool:
+        issued = self._blockhashes.get(blockhash)
+        return issued is not None and issued >= time.monotonic() - BLOCKHASH_TTL_S
+
+    async def send(self, tx: VersionedTransaction) -> str:
+        signature = str(tx.signatures[0])
+        known = self._db.execute(
+            "SELECT error FROM transactions WHERE signature = ?", (signature,)
+        ).fetchone()
+        if known is not None:
+            if known[0] is not None:
+                raise TransactionFailed(known[0])
+            return signature
+        if not self._blockhash_valid(tx.message.recent_blockhash):
+            raise TransactionFailed(
+                "blockhash not found: it expired or was never issued; sign again with a new one"
+            )
+        result = self._svm.send_transaction(tx)
+        error = _describe_failure(result) if isinstance(result, FailedTransactionMetadata) else None
+        if self._svm.get_transaction(tx.signatures[0]) is None:  # refused before execution
+            raise TransactionFailed(error or "transaction refused")
+        self._record(signature, tx, error)
+        if error is not None:
+            raise TransactionFailed(error)
+        return signature
+
+    def _record(self, signature: str, tx: VersionedTransaction, error: str | None) -> None:
+        """Write down a processed transaction and the state of every account it names."""
+        self._slot += 1
+        keys = list(tx.message.account_keys)
+        self._db.execute("BEGIN")
+        self._db.execute(
+            "INSERT INTO transactions (signature, slot, tx, error) VALUES (?, ?, ?, ?)",
+            (signature, self._slot, bytes(tx), error),
+        )
+        self._db.executemany(
+            "INSERT INTO mentions (address, slot, signature) VALUES (?, ?, ?)",
+            [(str(key), self._slot, signature) for key in keys],
+        )
+        self._save_accounts(keys)
+        self._db.execute("COMMIT")
+
+    def _save_accounts(self, keys: list[Pubkey]) -> None:
+        for key in keys:
+            account = self._svm.get_account(key)
+            if account is None or account.executable:
+                self._db.execute("DELETE FROM accounts WHERE address = ?", (bytes(key),))
+            elif str(account.owner) not in _NOT_STATE:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO accounts (address, account) VALUES (?, ?)",
+                    (bytes(key), bytes(account)),
+                )
+
+    async def transaction(self, signature: str) -> ChainTransaction | None:
+        row = self._db.execute(
+            "SELECT slot, tx, error FROM transactions WHERE signature = ?", (signature,)
+        ).fetchone()
+        if row is None:
+            return None
+        slot, raw, error = row
+        return ChainTransaction(signature, slot, VersionedTransaction.from_bytes(raw), (), error)
+
+    async def signatures_for(self, address: Pubkey, limit: int = 20) -> list[str]:
+        rows = self._db.execute(
+            "SELECT signature FROM mentions WHERE address = ? ORDER BY slot DESC LIMIT ?",
+            (str(address), limit),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    async def sol_balance(self, owner: Pubkey) -> int:
+        return self._svm.get_balance(owner) or 0
+
+    async def token_balance(self, token_account: Pubkey) -> int:
+        account = self._svm.get_account(token_account)
+        return token_account_amount(bytes(account.data)) if account else 0
+
+    async def close(self) -> None:
+        self._db.close()
+
+    # local only ------------------------------------------------------------------------------
+
+    def airdrop(self, owner: Pubkey, lamports: int) -> None:
+        """Give `owner` SOL for fees (the local chain's own faucet)."""
+        result = self._svm.airdrop(owner, lamports)
+        if isinstance(result, FailedTransactionMetadata):
+            raise TransactionFailed(_describe_failure(result))
+        self._db.execute("BEGIN")
+        self._save_accounts([owner])
+        self._db.execute("COMMIT")
+
+
+# Sysvars and programs come with every LiteSVM; only user state is persisted.
+_NOT_STATE = {
+    "Sysvar1111111111111111111111111111111111111",
+    "NativeLoader1111111111111111111111111111111",
+}
+
+
+def _describe_failure(result: FailedTransactionMetadata) -> str:
+    """The error and the program's own explanation, e.g. 'InstructionError(0, Custom(1)):
+    Program log: Error: insufficient funds'."""
+    reason = str(result.err()).removeprefix("TransactionError")
+    logs = [line for line in result.meta().logs() if "rror" in line or "failed" in line]
+    return f"{reason}: {logs[0]}" if logs else reason
+

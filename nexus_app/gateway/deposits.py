@@ -1,0 +1,178 @@
+"""Deposits: intents with a fresh reference key, checking a deposit transaction on chain
+before crediting it (exactly once per signature), the watcher that credits deposits whose
+client went away after sending, and the local chain's dev faucet."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import VersionedTransaction
+
+from nexus_app.chain.backend import Chain, ChainTransaction, ChainUnavailable, TransactionFailed
+from nexus_app.chain.deposits import DepositRejected, check_deposit, transfer_references
+from nexus_app.chain.local import LocalChain
+from nexus_app.chain.treasury import Treasury, faucet
+from nexus_app.gateway.errors import ApiError, BadRequest, Forbidden
+from nexus_app.gateway.store import DepositIntent, Store
+from nexus_app.ids import new_id
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DepositFailed(ApiError):
+    """The transaction is not a valid deposit (or failed on chain): nothing was credited."""
+
+    status, type, code = 400, "invalid_request_error", "deposit_rejected"
+
+
+class ChainDown(ApiError):
+    status, type, code = 503, "service_unavailable", "chain_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class DepositOutcome:
+    intent: DepositIntent
+    signature: str
+    credited: bool  # False: landed but not yet at the commitment (the watcher credits it)
+    already_credited: bool = False
+
+
+class Deposits:
+    def __init__(self, store: Store, chain: Chain, treasury: Treasury, intent_ttl_s: int,
+                 faucet_max: int) -> None:
+        self.store = store
+        self.chain = chain
+        self.treasury = treasury
+        self.intent_ttl_s = intent_ttl_s
+        self.faucet_max = faucet_max
+
+    async def new_intent(self, account: str, amount: int) -> tuple[DepositIntent, str]:
+        """A deposit intent with a fresh reference, and a recent blockhash to sign with."""
+        blockhash = await self.chain_call(self.chain.latest_blockhash())
+        intent_id = new_id("dep")
+        now = time.time()
+        intent = DepositIntent(
+            id=intent_id, account=account, reference=str(Keypair().pubkey()), amount=amount,
+            memo=f"NEXUS deposit {intent_id}", created_at=now, expires_at=now + self.intent_ttl_s,
+        )
+        await self.store.add_deposit_intent(intent)
+        return intent, str(blockhash)
+
+    async def submit_transaction(self, account: str, encoded: str) -> DepositOutcome:
+        """Check a signed deposit transaction, send it, and credit it once it is processed.
+        The transaction is checked before it is sent, so a wrong one never moves tokens."""
+        tx = _decode_transaction(encoded)
+        signature = str(tx.signatures[0])
+        unsent = ChainTransaction(signature, 0, tx, (), None)
+        intent = await self._intent_of(account, unsent)
+        self._check(unsent, intent)
+        try:
+            await self.chain.send(tx)
+        except TransactionFailed as exc:
+            raise DepositFailed(f"The deposit transaction failed on chain: {exc}") from None
+        except ChainUnavailable:
+            return DepositOutcome(intent, signature, credited=False)
+        return await self._credit_landed(account, signature)
+
+    async def submit_signature(self, account: str, signature: str) -> DepositOutcome:
+        """Credit a deposit the client sent itself, once it is processed on chain."""
+        try:
+            Signature.from_string(signature)
+        except ValueError:
+            raise BadRequest("'signature' is not a base58 transaction signature.",
+                             param="signature") from None
+        return await self._credit_landed(account, signature)
+
+    async def _credit_landed(self, account: str, signature: str) -> DepositOutcome:
+        found = await self.chain_call(self.chain.transaction(signature))
+        if found is None:
+            raise DepositFailed(
+                f"No processed transaction {signature} on the chain (at its commitment) yet.",
+                code="transaction_not_found",
+            )
+        intent = await self._intent_of(account, found)
+        self._check(found, intent)
+        credited = await self.store.credit_deposit(signature, intent)
+        return DepositOutcome(intent, signature, credited=True, already_credited=not credited)
+
+    async def _intent_of(self, account: str, tx: ChainTransaction) -> DepositIntent:
+        """The caller's intent whose reference the transaction carries."""
+        for reference in transfer_references(tx):
+            intent = await self.store.deposit_intent(str(reference))
+            if intent is None:
+                continue
+            if intent.account != account:
+                raise Forbidden("This deposit belongs to another account.",
+                                code="deposit_of_another_account")
+            return intent
+        raise DepositFailed("The transaction carries no reference of a deposit intent: get one "
+                            "from GET /v1/deposits/intent and add it to the transfer.",
+                            code="unknown_reference")
+
+    def _check(self, tx: ChainTransaction, intent: DepositIntent) -> None:
+        try:
+            check_deposit(
+                tx, reference=Pubkey.from_string(intent.reference), mint=self.treasury.mint,
+                treasury=self.treasury.token_account, decimals=self.treasury.decimals,
+                amount=intent.amount,
+            )
+        except DepositRejected as exc:
+            raise DepositFailed(f"Not a valid deposit: {exc}.") from None
+
+    async def watch(self) -> int:
+        """Credit deposits of open intents found on chain by their reference; returns how
+        many were credited."""
+        credited = 0
+        for intent in await self.store.open_deposit_intents(time.time()):
+            for signature in await self.chain.signatures_for(Pubkey.from_string(intent.reference)):
+                found = await self.chain.transaction(signature)
+                if found is None or not found.succeeded:
+                    continue
+                try:
+                    self._check(found, intent)
+                except DepositFailed as exc:
+                    log.warning("deposit %s for intent %s refused: %s", signature, intent.id,
+                                exc.message)
+                    continue
+                if await self.store.credit_deposit(signature, intent):
+                    log.info("credited deposit %s found on chain for intent %s",
+                             signature, intent.id)
+                    credited += 1
+        return credited
+
+    async def faucet(self, wallet: Pubkey, amount: int) -> str:
+        """Mint test $NEXUS to `wallet` (local chain only)."""
+        if not isinstance(self.chain, LocalChain):
+            raise Forbidden("The faucet exists only on the local chain.", code="faucet_disabled")
+        if amount > self.faucet_max:
+            raise BadRequest(f"The faucet gives at most {self.faucet_max} base units a call.",
+                             param="amount")
+        return await self.chain_call(faucet(self.chain, self.treasury, wallet, amount))
+
+    @staticmethod
+    async def chain_call(call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except ChainUnavailable as exc:
+            raise ChainDown(f"The Solana chain is unavailable: {exc}", retry_after=5) from None
+        except TransactionFailed as exc:
+            raise DepositFailed(f"The chain refused the call: {exc}",
+                                code="transaction_failed") from None
+
+
+def _decode_transaction(encoded: str) -> VersionedTransaction:
+    try:
+        return VersionedTransaction.from_bytes(base64.b64decode(encoded, validate=True))
+    except (ValueError, binascii.Error):
+        raise BadRequest("'transaction' is not a base64 serialized Solana transaction.",
+                         param="transaction") from None

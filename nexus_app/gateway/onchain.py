@@ -1,0 +1,210 @@
+"""Routes of the money that moves on chain: deposits, the dev faucet, the caller's wallet,
+and worker earnings with their payouts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+from solders.pubkey import Pubkey
+
+from nexus_app.chain import token
+from nexus_app.chain.wallet import is_valid_address
+from nexus_app.gateway.deposits import DepositOutcome
+from nexus_app.gateway.errors import BadRequest
+from nexus_app.gateway.schemas import DepositSubmit, FaucetRequest
+from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.store import PAYOUT_PAID, DepositEntry, Payout
+from nexus_app.units import AmountError, format_units, to_base_units
+
+router = APIRouter()
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def _amount(gateway: Gateway, value: str | int) -> int:
+    try:
+        return to_base_units(value, gateway.settings.token_decimals)
+    except AmountError as exc:
+        raise BadRequest(f"Invalid 'amount': {exc}.", param="amount") from None
+
+
+def _display(gateway: Gateway, amount: int) -> str:
+    return format_units(amount, gateway.settings.token_decimals)
+
+
+@router.get("/v1/deposits/intent", tags=["deposits"])
+async def deposit_intent(
+    request: Request, amount: str = Query(description="NEXUS to deposit, e.g. 25 or 0.5"),
+) -> dict[str, Any]:
+    """Start a deposit: the treasury token account, a fresh reference key and a recent
+    blockhash. Send a TransferChecked of exactly `amount` from your associated token account
+    to `treasury`, with `reference` as an extra read-only key and the memo."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    units = _amount(gateway, amount)
+    intent, blockhash = await gateway.deposits.new_intent(caller.account, units)
+    treasury = gateway.treasury
+    return {
+        "object": "deposit.intent",
+        "id": intent.id,
+        "chain": gateway.chain.name,
+        "mint": str(treasury.mint),
+        "decimals": treasury.decimals,
+        "token_program": str(token.TOKEN_PROGRAM_ID),
+        "treasury": str(treasury.token_account),
+        "reference": intent.reference,
+        "recent_blockhash": blockhash,
+        "memo": intent.memo,
+        "amount": intent.amount,
+        "amount_display": _display(gateway, intent.amount),
+        "expires_at": int(intent.expires_at),
+    }
+
+
+@router.post("/v1/deposits", tags=["deposits"], response_model=None)
+async def submit_deposit(body: DepositSubmit, request: Request) -> JSONResponse:
+    """Credit a deposit: `transaction` (base64, signed; the gateway sends it) or `signature`
+    (of one you sent). Credited once per signature, only after the chain processed it.
+    202 when the chain has not confirmed it yet (it is credited when it does)."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    if body.transaction is not None:
+        outcome = await gateway.deposits.submit_transaction(caller.account, body.transaction)
+    else:
+        assert body.signature is not None
+        outcome = await gateway.deposits.submit_signature(caller.account, body.signature)
+    balance = await gateway.store.balance(caller.account)
+    view = {**_outcome_view(gateway, outcome), "balance": balance.balance,
+            "balance_display": _display(gateway, balance.balance)}
+    return JSONResponse(view, status_code=200 if outcome.credited else 202)
+
+
+def _outcome_view(gateway: Gateway, outcome: DepositOutcome) -> dict[str, Any]:
+    intent = outcome.intent
+    return {
+        "object": "deposit",
+        "id": intent.id,
+        "reference": intent.reference,
+        "signature": outcome.signature,
+        "amount": intent.amount,
+        "amount_display": _display(gateway, intent.amount),
+        "status": "credited" if outcome.credited else "pending",
+        "already_credited": outcome.already_credited,
+    }
+
+
+@router.get("/v1/deposits", tags=["deposits"])
+async def deposit_history(
+    request: Request, limit: int = Query(50, ge=1, le=500),
+) -> dict[str, Any]:
+    """The account's deposit intents, newest first, with their status (pending, credited,
+    expired) and the signature that paid them."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    entries = await gateway.store.deposit_history(caller.account, limit)
+    return {"object": "list", "data": [_entry_view(gateway, e) for e in entries]}
+
+
+def _entry_view(gateway: Gateway, entry: DepositEntry) -> dict[str, Any]:
+    intent = entry.intent
+    return {
+        "object": "deposit",
+        "id": intent.id,
+        "reference": intent.reference,
+        "amount": intent.amount,
+        "amount_display": _display(gateway, intent.amount),
+        "memo": intent.memo,
+        "status": entry.status(time.time()),
+        "signature": entry.signature,
+        "created_at": int(intent.created_at),
+        "credited_at": int(entry.credited_at) if entry.credited_at else None,
+    }
+
+
+@router.post("/v1/faucet", tags=["deposits"])
+async def faucet(body: FaucetRequest, request: Request) -> dict[str, Any]:
+    """Mint test $NEXUS (and SOL for fees) to a wallet. Local chain only."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    wallet = body.wallet or caller.account
+    if not is_valid_address(wallet):
+        raise BadRequest("'wallet' is not a Solana address.", param="wallet")
+    units = _amount(gateway, body.amount)
+    signature = await gateway.deposits.faucet(Pubkey.from_string(wallet), units)
+    return {"object": "faucet", "wallet": wallet, "amount": units,
+            "amount_display": _display(gateway, units), "signature": signature}
+
+
+@router.get("/v1/wallet", tags=["deposits"])
+async def wallet(request: Request) -> dict[str, Any]:
+    """The caller's wallet on chain: SOL (lamports) and $NEXUS in its associated token
+    account."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    if not is_valid_address(caller.account):
+        raise BadRequest("This account is not a Solana wallet.")
+    owner = Pubkey.from_string(caller.account)
+    token_account = token.associated_token_address(owner, gateway.treasury.mint)
+    deposits = gateway.deposits
+    sol = await deposits.chain_call(gateway.chain.sol_balance(owner))
+    nexus = await deposits.chain_call(gateway.chain.token_balance(token_account))
+    return {
+        "object": "wallet",
+        "address": caller.account,
+        "chain": gateway.chain.name,
+        "mint": str(gateway.treasury.mint),
+        "decimals": gateway.treasury.decimals,
+        "token_account": str(token_account),
+        "sol_lamports": sol,
+        "nexus": nexus,
+        "nexus_display": _display(gateway, nexus),
+    }
+
+
+@router.post("/v1/workers/claim", tags=["workers"], response_model=None)
+async def claim(request: Request) -> JSONResponse:
+    """Pay the worker wallet's unpaid earnings to its associated token account. Needs a
+    wallet sign-in session: the wallet itself must ask. 202 while the transfer is unconfirmed."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
+    payout = await gateway.payouts.claim(caller.account)
+    gateway.coordinator.earnings_changed.add(caller.account)
+    return JSONResponse(_payout_view(gateway, payout),
+                        status_code=200 if payout.status == PAYOUT_PAID else 202)
+
+
+def _payout_view(gateway: Gateway, payout: Payout) -> dict[str, Any]:
+    return {
+        "object": "payout",
+        "id": payout.id,
+        "wallet": payout.wallet,
+        "amount": payout.amount,
+        "amount_display": _display(gateway, payout.amount),
+        "status": payout.status,
+        "signature": payout.signature,
+        "created_at": int(payout.created_at),
+    }
+
+
+@router.get("/v1/workers/me", tags=["workers"])
+async def worker_me(request: Request) -> dict[str, Any]:
+    """The caller's worker earnings: earned, paid, being paid, pending; recent payouts."""
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    earnings = await gateway.store.worker_earnings(caller.account)
+    payouts = await gateway.store.payouts(caller.account, 20)
+    amounts = {"earned": earnings.earned, "paid": earnings.paid, "paying": earnings.paying,
+               "pending": earnings.pending}
+    return {
+        "object": "worker",
+        "wallet": caller.account,
+        **amounts,
+        **{f"{name}_display": _display(gateway, value) for name, value in amounts.items()},
+        "decimals": gateway.settings.token_decimals,
+        "payouts": [_payout_view(gateway, p) for p in payouts],
+    }

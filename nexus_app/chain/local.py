@@ -103,7 +103,7 @@ class LocalChain:
         result = self._svm.send_transaction(tx)
         error = _describe_failure(result) if isinstance(result, FailedTransactionMetadata) else None
         if self._svm.get_transaction(tx.signatures[0]) is None:  # refused before execution
-            raise TransactionFailed(error or "transaction refused")
+            raise TransactionFailed(f"refused before execution: {error}")
         self._record(signature, tx, error)
         if error is not None:
             raise TransactionFailed(error)
@@ -184,7 +184,7 @@ _NOT_STATE = {
 def _describe_failure(result: FailedTransactionMetadata) -> str:
     """The error and the program's own explanation, e.g. 'InstructionError(0, Custom(1)):
     Program log: Error: insufficient funds'."""
-    reason = str(result.err()).removeprefix("TransactionError")
+    reason = str(result.err()).removeprefix("TransactionError").removeprefix("Fieldless.")
     logs = [line for line in result.meta().logs() if "rror" in line or "failed" in line]
     return f"{reason}: {logs[0]}" if logs else reason
 

@@ -18,7 +18,7 @@ from spl.token.instructions import initialize_mint2
 from spl.token.models import InitializeMint2Params
 
 from nexus_app.chain import token
-from nexus_app.chain.backend import ChainError
+from nexus_app.chain.backend import Chain, ChainError
 from nexus_app.chain.local import LocalChain
 
 LAMPORTS_PER_SOL = 1_000_000_000
@@ -77,23 +77,30 @@ async def local_treasury(chain: LocalChain, keypair: Keypair, decimals: int) -> 
                 f"{decimals}; use the same token_decimals or a new data dir"
             )
         return Treasury(keypair, Pubkey.from_string(existing), decimals)
+    mint = await create_mint(chain, keypair, decimals)
+    await chain.send(signed(keypair, [
+        token.create_token_account(keypair.pubkey(), keypair.pubkey(), mint),
+    ], await chain.latest_blockhash()))
+    chain.set_meta("mint", str(mint))
+    chain.set_meta("decimals", str(decimals))
+    return Treasury(keypair, mint, decimals)
+
+
+async def create_mint(chain: Chain, authority: Keypair, decimals: int) -> Pubkey:
+    """A new SPL mint whose mint authority is `authority` (which pays for it)."""
     mint = Keypair()
     rent = LAMPORTS_PER_SOL // 100  # well above the rent-exempt minimum of an 82-byte mint
-    treasury = Treasury(keypair, mint.pubkey(), decimals)
-    await chain.send(signed(keypair, [
+    await chain.send(signed(authority, [
         create_account(CreateAccountParams(
-            from_pubkey=keypair.pubkey(), to_pubkey=mint.pubkey(), lamports=rent,
+            from_pubkey=authority.pubkey(), to_pubkey=mint.pubkey(), lamports=rent,
             space=MINT_LEN, owner=token.TOKEN_PROGRAM_ID,
         )),
         initialize_mint2(InitializeMint2Params(
             program_id=token.TOKEN_PROGRAM_ID, mint=mint.pubkey(), decimals=decimals,
-            mint_authority=keypair.pubkey(), freeze_authority=None,
+            mint_authority=authority.pubkey(), freeze_authority=None,
         )),
-        token.create_token_account(keypair.pubkey(), keypair.pubkey(), mint.pubkey()),
     ], await chain.latest_blockhash(), mint))
-    chain.set_meta("mint", str(mint.pubkey()))
-    chain.set_meta("decimals", str(decimals))
-    return treasury
+    return mint.pubkey()
 
 
 async def top_up_sol(chain: LocalChain, owner: Pubkey) -> None:

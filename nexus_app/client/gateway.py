@@ -93,14 +93,18 @@ class GatewayClient:
     async def deposit(self, keypair: Keypair, amount: str) -> dict[str, Any]:
         """Deposit `amount` NEXUS: get an intent, sign the transfer with `keypair`, and let
         the gateway send it and credit it."""
-        intent = await self._call("GET", "/v1/deposits/intent", params={"amount": amount})
-        tx = build_deposit(keypair, DepositIntent.from_json(intent))
-        return await self.submit_deposit(base64.b64encode(bytes(tx)).decode())
+        tx = build_deposit(keypair, await self.deposit_intent(amount))
+        return await self.submit_deposit(transaction=base64.b64encode(bytes(tx)).decode())
 
-    async def submit_deposit(self, transaction: str) -> dict[str, Any]:
-        return await self._call(  # type: ignore[no-any-return]
-            "POST", "/v1/deposits", {"transaction": transaction}
-        )
+    async def deposit_intent(self, amount: str) -> DepositIntent:
+        body = await self._call("GET", "/v1/deposits/intent", params={"amount": amount})
+        return DepositIntent.from_json(body)
+
+    async def submit_deposit(self, *, transaction: str | None = None,
+                             signature: str | None = None) -> dict[str, Any]:
+        """Post a signed deposit transaction (base64) or the signature of a sent one."""
+        body = {"transaction": transaction} if transaction else {"signature": signature}
+        return await self._call("POST", "/v1/deposits", body)  # type: ignore[no-any-return]
 
     async def deposits(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/v1/deposits"))["data"]  # type: ignore[no-any-return]

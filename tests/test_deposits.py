@@ -20,7 +20,7 @@ from nexus_app.chain import token
 from nexus_app.chain.backend import TransactionFailed
 from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.local import LocalChain
-from nexus_app.chain.treasury import Treasury, create_mint, signed, top_up_sol
+from nexus_app.chain.treasury import Treasury, create_mint, top_up_sol
 from nexus_app.client.gateway import ClientError, GatewayClient
 from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
 

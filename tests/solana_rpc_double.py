@@ -1,0 +1,167 @@
+"""TEST DOUBLE of a Solana cluster's JSON-RPC endpoint, on loopback.
+
+No cluster can be reached from here, so the RPC backend is tested against this server. It
+executes nothing: it remembers the transactions sent to it and answers each method with a
+response in the shape the Solana RPC documentation gives (getLatestBlockhash,
+sendTransaction, getSignatureStatuses, getTransaction with base64 encoding,
+getSignaturesForAddress, getBalance, getAccountInfo). Tests script its behaviour: a
+preflight failure, a transaction that lands with an error, a commitment never reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from solders.hash import Hash
+from solders.transaction import VersionedTransaction
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.conftest import free_port
+
+API_VERSION = "2.1.21"
+INSTRUCTION_ERROR = {"InstructionError": [0, {"Custom": 1}]}
+
+
+@dataclass
+class Landed:
+    slot: int
+    raw: bytes
+    err: dict[str, Any] | None
+
+
+@dataclass
+class RpcDouble:
+    port: int = field(default_factory=free_port)
+    slot: itertools.count[int] = field(default_factory=lambda: itertools.count(300_000_000))
+    landed: dict[str, Landed] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    accounts: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
+    # scripted behaviour
+    preflight_error: str | None = None
+    land_with_error: bool = False
+    confirmation: str = "finalized"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def context(self) -> dict[str, Any]:
+        return {"slot": next(self.slot), "apiVersion": API_VERSION}
+
+    async def handle(self, request: Request) -> JSONResponse:
+        body = await request.json()
+        method, params = body["method"], body.get("params", [])
+        self.calls.append(method)
+        answer = getattr(self, method)(*params)
+        if isinstance(answer, RpcError):
+            return JSONResponse({"jsonrpc": "2.0", "error": answer.error, "id": body["id"]})
+        return JSONResponse({"jsonrpc": "2.0", "result": answer, "id": body["id"]})
+
+    # methods, in the documentation's response shapes -----------------------------------------
+
+    def getLatestBlockhash(self, *_: Any) -> dict[str, Any]:
+        return {"context": self.context(),
+                "value": {"blockhash": str(Hash.new_unique()), "lastValidBlockHeight": 3090}}
+
+    def sendTransaction(self, encoded: str, config: dict[str, Any]) -> Any:
+        assert config["encoding"] == "base64"
+        raw = base64.b64decode(encoded)
+        signature = str(VersionedTransaction.from_bytes(raw).signatures[0])
+        if self.preflight_error:
+            return RpcError({
+                "code": -32002,
+                "message": f"Transaction simulation failed: {self.preflight_error}",
+                "data": {"err": INSTRUCTION_ERROR, "logs": [], "accounts": None,
+                         "unitsConsumed": 0, "returnData": None, "innerInstructions": None},
+            })
+        self.landed.setdefault(signature, Landed(
+            next(self.slot), raw, INSTRUCTION_ERROR if self.land_with_error else None))
+        return signature
+
+    def getSignatureStatuses(self, signatures: list[str], *_: Any) -> dict[str, Any]:
+        def status(signature: str) -> dict[str, Any] | None:
+            landed = self.landed.get(signature)
+            if landed is None:
+                return None
+            return {
+                "slot": landed.slot, "confirmations": None, "err": landed.err,
+                "status": {"Err": landed.err} if landed.err else {"Ok": None},
+                "confirmationStatus": self.confirmation,
+            }
+
+        return {"context": self.context(), "value": [status(s) for s in signatures]}
+
+    def getTransaction(self, signature: str, config: dict[str, Any]) -> Any:
+        assert config["encoding"] == "base64"
+        landed = self.landed.get(signature)
+        if landed is None:
+            return None
+        return {
+            "slot": landed.slot,
+            "blockTime": 1_700_000_000,
+            "version": 0,
+            "transaction": [base64.b64encode(landed.raw).decode(), "base64"],
+            "meta": {
+                "err": landed.err,
+                "status": {"Err": landed.err} if landed.err else {"Ok": None},
+                "fee": 5000,
+                "preBalances": [], "postBalances": [],
+                "innerInstructions": [], "logMessages": [],
+                "preTokenBalances": [], "postTokenBalances": [], "rewards": [],
+                "loadedAddresses": {"writable": [], "readonly": []},
+                "computeUnitsConsumed": 4_000,
+            },
+        }
+
+    def getSignaturesForAddress(self, address: str, *_: Any) -> list[dict[str, Any]]:
+        return [
+            {"signature": signature, "slot": landed.slot, "err": landed.err, "memo": None,
+             "blockTime": 1_700_000_000, "confirmationStatus": self.confirmation}
+            for signature, landed in reversed(self.landed.items())
+            if address in {str(k) for k in
+                           VersionedTransaction.from_bytes(landed.raw).message.account_keys}
+        ]
+
+    def getBalance(self, address: str, *_: Any) -> dict[str, Any]:
+        lamports = self.accounts.get(address, (0, b"", ""))[0]
+        return {"context": self.context(), "value": lamports}
+
+    def getAccountInfo(self, address: str, *_: Any) -> dict[str, Any]:
+        found = self.accounts.get(address)
+        value = None if found is None else {
+            "data": [base64.b64encode(found[1]).decode(), "base64"], "executable": False,
+            "lamports": found[0], "owner": found[2], "rentEpoch": 18446744073709551615,
+            "space": len(found[1]),
+        }
+        return {"context": self.context(), "value": value}
+
+
+@dataclass
+class RpcError:
+    error: dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def rpc_double() -> AsyncIterator[RpcDouble]:
+    double = RpcDouble()
+    app = Starlette(routes=[Route("/", double.handle, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=double.port,
+                                           log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield double
+    finally:
+        server.should_exit = True
+        await task

@@ -16,7 +16,7 @@ from nexus_app.gateway.deposits import DepositOutcome
 from nexus_app.gateway.errors import BadRequest
 from nexus_app.gateway.schemas import DepositSubmit, FaucetRequest
 from nexus_app.gateway.service import Gateway
-from nexus_app.gateway.store import PAYOUT_PAID, DepositEntry, Payout
+from nexus_app.gateway.store import PAYOUT_PAID, DepositEntry, DepositIntent, Payout
 from nexus_app.units import AmountError, format_units, to_base_units
 
 router = APIRouter()
@@ -85,16 +85,23 @@ async def submit_deposit(body: DepositSubmit, request: Request) -> JSONResponse:
 
 
 def _outcome_view(gateway: Gateway, outcome: DepositOutcome) -> dict[str, Any]:
-    intent = outcome.intent
+    status = "credited" if outcome.credited else "pending"
+    return {**_deposit_view(gateway, outcome.intent, status, outcome.signature),
+            "already_credited": outcome.already_credited}
+
+
+def _deposit_view(gateway: Gateway, intent: DepositIntent, status: str,
+                  signature: str | None) -> dict[str, Any]:
     return {
         "object": "deposit",
         "id": intent.id,
         "reference": intent.reference,
-        "signature": outcome.signature,
         "amount": intent.amount,
         "amount_display": _display(gateway, intent.amount),
-        "status": "credited" if outcome.credited else "pending",
-        "already_credited": outcome.already_credited,
+        "memo": intent.memo,
+        "status": status,
+        "signature": signature,
+        "created_at": int(intent.created_at),
     }
 
 
@@ -111,19 +118,9 @@ async def deposit_history(
 
 
 def _entry_view(gateway: Gateway, entry: DepositEntry) -> dict[str, Any]:
-    intent = entry.intent
-    return {
-        "object": "deposit",
-        "id": intent.id,
-        "reference": intent.reference,
-        "amount": intent.amount,
-        "amount_display": _display(gateway, intent.amount),
-        "memo": intent.memo,
-        "status": entry.status(time.time()),
-        "signature": entry.signature,
-        "created_at": int(intent.created_at),
-        "credited_at": int(entry.credited_at) if entry.credited_at else None,
-    }
+    status = entry.status(time.time())
+    return {**_deposit_view(gateway, entry.intent, status, entry.signature),
+            "credited_at": int(entry.credited_at) if entry.credited_at else None}
 
 
 @router.post("/v1/faucet", tags=["deposits"])

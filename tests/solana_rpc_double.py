@@ -29,6 +29,7 @@ from starlette.routing import Route
 from tests.conftest import free_port
 
 API_VERSION = "2.1.21"
+LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}
 INSTRUCTION_ERROR = {"InstructionError": [0, {"Custom": 1}]}
 
 
@@ -101,10 +102,15 @@ class RpcDouble:
 
         return {"context": self.context(), "value": [status(s) for s in signatures]}
 
+    def visible(self, config: dict[str, Any]) -> bool:
+        """Whether landed transactions are seen at the commitment a call asks for."""
+        asked = config.get("commitment", "finalized")
+        return LEVELS[self.confirmation] >= LEVELS[asked]
+
     def getTransaction(self, signature: str, config: dict[str, Any]) -> Any:
         assert config["encoding"] == "base64"
         landed = self.landed.get(signature)
-        if landed is None:
+        if landed is None or not self.visible(config):
             return None
         return {
             "slot": landed.slot,
@@ -123,7 +129,11 @@ class RpcDouble:
             },
         }
 
-    def getSignaturesForAddress(self, address: str, *_: Any) -> list[dict[str, Any]]:
+    def getSignaturesForAddress(
+        self, address: str, config: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        if not self.visible(config or {}):
+            return []
         return [
             {"signature": signature, "slot": landed.slot, "err": landed.err, "memo": None,
              "blockTime": 1_700_000_000, "confirmationStatus": self.confirmation}

@@ -4,11 +4,13 @@ workplace cannot reach a Solana cluster, so no test here talks to a real one."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +25,7 @@ from nexus_app.chain.deposits import build_deposit
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.config import ConfigError
+from nexus_app.config import ConfigError, Settings
 from tests.conftest import auth, free_port, make_settings, running_gateway
 from tests.solana_rpc_double import RpcDouble, rpc_double
 
@@ -122,10 +124,7 @@ def test_rpc_chain_needs_url_and_mint(tmp_path: Path) -> None:
 async def test_gateway_on_the_rpc_chain_credits_a_checked_deposit(
     double: RpcDouble, tmp_path: Path,
 ) -> None:
-    treasury_file = tmp_path / "treasury.json"
-    treasury_file.write_text(json.dumps(list(bytes(Keypair()))))
-    settings = make_settings(tmp_path, chain="rpc", rpc_url=double.url, mint=str(MINT),
-                             treasury_keypair=treasury_file, chain_poll_interval_s=60)
+    settings = rpc_settings(tmp_path, double, chain_poll_interval_s=60)
     async with running_gateway(settings) as gw:
         account = await gw.account()
         client = GatewayClient(gw.url, token=account.session)
@@ -158,3 +157,54 @@ async def test_resending_a_processed_transaction_is_not_an_error(double: RpcDoub
     double.preflight_error = "This transaction has already been processed"
     assert await chain.send(tx) == signature
     await chain.close()
+
+
+def rpc_settings(tmp_path: Path, double: RpcDouble, **overrides: Any) -> Settings:
+    treasury_file = tmp_path / "treasury.json"
+    treasury_file.write_text(json.dumps(list(bytes(Keypair()))))
+    return make_settings(tmp_path, chain="rpc", rpc_url=double.url, mint=str(MINT),
+                         treasury_keypair=treasury_file, **overrides)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_unconfirmed_deposit_and_payout_are_settled_later(
+    double: RpcDouble, tmp_path: Path,
+) -> None:
+    double.confirmation = "confirmed"  # the gateway waits for finalized: not yet
+    settings = rpc_settings(tmp_path, double, chain_timeout_s=0.3, chain_poll_interval_s=0.1)
+    async with running_gateway(settings) as gw:
+        account = await gw.account()
+        client = GatewayClient(gw.url, token=account.session)
+        pending = await client.deposit(account.keypair, "4")
+        assert pending["status"] == "pending" and pending["balance"] == 0
+
+        await gw.store.grant(account.wallet, 5000, "test credit")
+        worker = await gw.worker()
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            chat = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                                   json={"model": "scripted-model",
+                                         "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 200
+        worker_client = GatewayClient(gw.url)
+        await worker_client.sign_in(worker.keypair)
+        sent = await worker_client.claim()
+        assert (sent["status"], sent["amount"]) == ("sent", 800)
+        assert (await worker_client.worker_earnings())["paying"] == 800
+
+        double.confirmation = "finalized"  # now the watcher credits and reconciles
+
+        async def settled() -> bool:
+            me = await worker_client.worker_earnings()
+            return (await client.balance())["balance"] == 4_000_000 + 4000 and me["paid"] == 800
+
+        await wait_until(settled)
+        assert [d["status"] for d in await client.deposits()] == ["credited"]
+        audit = await gw.store.audit()
+        assert audit.ok and (audit.deposits, audit.payouts) == (4_000_000, 800)

@@ -52,6 +52,7 @@ class LocalChain:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # as the ledger: survives a process crash
         self._db.executescript(SCHEMA)
         self._svm = LiteSVM().with_blockhash_check(False)
         self._blockhashes: OrderedDict[Hash, float] = OrderedDict()

@@ -6,7 +6,6 @@ from solders.pubkey import Pubkey
 
 from nexus_app.chain.backend import Chain
 from nexus_app.chain.local import LocalChain
-from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import Treasury, local_treasury
 from nexus_app.chain.wallet import load_keypair, load_or_create_keypair
 from nexus_app.config import Settings
@@ -22,6 +21,8 @@ async def connect_chain(settings: Settings) -> tuple[Chain, Treasury]:
         return chain, await local_treasury(chain, keypair, settings.token_decimals)
     if settings.rpc_url is None or settings.mint is None:
         raise ValueError("the rpc chain needs rpc_url and mint")
+    from nexus_app.chain.rpc import RpcChain  # solana-py's client: ~0.2 s to import
+
     rpc = RpcChain(settings.rpc_url, settings.rpc_commitment, timeout_s=settings.chain_timeout_s)
     treasury = Treasury(
         load_keypair(settings.treasury_path), Pubkey.from_string(settings.mint),

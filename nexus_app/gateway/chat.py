@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
+from nexus_app.gateway.errors import BadRequest, parse_body
 from nexus_app.gateway.openapi import json_post_route
+from nexus_app.gateway.relay import collect, event_stream, usage_body
 from nexus_app.gateway.schemas import ChatCompletionRequest, ChatMessage
-from nexus_app.gateway.service import Gateway, Ticket
-from nexus_app.gateway.sse import EventStreamResponse, sse_data
+from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.sse import sse_data
 from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done, ModelCard
 
@@ -84,12 +83,14 @@ def worker_request(body: ChatCompletionRequest, card: ModelCard | None, default_
 
 
 class ChatShapes:
-    """Builds the OpenAI response objects of one completion."""
+    """Builds the OpenAI response objects of one chat completion (and its stream chunks)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, include_usage: bool = False) -> None:
         self.id = new_id("chatcmpl").replace("_", "-", 1)
         self.created = int(time.time())
         self.model = model
+        self.include_usage = include_usage
+        self.tool_calls = False
 
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None, with_usage: bool = False
                ) -> bytes:
@@ -101,10 +102,24 @@ class ChatShapes:
             body["usage"] = usage
         return sse_data(orjson.dumps(body))
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None,
-              with_usage: bool = False) -> bytes:
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return self._chunk([choice], None, with_usage)
+        return self._chunk([choice], None, self.include_usage)
+
+    def opening(self) -> bytes:
+        return self.delta({"role": "assistant", "content": ""})
+
+    def chunk(self, event: Chunk) -> bytes | None:
+        delta: dict[str, Any] = {}
+        if event.text:
+            delta["content"] = event.text
+        if event.tool_calls:
+            delta["tool_calls"] = event.tool_calls
+            self.tool_calls = True
+        return self.delta(delta) if delta else None
+
+    def closing(self, done: Done) -> bytes:
+        return self.delta({}, finish_reason(done, self.tool_calls))
 
     def usage_chunk(self, usage: dict[str, int]) -> bytes:
         return self._chunk([], usage, True)
@@ -121,13 +136,6 @@ class ChatShapes:
                          "finish_reason": finish_reason}],
             "usage": usage,
         }
-
-
-def usage_body(ticket: Ticket) -> dict[str, int]:
-    billed = ticket.billed
-    prompt, completion = (billed.prompt_tokens, billed.completion_tokens) if billed else (0, 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
 
 
 def merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
@@ -159,70 +167,21 @@ async def chat_completions(request: Request) -> Response:
         caller, "chat", body.model, job_request, prompt_bound(job_request),
         job_request["max_tokens"],
     )
-    shapes = ChatShapes(body.model)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    shapes = ChatShapes(body.model, include_usage)
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return await _stream(gateway, ticket, shapes, include_usage)
-    done: Done | None = None
-    try:
-        content: list[str] = []
-        calls: dict[int, dict[str, Any]] = {}
-        async for event in ticket.stream:
-            if isinstance(event, Chunk):
-                content.append(event.text)
-                merge_tool_calls(calls, event.tool_calls or [])
-            else:
-                done = event
-    finally:
-        await gateway.close_ticket(ticket, done)
-    assert done is not None
+        return await event_stream(gateway, ticket, shapes, include_usage)
+    chunks, done = await collect(gateway, ticket)
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        merge_tool_calls(calls, chunk.tool_calls or [])
     tool_calls = [calls[i] for i in sorted(calls)]
+    content = "".join(chunk.text for chunk in chunks)
     body_out = shapes.completion(
-        "".join(content) if content or not tool_calls else None,
+        content if chunks or not tool_calls else None,
         tool_calls, finish_reason(done, bool(tool_calls)), usage_body(ticket),
     )
     return Response(orjson.dumps(body_out), media_type="application/json")
-
-
-async def _stream(gateway: Gateway, ticket: Ticket, shapes: ChatShapes, include_usage: bool
-                  ) -> EventStreamResponse:
-    """Wait for the first event (so that errors before it keep their HTTP status), then
-    relay the rest as Server-Sent Events."""
-    try:
-        first = await anext(ticket.stream)
-    except BaseException:
-        await gateway.close_ticket(ticket, None)
-        raise
-
-    async def events() -> AsyncIterator[bytes]:
-        tool_calls = False
-        yield shapes.delta({"role": "assistant", "content": ""}, with_usage=include_usage)
-        event = first
-        try:
-            while isinstance(event, Chunk):
-                delta: dict[str, Any] = {}
-                if event.text:
-                    delta["content"] = event.text
-                if event.tool_calls:
-                    delta["tool_calls"] = event.tool_calls
-                    tool_calls = True
-                if delta:
-                    yield shapes.delta(delta, with_usage=include_usage)
-                event = await anext(ticket.stream)
-        except ApiError as error:
-            yield sse_data(orjson.dumps(error.body()))
-            return
-        # shielded: a client leaving now must not interrupt the settlement
-        await asyncio.shield(gateway.close_ticket(ticket, event))
-        yield shapes.delta({}, finish_reason(event, tool_calls), with_usage=include_usage)
-        if include_usage:
-            yield shapes.usage_chunk(usage_body(ticket))
-        yield sse_data(b"[DONE]")
-
-    async def on_close() -> None:
-        await gateway.close_ticket(ticket, None)  # a no-op when the stream ended normally
-
-    return EventStreamResponse(events(), on_close)
 
 
 routes = [

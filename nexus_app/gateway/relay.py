@@ -1,0 +1,86 @@
+"""Relaying a ticket's job events to the client: collected into one response, or streamed as
+Server-Sent Events in an endpoint's own chunk shapes. Either way the ticket is closed
+(settled or refunded) exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import orjson
+
+from nexus_app.gateway.errors import ApiError
+from nexus_app.gateway.service import Gateway, Ticket
+from nexus_app.gateway.sse import EventStreamResponse, sse_data
+from nexus_app.protocol import Chunk, Done
+
+
+class StreamShapes(Protocol):
+    """The SSE payloads of one streamed response."""
+
+    def opening(self) -> bytes | None: ...
+    def chunk(self, event: Chunk) -> bytes | None: ...
+    def closing(self, done: Done) -> bytes: ...
+    def usage_chunk(self, usage: dict[str, int]) -> bytes: ...
+
+
+def usage_body(ticket: Ticket) -> dict[str, int]:
+    """The usage as billed (token counts capped by what the gateway relayed)."""
+    billed = ticket.billed
+    prompt, completion = (billed.prompt_tokens, billed.completion_tokens) if billed else (0, 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
+
+
+async def collect(gateway: Gateway, ticket: Ticket) -> tuple[list[Chunk], Done]:
+    """Every chunk of the job and its `done`, then settle."""
+    chunks: list[Chunk] = []
+    done: Done | None = None
+    try:
+        async for event in ticket.stream:
+            if isinstance(event, Chunk):
+                chunks.append(event)
+            else:
+                done = event
+    finally:
+        await gateway.close_ticket(ticket, done)
+    assert done is not None
+    return chunks, done
+
+
+async def event_stream(gateway: Gateway, ticket: Ticket, shapes: StreamShapes,
+                       include_usage: bool) -> EventStreamResponse:
+    """Wait for the first event (so that errors before it keep their HTTP status), then
+    relay the rest as Server-Sent Events."""
+    try:
+        first = await anext(ticket.stream)
+    except BaseException:
+        await gateway.close_ticket(ticket, None)
+        raise
+
+    async def events() -> AsyncIterator[bytes]:
+        opening = shapes.opening()
+        if opening:
+            yield opening
+        event = first
+        try:
+            while isinstance(event, Chunk):
+                data = shapes.chunk(event)
+                if data:
+                    yield data
+                event = await anext(ticket.stream)
+        except ApiError as error:
+            yield sse_data(orjson.dumps(error.body()))
+            return
+        # shielded: a client leaving now must not interrupt the settlement
+        await asyncio.shield(gateway.close_ticket(ticket, event))
+        yield shapes.closing(event)
+        if include_usage:
+            yield shapes.usage_chunk(usage_body(ticket))
+        yield sse_data(b"[DONE]")
+
+    async def on_close() -> None:
+        await gateway.close_ticket(ticket, None)  # a no-op when the stream ended normally
+
+    return EventStreamResponse(events(), on_close)

@@ -69,12 +69,10 @@ def worker_request(body: ChatCompletionRequest, card: ModelCard | None, default_
         "messages": messages,
         "max_tokens": max_tokens,
         "stop": body.stop_list(),
+        "tool_choice": body.tool_choice,
+        "parallel_tool_calls": body.parallel_tool_calls,
+        **body.sampling(),
     }
-    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed",
-                 "tool_choice", "parallel_tool_calls"):
-        value = getattr(body, name)
-        if value is not None:
-            request[name] = value
     if body.tools:
         request["tools"] = [tool.model_dump(exclude_none=True) for tool in body.tools]
     if body.response_format is not None:

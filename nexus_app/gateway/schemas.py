@@ -67,6 +67,11 @@ class SamplingParams(_Body):
     n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
     user: str | None = Field(None, description="accepted for compatibility, never forwarded")
 
+    def sampling(self) -> dict[str, Any]:
+        """The sampling parameters the caller set, for the worker."""
+        names = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "seed")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
     def stop_list(self) -> list[str] | None:
         if self.stop is None:
             return None
@@ -80,6 +85,24 @@ class ChatCompletionRequest(SamplingParams):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+
+
+class CompletionRequest(SamplingParams):
+    """Legacy completions: continue one text prompt."""
+
+    prompt: str | list[str] = Field(description="the text to continue (one prompt)")
+    max_tokens: int | None = Field(16, ge=1)
+    echo: bool = Field(False, description="prepend the prompt to the text")
+    suffix: str | None = Field(None, description="not supported")
+    logprobs: int | None = Field(None, description="not supported")
+
+
+class EmbeddingRequest(_Body):
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] = Field(description="a text, or up to 256 texts")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="not supported: the model's own")
+    user: str | None = Field(None, description="accepted for compatibility, never forwarded")
 
 
 class KeyCreateRequest(_Body):

@@ -1,0 +1,154 @@
+"""`POST /v1/completions` (legacy text completions, non-streaming and SSE) and
+`POST /v1/embeddings`, billed like chat."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from nexus_app.gateway.chat import finish_reason
+from nexus_app.gateway.errors import BadRequest, UpstreamFailed, parse_body
+from nexus_app.gateway.openapi import json_post_route
+from nexus_app.gateway.relay import collect, event_stream, usage_body
+from nexus_app.gateway.schemas import CompletionRequest, EmbeddingRequest
+from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.sse import sse_data
+from nexus_app.ids import new_id
+from nexus_app.protocol import Chunk, Done
+
+SPECIAL_TOKENS = 2  # BOS and EOS a tokenizer may add around each text
+MAX_EMBEDDING_INPUTS = 256
+
+
+def _text_bound(text: str) -> int:
+    """An upper bound on a text's tokens: every token is at least one UTF-8 byte."""
+    return len(text.encode()) + SPECIAL_TOKENS
+
+
+class CompletionShapes:
+    """Builds the OpenAI `text_completion` objects of one completion (and its chunks)."""
+
+    def __init__(self, model: str, include_usage: bool, echo: str) -> None:
+        self.id = new_id("cmpl").replace("_", "-", 1)
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self.echo = echo
+
+    def _envelope(self, choices: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
+        return {"id": self.id, "object": "text_completion", "created": self.created,
+                "model": self.model, "system_fingerprint": None, "choices": choices,
+                "usage": usage}
+
+    def _chunk(self, text: str, reason: str | None = None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+        body = self._envelope([choice], None)
+        if not self.include_usage:
+            del body["usage"]
+        return sse_data(orjson.dumps(body))
+
+    def opening(self) -> bytes | None:
+        return self._chunk(self.echo) if self.echo else None
+
+    def chunk(self, event: Chunk) -> bytes | None:
+        return self._chunk(event.text) if event.text else None
+
+    def closing(self, done: Done) -> bytes:
+        return self._chunk("", finish_reason(done, False))
+
+    def usage_chunk(self, usage: dict[str, int]) -> bytes:
+        return sse_data(orjson.dumps(self._envelope([], usage)))
+
+    def completion(self, text: str, reason: str, usage: dict[str, int]) -> dict[str, Any]:
+        choice = {"text": self.echo + text, "index": 0, "logprobs": None,
+                  "finish_reason": reason}
+        return self._envelope([choice], usage)
+
+
+def _one_prompt(body: CompletionRequest) -> str:
+    if body.suffix is not None or body.logprobs is not None:
+        raise BadRequest("'suffix' and 'logprobs' are not supported.",
+                         param="suffix" if body.suffix is not None else "logprobs")
+    if isinstance(body.prompt, str):
+        return body.prompt
+    if len(body.prompt) != 1:
+        raise BadRequest("Send one prompt per request.", param="prompt")
+    return body.prompt[0]
+
+
+async def completions(request: Request) -> Response:
+    """Create a text completion of a prompt (set `stream` for Server-Sent Events)."""
+    gateway: Gateway = request.app.state.gateway
+    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    body = await parse_body(request, CompletionRequest)
+    prompt = _one_prompt(body)
+    card = gateway.model_card(body.model)
+    max_tokens = body.max_tokens or 16
+    if card is not None:
+        max_tokens = min(max_tokens, card.context_length)
+    job = {"prompt": prompt, "max_tokens": max_tokens, "stop": body.stop_list(),
+           **body.sampling()}
+    ticket = await gateway.open_ticket(
+        caller, "completion", body.model, {k: v for k, v in job.items() if v is not None},
+        _text_bound(prompt), max_tokens,
+    )
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    shapes = CompletionShapes(body.model, include_usage, prompt if body.echo else "")
+    if body.stream:
+        return await event_stream(gateway, ticket, shapes, include_usage)
+    chunks, done = await collect(gateway, ticket)
+    text = "".join(chunk.text for chunk in chunks)
+    out = shapes.completion(text, finish_reason(done, False), usage_body(ticket))
+    return Response(orjson.dumps(out), media_type="application/json")
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    """OpenAI's base64 encoding: the little-endian float32 array."""
+    if encoding == "float":
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def embeddings(request: Request) -> Response:
+    """Create embedding vectors of one text or a list of texts."""
+    gateway: Gateway = request.app.state.gateway
+    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    body = await parse_body(request, EmbeddingRequest)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not 0 < len(texts) <= MAX_EMBEDDING_INPUTS or not all(texts):
+        raise BadRequest(f"'input' must be a non-empty text or 1 to {MAX_EMBEDDING_INPUTS} "
+                         "non-empty texts.", param="input")
+    if body.dimensions is not None:
+        raise BadRequest("'dimensions' is not supported: vectors have the model's own size.",
+                         param="dimensions")
+    card = gateway.model_card(body.model)
+    if card is not None and not card.embeddings:
+        raise BadRequest(f"The model '{body.model}' does not serve embeddings.", param="model",
+                         code="model_not_supported")
+    ticket = await gateway.open_ticket(caller, "embeddings", body.model, {"input": texts},
+                                       sum(_text_bound(text) for text in texts), 0)
+    _, done = await collect(gateway, ticket)
+    vectors = done.embeddings or []
+    if len(vectors) != len(texts):
+        raise UpstreamFailed("The worker returned a wrong number of embeddings.")
+    usage = usage_body(ticket)
+    out = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+                 for i, v in enumerate(vectors)],
+        "model": body.model,
+        "usage": {"prompt_tokens": usage["prompt_tokens"], "total_tokens": usage["prompt_tokens"]},
+    }
+    return Response(orjson.dumps(out), media_type="application/json")
+
+
+routes = [
+    json_post_route("/v1/completions", completions, CompletionRequest, "inference"),
+    json_post_route("/v1/embeddings", embeddings, EmbeddingRequest, "inference"),
+]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 PROTOCOL_VERSION = 1
 WORKER_PATH = "/v1/workers/connect"  # the gateway's WebSocket endpoint for workers
 JobKind = Literal["chat", "completion", "embeddings"]
+MAX_EMBEDDING_INPUTS = 256  # texts in one embeddings job
 
 
 class ProtocolError(ValueError):

@@ -10,6 +10,10 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
+# The longest a blockhash is accepted: a transaction not processed this long after it was
+# signed never will be (a cluster's ~150 slots are about 60-90 s; the local chain uses this).
+BLOCKHASH_LIFETIME_S = 120.0
+
 
 class ChainError(Exception):
     """A chain call failed; the message says why and may be shown to the user."""

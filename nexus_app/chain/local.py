@@ -4,7 +4,7 @@ restarts.
 
 LiteSVM keeps state in memory only, so every processed transaction is written down (its
 bytes, result and the accounts it touched) and replayed into a fresh LiteSVM as account
-state on start. Blockhashes are random and valid for `BLOCKHASH_TTL_S`, like a real
+state on start. Blockhashes are random and valid for `BLOCKHASH_LIFETIME_S`, like a real
 cluster's, so a transaction signed before a restart cannot be replayed after it.
 """
 
@@ -23,10 +23,9 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
-from nexus_app.chain.backend import ChainTransaction, TransactionFailed
+from nexus_app.chain.backend import BLOCKHASH_LIFETIME_S, ChainTransaction, TransactionFailed
 from nexus_app.chain.token import token_account_amount
 
-BLOCKHASH_TTL_S = 120.0
 MAX_BLOCKHASHES = 10_000
 
 SCHEMA = """
@@ -77,7 +76,7 @@ class LocalChain:
         now = time.monotonic()
         while self._blockhashes and (
             len(self._blockhashes) >= MAX_BLOCKHASHES
-            or next(iter(self._blockhashes.values())) < now - BLOCKHASH_TTL_S
+            or next(iter(self._blockhashes.values())) < now - BLOCKHASH_LIFETIME_S
         ):
             self._blockhashes.popitem(last=False)
         blockhash = Hash(os.urandom(32))
@@ -86,7 +85,7 @@ class LocalChain:
 
     def _blockhash_valid(self, blockhash: Hash) -> bool:
         issued = self._blockhashes.get(blockhash)
-        return issued is not None and issued >= time.monotonic() - BLOCKHASH_TTL_S
+        return issued is not None and issued >= time.monotonic() - BLOCKHASH_LIFETIME_S
 
     async def send(self, tx: VersionedTransaction) -> str:
         signature = str(tx.signatures[0])

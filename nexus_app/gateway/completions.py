@@ -20,10 +20,9 @@ from nexus_app.gateway.schemas import CompletionRequest, EmbeddingRequest
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sse import sse_data
 from nexus_app.ids import new_id
-from nexus_app.protocol import Chunk, Done
+from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done
 
 SPECIAL_TOKENS = 2  # BOS and EOS a tokenizer may add around each text
-MAX_EMBEDDING_INPUTS = 256
 
 
 def _text_bound(text: str) -> int:

@@ -14,8 +14,13 @@ import time
 
 from solders.pubkey import Pubkey
 
-from nexus_app.chain.backend import Chain, ChainError, ChainUnavailable, TransactionFailed
-from nexus_app.chain.local import BLOCKHASH_TTL_S
+from nexus_app.chain.backend import (
+    BLOCKHASH_LIFETIME_S,
+    Chain,
+    ChainError,
+    ChainUnavailable,
+    TransactionFailed,
+)
 from nexus_app.chain.treasury import Treasury
 from nexus_app.gateway.errors import ApiError, Conflict
 from nexus_app.gateway.store import PAYOUT_PENDING, PAYOUT_SENT, Payout, Store
@@ -35,7 +40,7 @@ class Payouts:
         self.chain = chain
         self.treasury = treasury
         # a sent payout not on chain after this long never will be: its blockhash expired
-        self.expiry_s = confirm_timeout_s + BLOCKHASH_TTL_S
+        self.expiry_s = confirm_timeout_s + BLOCKHASH_LIFETIME_S
         self._in_progress: set[str] = set()
 
     async def claim(self, wallet: str) -> Payout:

@@ -420,12 +420,6 @@ class SQLiteStore:
             self._entry(db, DEPOSIT, intent.amount, account=intent.account, ref=signature)
         return True
 
-    async def deposit_signature_account(self, signature: str) -> str | None:
-        row = self.db.execute(
-            "SELECT account FROM deposits WHERE signature = ?", (signature,)
-        ).fetchone()
-        return row[0] if row else None
-
     async def deposit_history(self, account: str, limit: int) -> list[DepositEntry]:
         columns = ", ".join(f"i.{c.strip()}" for c in self._INTENT_COLUMNS.split(","))
         rows = self.db.execute(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nexus_app.protocol import Chunk, Done, Error, Job, ModelCard, Usage
+from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done, Error, Job, ModelCard, Usage
 from nexus_app.worker.engine import Embedded, Engine, Failed, Finished, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import LocalModel
@@ -15,7 +15,6 @@ from nexus_app.worker.prompts import ChatTemplate, may_be_tool_call, parse_tool_
 from nexus_app.worker.sampling import RequestError, Sampling
 
 Send = Callable[[Chunk | Done | Error], Awaitable[None]]
-MAX_EMBEDDING_INPUTS = 256
 
 
 class ModelServer:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from solders.hash import Hash
 from solders.keypair import Keypair
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
@@ -228,6 +230,8 @@ async def test_bad_deposit_requests_get_clear_errors(gw: RunningGateway) -> None
     user = await depositor(gw)
     for body, words in [
         ({"transaction": "not base64!"}, "base64"),
+        ({"transaction": encoded(VersionedTransaction.populate(
+            MessageV0.try_compile(user.owner, [], [], Hash.default()), []))}, "not signed"),
         ({"signature": "xyz"}, "signature"),
         ({"signature": str(Signature(bytes(64)))}, "No processed transaction"),
         ({}, "either"),

@@ -172,7 +172,10 @@ class Deposits:
 
 def _decode_transaction(encoded: str) -> VersionedTransaction:
     try:
-        return VersionedTransaction.from_bytes(base64.b64decode(encoded, validate=True))
+        tx = VersionedTransaction.from_bytes(base64.b64decode(encoded, validate=True))
     except (ValueError, binascii.Error):
         raise BadRequest("'transaction' is not a base64 serialized Solana transaction.",
                          param="transaction") from None
+    if not tx.signatures:
+        raise BadRequest("'transaction' is not signed.", param="transaction")
+    return tx

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import websockets
 from solders.keypair import Keypair
@@ -44,6 +45,7 @@ class ScriptedWorker:
     gateway_url: str
     models: list[str] = field(default_factory=lambda: ["scripted-model"])
     reply: str = DEFAULT_REPLY
+    tool_calls: list[dict[str, Any]] | None = None  # the answer to jobs that offer tools
     token_delay_s: float = 0.0
     first_token_delay_s: float = 0.0
     slots: int = 4
@@ -128,7 +130,10 @@ class ScriptedWorker:
         try:
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)
-            for token in self.tokens():
+            if self.tool_calls and job.request.get("tools"):
+                await ws.send(encode(Chunk(job_id=job.job_id, tool_calls=self.tool_calls)))
+                sent, finish = 1, "tool_calls"
+            for token in self.tokens() if finish == "stop" else ():
                 if sent >= limit:
                     finish = "length"
                     break

@@ -9,7 +9,7 @@ from fastapi import FastAPI, WebSocket
 
 from nexus_app import __version__
 from nexus_app.config import Settings
-from nexus_app.gateway import account, chat, completions, network, onchain
+from nexus_app.gateway import account, chat, completions, network, onchain, responses
 from nexus_app.gateway.errors import install_error_handlers
 from nexus_app.gateway.middleware import GatewayMiddleware
 from nexus_app.gateway.openapi import install_openapi
@@ -42,7 +42,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     install_openapi(app)
-    app.router.routes.extend([*chat.routes, *completions.routes])
+    app.router.routes.extend([*chat.routes, *completions.routes, *responses.routes])
     for router in (account.router, onchain.router, network.router):
         app.include_router(router)
 

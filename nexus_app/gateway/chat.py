@@ -9,9 +9,15 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.errors import BadRequest, parse_body
+from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
 from nexus_app.gateway.openapi import json_post_route
-from nexus_app.gateway.relay import collect, event_stream, usage_body
+from nexus_app.gateway.relay import (
+    END_OF_STREAM,
+    collect,
+    error_event,
+    event_stream,
+    usage_body,
+)
 from nexus_app.gateway.schemas import ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sse import sse_data
@@ -116,11 +122,14 @@ class ChatShapes:
             self.tool_calls = True
         return self.delta(delta) if delta else None
 
-    def closing(self, done: Done) -> bytes:
-        return self.delta({}, finish_reason(done, self.tool_calls))
+    def closing(self, done: Done, usage: dict[str, int]) -> bytes:
+        last = self.delta({}, finish_reason(done, self.tool_calls))
+        if self.include_usage:
+            last += self._chunk([], usage, True)
+        return last + END_OF_STREAM
 
-    def usage_chunk(self, usage: dict[str, int]) -> bytes:
-        return self._chunk([], usage, True)
+    def failure(self, error: ApiError) -> bytes:
+        return error_event(error)
 
     def completion(self, content: str | None, tool_calls: list[dict[str, Any]],
                    finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
@@ -168,7 +177,7 @@ async def chat_completions(request: Request) -> Response:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shapes = ChatShapes(body.model, include_usage)
     if body.stream:
-        return await event_stream(gateway, ticket, shapes, include_usage)
+        return await event_stream(gateway, ticket, shapes)
     chunks, done = await collect(gateway, ticket)
     calls: dict[int, dict[str, Any]] = {}
     for chunk in chunks:

@@ -13,9 +13,15 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from nexus_app.gateway.chat import finish_reason
-from nexus_app.gateway.errors import BadRequest, UpstreamFailed, parse_body
+from nexus_app.gateway.errors import ApiError, BadRequest, UpstreamFailed, parse_body
 from nexus_app.gateway.openapi import json_post_route
-from nexus_app.gateway.relay import collect, event_stream, usage_body
+from nexus_app.gateway.relay import (
+    END_OF_STREAM,
+    collect,
+    error_event,
+    event_stream,
+    usage_body,
+)
 from nexus_app.gateway.schemas import CompletionRequest, EmbeddingRequest
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sse import sse_data
@@ -58,11 +64,14 @@ class CompletionShapes:
     def chunk(self, event: Chunk) -> bytes | None:
         return self._chunk(event.text) if event.text else None
 
-    def closing(self, done: Done) -> bytes:
-        return self._chunk("", finish_reason(done, False))
+    def closing(self, done: Done, usage: dict[str, int]) -> bytes:
+        last = self._chunk("", finish_reason(done, False))
+        if self.include_usage:
+            last += sse_data(orjson.dumps(self._envelope([], usage)))
+        return last + END_OF_STREAM
 
-    def usage_chunk(self, usage: dict[str, int]) -> bytes:
-        return sse_data(orjson.dumps(self._envelope([], usage)))
+    def failure(self, error: ApiError) -> bytes:
+        return error_event(error)
 
     def completion(self, text: str, reason: str, usage: dict[str, int]) -> dict[str, Any]:
         choice = {"text": self.echo + text, "index": 0, "logprobs": None,
@@ -100,7 +109,7 @@ async def completions(request: Request) -> Response:
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shapes = CompletionShapes(body.model, include_usage, prompt if body.echo else "")
     if body.stream:
-        return await event_stream(gateway, ticket, shapes, include_usage)
+        return await event_stream(gateway, ticket, shapes)
     chunks, done = await collect(gateway, ticket)
     text = "".join(chunk.text for chunk in chunks)
     out = shapes.completion(text, finish_reason(done, False), usage_body(ticket))

@@ -21,8 +21,19 @@ class StreamShapes(Protocol):
 
     def opening(self) -> bytes | None: ...
     def chunk(self, event: Chunk) -> bytes | None: ...
-    def closing(self, done: Done) -> bytes: ...
-    def usage_chunk(self, usage: dict[str, int]) -> bytes: ...
+    def closing(self, done: Done, usage: dict[str, int]) -> bytes:
+        """Everything after the last chunk: finish reason, usage, end of stream."""
+        ...
+
+    def failure(self, error: ApiError) -> bytes: ...
+
+
+def error_event(error: ApiError) -> bytes:
+    """An error in the middle of a Chat or Completions stream, as OpenAI sends it."""
+    return sse_data(orjson.dumps(error.body()))
+
+
+END_OF_STREAM = sse_data(b"[DONE]")  # the last event of a Chat or Completions stream
 
 
 def usage_body(ticket: Ticket) -> dict[str, int]:
@@ -49,8 +60,8 @@ async def collect(gateway: Gateway, ticket: Ticket) -> tuple[list[Chunk], Done]:
     return chunks, done
 
 
-async def event_stream(gateway: Gateway, ticket: Ticket, shapes: StreamShapes,
-                       include_usage: bool) -> EventStreamResponse:
+async def event_stream(gateway: Gateway, ticket: Ticket, shapes: StreamShapes
+                       ) -> EventStreamResponse:
     """Wait for the first event (so that errors before it keep their HTTP status), then
     relay the rest as Server-Sent Events."""
     try:
@@ -71,14 +82,11 @@ async def event_stream(gateway: Gateway, ticket: Ticket, shapes: StreamShapes,
                     yield data
                 event = await anext(ticket.stream)
         except ApiError as error:
-            yield sse_data(orjson.dumps(error.body()))
+            yield shapes.failure(error)
             return
         # shielded: a client leaving now must not interrupt the settlement
         await asyncio.shield(gateway.close_ticket(ticket, event))
-        yield shapes.closing(event)
-        if include_usage:
-            yield shapes.usage_chunk(usage_body(ticket))
-        yield sse_data(b"[DONE]")
+        yield shapes.closing(event, usage_body(ticket))
 
     async def on_close() -> None:
         await gateway.close_ticket(ticket, None)  # a no-op when the stream ended normally

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 
 class _Body(BaseModel):
@@ -103,6 +111,73 @@ class EmbeddingRequest(_Body):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, description="not supported: the model's own")
     user: str | None = Field(None, description="accepted for compatibility, never forwarded")
+
+
+class ResponseFunctionTool(_Body):
+    """A function the model may call (the Responses API's flat tool shape)."""
+
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseToolChoice(_Body):
+    type: Literal["function"]
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ResponseTextFormat(_Body):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    name: str | None = Field(None, max_length=64)
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseText(_Body):
+    format: ResponseTextFormat | None = None
+
+
+class ResponsesRequest(_Body):
+    """OpenAI Responses API: one model turn from an input (text or items)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[dict[str, Any]] = Field(
+        description="a text, or input items: messages (content as text or typed parts), "
+                    "function_call and function_call_output")
+    instructions: str | None = Field(None, description="a system message put first")
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    tools: list[ResponseFunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ResponseToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: ResponseText | None = None
+    metadata: dict[str, str] | None = Field(None, description="up to 16 pairs, echoed")
+    previous_response_id: str | None = Field(
+        None, max_length=256, description="echoed; earlier turns are not stored, send them")
+    stream: bool = False
+    store: bool | None = Field(None, description="accepted; responses are never stored")
+    user: str | None = Field(None, description="accepted for compatibility, never forwarded")
+
+    @field_validator("input")
+    @classmethod
+    def _some_input(cls, value: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        if not value:
+            raise ValueError("'input' must hold at least one item")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value and (len(value) > 16
+                      or any(len(k) > 64 or len(v) > 512 for k, v in value.items())):
+            raise ValueError("'metadata' holds at most 16 pairs (keys up to 64 characters, "
+                             "values up to 512)")
+        return value
 
 
 class KeyCreateRequest(_Body):

@@ -54,6 +54,10 @@ def test_tools_are_listed_and_a_named_choice_forces_a_call(template: ChatTemplat
     none = template.prompt({"messages": [{"role": "user", "content": "Paris?"}],
                             "tools": [WEATHER], "tool_choice": "none"})
     assert none.tools == "none" and "get_weather" not in none.text
+    assert not auto.one_call and "at most one" not in auto.text
+    single = template.prompt({"messages": [{"role": "user", "content": "Paris?"}],
+                              "tools": [WEATHER], "parallel_tool_calls": False})
+    assert single.one_call and "Call at most one function." in single.text
 
 
 def test_a_tool_round_trip_is_rendered_for_the_model(template: ChatTemplate) -> None:

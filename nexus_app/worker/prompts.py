@@ -36,6 +36,7 @@ class ChatPrompt:
     text: str
     grammar: str | None = None
     tools: str = "none"  # none | auto (the model may call) | forced (it must call)
+    one_call: bool = False  # parallel_tool_calls is false: at most one call
 
 
 class ChatTemplate:
@@ -52,14 +53,15 @@ class ChatTemplate:
         choice = request.get("tool_choice", "auto" if tools else "none")
         forced = _forced_function(choice, tools)
         mode = "none" if not tools or choice == "none" else ("forced" if forced else "auto")
+        one_call = request.get("parallel_tool_calls") is False
         if mode != "none":
-            messages = _with_tool_preamble(messages, tools)
+            messages = _with_tool_preamble(messages, tools, one_call)
         grammar = _call_grammar(forced) if forced else _format_grammar(request)
         try:
             text = self._formatter(messages=messages).prompt  # type: ignore[arg-type]
         except (TemplateError, ValueError, TypeError) as exc:
             raise RequestError(f"the model's chat template rejected the messages: {exc}") from None
-        return ChatPrompt(text, grammar, mode)
+        return ChatPrompt(text, grammar, mode, one_call)
 
 
 def _text(content: Any) -> str:
@@ -125,8 +127,8 @@ def _forced_function(choice: Any, tools: list[dict[str, Any]]) -> list[dict[str,
     return None
 
 
-def _with_tool_preamble(messages: list[dict[str, str]], tools: list[dict[str, Any]]
-                        ) -> list[dict[str, str]]:
+def _with_tool_preamble(messages: list[dict[str, str]], tools: list[dict[str, Any]],
+                        one_call: bool) -> list[dict[str, str]]:
     listing = "\n".join(json.dumps({"type": "function", "function": f}) for f in tools)
     preamble = (
         "You may call functions to answer. The functions are listed within <tools></tools>:\n"
@@ -134,6 +136,7 @@ def _with_tool_preamble(messages: list[dict[str, str]], tools: list[dict[str, An
         "To call a function, answer with a JSON object with the function's name and its "
         'arguments within <tool_call></tool_call> tags:\n<tool_call>\n{"name": <function-name>, '
         '"arguments": <args-json-object>}\n</tool_call>'
+        + ("\nCall at most one function." if one_call else "")
     )
     if messages[0]["role"] == "system":
         first = {"role": "system", "content": f"{messages[0]['content']}\n\n{preamble}"}

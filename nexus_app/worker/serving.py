@@ -11,7 +11,12 @@ from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done, Error, Job, Mo
 from nexus_app.worker.engine import Embedded, Engine, Failed, Finished, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import LocalModel
-from nexus_app.worker.prompts import ChatTemplate, may_be_tool_call, parse_tool_calls
+from nexus_app.worker.prompts import (
+    ChatPrompt,
+    ChatTemplate,
+    may_be_tool_call,
+    parse_tool_calls,
+)
 from nexus_app.worker.sampling import RequestError, Sampling
 
 Send = Callable[[Chunk | Done | Error], Awaitable[None]]
@@ -52,34 +57,34 @@ class ModelServer:
         try:
             if job.kind == "embeddings":
                 inputs = await asyncio.to_thread(self._embedding_inputs, job.request)
-                stream, tools = self.engine.embed(inputs), "none"
+                stream, chat = self.engine.embed(inputs), None
             else:
-                prompt, sampling, tools = await asyncio.to_thread(self._prepare, job)
+                prompt, sampling, chat = await asyncio.to_thread(self._prepare, job)
                 stream = self.engine.generate(prompt, sampling, deadline)
         except RequestError as exc:
             await send(Error(job_id=job.job_id, code="invalid_request", message=str(exc)))
             return
         self.streams[job.job_id] = stream
         try:
-            await self._relay(job.job_id, stream, tools, send)
+            await self._relay(job.job_id, stream, chat, send)
         finally:
             stream.cancel()  # a no-op when it finished; stops generation if sending failed
             del self.streams[job.job_id]
 
-    def _prepare(self, job: Job) -> tuple[list[int], Sampling, str]:
-        """Prompt tokens, sampling and tool mode of a chat or completion job (off the loop)."""
+    def _prepare(self, job: Job) -> tuple[list[int], Sampling, ChatPrompt | None]:
+        """Prompt tokens, sampling and (for chat) the rendered prompt of a job (off the loop)."""
         request = job.request
         if job.kind == "chat":
             chat = self.template.prompt(request)
             tokens = self.model.tokenize(chat.text, add_special=False, parse_special=True)
-            return tokens, Sampling.from_request(request, chat.grammar), chat.tools
+            return tokens, Sampling.from_request(request, chat.grammar), chat
         prompt = request.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise RequestError("'prompt' must be a string")
         tokens = self.model.tokenize(prompt, add_special=True, parse_special=True)
-        return tokens, Sampling.from_request(request), "none"
+        return tokens, Sampling.from_request(request), None
 
     def _embedding_inputs(self, request: dict[str, Any]) -> list[list[int]]:
         inputs = request.get("input")
@@ -92,7 +97,9 @@ class ModelServer:
         return [self.model.tokenize(text, add_special=True, parse_special=False)
                 for text in inputs]
 
-    async def _relay(self, job_id: str, stream: Stream, tools: str, send: Send) -> None:
+    async def _relay(self, job_id: str, stream: Stream, chat: ChatPrompt | None,
+                     send: Send) -> None:
+        tools = chat.tools if chat else "none"
         held: list[str] = []  # text that may still be a tool call (tools "auto"/"forced")
         async for event in stream:
             if isinstance(event, Text):
@@ -106,6 +113,8 @@ class ModelServer:
             elif isinstance(event, Finished):
                 reason = event.reason
                 calls = parse_tool_calls("".join(held)) if held else None
+                if calls and chat and chat.one_call:
+                    calls = calls[:1]
                 if calls:
                     await send(Chunk(job_id=job_id, tool_calls=calls))
                     reason = "tool_calls" if reason == "stop" else reason

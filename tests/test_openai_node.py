@@ -1,0 +1,78 @@
+"""The gateway driven by the official `openai` package for Node (tests/js/openai_e2e.mjs), against
+a real gateway subprocess and the real SmolLM2 worker: models, chat (plain, streamed, tool calls),
+completions, embeddings and the Responses API, parsed by the SDK itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import MODEL_ID, ROOT, clean_environ, wait_for_workers
+
+JS_DIR = ROOT / "tests" / "js"
+SCRIPT = JS_DIR / "openai_e2e.mjs"
+STEPS = [
+    "models.list", "chat.completions", "chat.completions.stream", "chat.tools",
+    "chat.tools.stream", "completions", "embeddings", "responses", "responses.stream",
+    "responses.tools",
+]
+
+
+def install_js_dependencies() -> None:
+    """`npm ci` in tests/js unless its node_modules is there already."""
+    if (JS_DIR / "node_modules" / "openai" / "package.json").is_file():
+        return
+    npm = shutil.which("npm")
+    assert npm is not None
+    installed = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True,
+        timeout=300, check=False,
+    )
+    assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
+
+
+@pytest.mark.slow
+def test_the_openai_node_package_against_the_real_worker(gateway_process,
+                                                          worker_process) -> None:
+    node = shutil.which("node")
+    if node is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed on PATH to run tests/js/openai_e2e.mjs")
+    install_js_dependencies()
+
+    gateway = gateway_process()
+    wallet, key = asyncio.run(gateway.funded_key(10_000_000))
+    wait_for_workers(gateway.url, 1, timeout=120, process=worker_process(gateway.url))
+
+    env = clean_environ()
+    env.update({"NEXUS_BASE_URL": gateway.url + "/v1", "NEXUS_API_KEY": key,
+                "NEXUS_MODEL": MODEL_ID})
+    env.pop("OPENAI_BASE_URL", None)  # the script passes baseURL; keep stray settings out
+    env.pop("OPENAI_API_KEY", None)
+    run = subprocess.run(
+        [node, str(SCRIPT)], cwd=JS_DIR, env=env, capture_output=True, text=True,
+        timeout=int(os.environ.get("NEXUS_NODE_E2E_TIMEOUT", "300")), check=False,
+    )
+    report = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    assert run.returncode == 0, report
+    lines = run.stdout.strip().splitlines()
+    assert lines, report
+    summary = json.loads(lines[-1])
+    assert summary["ok"] is True, report
+    assert summary["openai"].split(".")[0].isdigit(), summary
+    assert [step["name"] for step in summary["steps"]] == STEPS, summary
+    assert all(step["ok"] for step in summary["steps"]), summary
+    steps = {step["name"]: step for step in summary["steps"]}
+    assert steps["embeddings"]["dimensions"] == [576, 576]
+    assert steps["responses"]["id"].startswith("resp_")
+
+    store = gateway.open_ledger()
+    spent = store.db.execute(
+        "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)
+    ).fetchone()
+    assert spent[0] > 0 and spent[0] + spent[1] == 10_000_000
+    assert store.audit_sync().ok

@@ -87,6 +87,13 @@ class Settings(BaseModel):
     token_decimals: int = Field(6, ge=0, le=18, description="decimals of the $NEXUS mint")
     nexus_usd_rate: Decimal | None = Field(None, gt=0, description="USD value of 1 NEXUS")
     worker_share_percent: int = Field(80, ge=0, le=100, description="worker's share of each fee")
+    free_credit_weekly: Decimal = Field(
+        Decimal(0), ge=0, description="free NEXUS credit per account each week, spent before "
+        "paid credit and not carried over (0: off)"
+    )
+    free_credit_weekday: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = Field("monday", description="the day (00:00 UTC) the weekly free credit renews")
     default_price: ModelPrice = Field(
         default_factory=lambda: ModelPrice(
             per_request=100, input_per_million=50_000, output_per_million=200_000

@@ -11,6 +11,7 @@ import pytest
 
 from nexus_app.gateway.billing import Billing
 from nexus_app.gateway.errors import InsufficientCredit
+from nexus_app.gateway.free_credit import FreeCredit
 from nexus_app.gateway.pricing import Price, PriceBook, split_fee
 from nexus_app.gateway.sqlite_store import SQLiteStore
 from nexus_app.gateway.store import Settlement
@@ -165,7 +166,7 @@ async def test_billing_caps_reported_tokens(store: SQLiteStore, tmp_path: Path) 
     prices = {"m": {"per_request": 10, "input_per_million": 1_000_000,
                     "output_per_million": 2_000_000}}
     settings = make_settings(tmp_path, prices=prices)
-    billing = Billing(store, PriceBook(settings), 80)
+    billing = Billing(store, PriceBook(settings), 80, FreeCredit(store, 0, "monday"))
     await store.grant(ALICE, 10_000, "test")
     reservation = await billing.reserve(ALICE, "m", prompt_bound=100, max_tokens=50)
     assert reservation.amount == 10 + 100 + 100

@@ -59,19 +59,22 @@ async def auth_login(body: LoginRequest, request: Request) -> dict[str, Any]:
 
 @router.get("/v1/balance", tags=["account"])
 async def balance(request: Request) -> dict[str, Any]:
-    """The credit balance of the key's (or session's) account, in base units."""
+    """The credit balance of the key's (or session's) account, in base units: `balance` is
+    all that can be spent, `free_credit` the part of it that is this week's free credit."""
     gateway = _gateway(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    await gateway.free_credit.top_up(caller.account)
     account = await gateway.store.balance(caller.account)
     decimals = gateway.settings.token_decimals
     return {
         "account": caller.account,
-        "balance": account.balance,
+        "balance": account.available,
+        "free_credit": account.free_balance,
         "reserved": account.reserved,
         "total_spent": account.total_spent,
         "currency": "NEXUS",
         "decimals": decimals,
-        "balance_display": format_units(account.balance, decimals),
+        "balance_display": format_units(account.available, decimals),
         "last_updated": int(account.updated_at) if account.updated_at else None,
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nexus_app.gateway.errors import InsufficientCredit
+from nexus_app.gateway.free_credit import FreeCredit
 from nexus_app.gateway.pricing import Price, PriceBook, split_fee
 from nexus_app.gateway.store import Settlement, Store
 from nexus_app.ids import new_id
@@ -35,15 +36,18 @@ class BilledUsage:
 
 
 class Billing:
-    def __init__(self, store: Store, prices: PriceBook, worker_share_percent: int) -> None:
+    def __init__(self, store: Store, prices: PriceBook, worker_share_percent: int,
+                 free_credit: FreeCredit) -> None:
         self.store = store
         self.prices = prices
         self.worker_share_percent = worker_share_percent
+        self.free_credit = free_credit
 
     async def reserve(
         self, account: str, model: str, prompt_bound: int, max_tokens: int
     ) -> Reservation:
         """Hold the maximum cost of a request; 402 when the balance does not cover it."""
+        await self.free_credit.top_up(account)
         price = self.prices.for_model(model)
         amount = price.cost(prompt_bound, max_tokens)
         reservation = Reservation(
@@ -53,7 +57,7 @@ class Billing:
             balance = await self.store.balance(account)
             raise InsufficientCredit(
                 f"Insufficient credit: this request may cost up to {amount} base units and the "
-                f"balance is {balance.balance}. Deposit $NEXUS or lower max_tokens."
+                f"balance is {balance.available}. Deposit $NEXUS or lower max_tokens."
             )
         return reservation
 

@@ -79,8 +79,8 @@ async def submit_deposit(body: DepositSubmit, request: Request) -> JSONResponse:
         assert body.signature is not None
         outcome = await gateway.deposits.submit_signature(caller.account, body.signature)
     balance = await gateway.store.balance(caller.account)
-    view = {**_outcome_view(gateway, outcome), "balance": balance.balance,
-            "balance_display": _display(gateway, balance.balance)}
+    view = {**_outcome_view(gateway, outcome), "balance": balance.available,
+            "balance_display": _display(gateway, balance.available)}
     return JSONResponse(view, status_code=200 if outcome.credited else 202)
 
 

@@ -18,6 +18,7 @@ from nexus_app.gateway.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.coordinator import Coordinator, JobStream
 from nexus_app.gateway.deposits import Deposits
 from nexus_app.gateway.errors import NotFound
+from nexus_app.gateway.free_credit import FreeCredit
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.payouts import Payouts
 from nexus_app.gateway.pricing import PriceBook
@@ -45,7 +46,13 @@ class Gateway:
         self.settings = settings
         self.store = store
         self.prices = PriceBook(settings)
-        self.billing = Billing(store, self.prices, settings.worker_share_percent)
+        weekly = settings.free_credit_weekly
+        self.free_credit = FreeCredit(
+            store, to_base_units(weekly, settings.token_decimals) if weekly else 0,
+            settings.free_credit_weekday,
+        )
+        self.billing = Billing(store, self.prices, settings.worker_share_percent,
+                               self.free_credit)
         self.limiter = RateLimiter()
         self.auth = Authenticator(
             store,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from nexus_app.gateway.store import (
     DEPOSIT,
+    FREE_CREDIT,
     GRANT,
     PAYOUT,
     PAYOUT_FAILED,
@@ -120,6 +121,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX payouts_wallet ON payouts (wallet, created_at);
     CREATE INDEX payouts_status ON payouts (status);
+    """,
+    """
+    ALTER TABLE accounts ADD COLUMN free_balance INTEGER NOT NULL DEFAULT 0
+        CHECK (free_balance >= 0);
+    ALTER TABLE accounts ADD COLUMN free_week INTEGER;
+    ALTER TABLE reservations ADD COLUMN free_amount INTEGER NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -237,19 +244,42 @@ class SQLiteStore:
             )
             self._entry(db, GRANT, amount, account=account, ref=memo)
 
-    async def reserve(self, reservation_id: str, account: str, amount: int) -> bool:
-        """Move `amount` from balance to reserved, only if the balance covers it."""
+    async def top_up_free_credit(self, account: str, week: int, amount: int) -> int:
         with self._tx() as db:
+            self._ensure_account(db, account)
+            free, last_week = db.execute(
+                "SELECT free_balance, free_week FROM accounts WHERE account = ?", (account,)
+            ).fetchone()
+            if last_week is not None and last_week >= week:
+                return 0
+            granted = max(0, amount - free)
+            db.execute(
+                "UPDATE accounts SET free_balance = free_balance + ?, free_week = ?,"
+                " updated_at = ? WHERE account = ? AND (free_week IS NULL OR free_week < ?)",
+                (granted, week, time.time(), account, week),
+            )
+            self._entry(db, FREE_CREDIT, granted, account=account, ref=f"week {week}")
+        return granted
+
+    async def reserve(self, reservation_id: str, account: str, amount: int) -> bool:
+        """Move `amount` to reserved, free credit first, only if the credit covers it."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT free_balance FROM accounts WHERE account = ?", (account,)
+            ).fetchone()
+            free = min(row[0], amount) if row else 0
             moved = db.execute(
-                "UPDATE accounts SET balance = balance - ?, reserved = reserved + ?,"
-                " updated_at = ? WHERE account = ? AND balance >= ?",
-                (amount, amount, time.time(), account, amount),
+                "UPDATE accounts SET free_balance = free_balance - ?, balance = balance - ?,"
+                " reserved = reserved + ?, updated_at = ?"
+                " WHERE account = ? AND free_balance >= ? AND balance >= ?",
+                (free, amount - free, amount, time.time(), account, free, amount - free),
             ).rowcount
             if not moved:
                 return False
             db.execute(
-                "INSERT INTO reservations (id, account, amount, created_at) VALUES (?, ?, ?, ?)",
-                (reservation_id, account, amount, time.time()),
+                "INSERT INTO reservations (id, account, amount, free_amount, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (reservation_id, account, amount, free, time.time()),
             )
             self._entry(db, RESERVE, amount, account=account, ref=reservation_id)
         return True
@@ -262,19 +292,17 @@ class SQLiteStore:
             raise ValueError("settlement parts must add up to the cost")
         with self._tx() as db:
             row = db.execute(
-                "DELETE FROM reservations WHERE id = ? RETURNING account, amount",
+                "DELETE FROM reservations WHERE id = ? RETURNING account, amount, free_amount",
                 (reservation_id,),
             ).fetchone()
             if row is None:
                 return False
-            account, reserved = row
+            account, reserved, free = row
             if s.cost > reserved:
                 raise ValueError("cannot settle more than was reserved")
-            db.execute(
-                "UPDATE accounts SET reserved = reserved - ?, balance = balance + ?,"
-                " total_spent = total_spent + ?, updated_at = ? WHERE account = ?",
-                (reserved, reserved - s.cost, s.cost, time.time(), account),
-            )
+            free_back = free - min(free, s.cost)  # the cost is paid from free credit first
+            self._return(db, account, reserved, reserved - s.cost - free_back, free_back,
+                         spent=s.cost)
             if s.worker_amount:
                 if not s.worker_wallet:
                     raise ValueError("a worker earning needs a wallet")
@@ -298,18 +326,27 @@ class SQLiteStore:
 
     def _release(self, db: sqlite3.Connection, reservation_id: str) -> bool:
         row = db.execute(
-            "DELETE FROM reservations WHERE id = ? RETURNING account, amount", (reservation_id,)
+            "DELETE FROM reservations WHERE id = ? RETURNING account, amount, free_amount",
+            (reservation_id,),
         ).fetchone()
         if row is None:
             return False
-        account, amount = row
-        db.execute(
-            "UPDATE accounts SET reserved = reserved - ?, balance = balance + ?, updated_at = ?"
-            " WHERE account = ?",
-            (amount, amount, time.time(), account),
-        )
+        account, amount, free = row
+        self._return(db, account, amount, amount - free, free)
         self._entry(db, REFUND, amount, account=account, ref=reservation_id)
         return True
+
+    @staticmethod
+    def _return(db: sqlite3.Connection, account: str, reserved: int, paid: int, free: int,
+                spent: int = 0) -> None:
+        """Close `reserved` on the account: `spent` is charged, `paid` and `free` credit
+        go back."""
+        db.execute(
+            "UPDATE accounts SET reserved = reserved - ?, balance = balance + ?,"
+            " free_balance = free_balance + ?, total_spent = total_spent + ?, updated_at = ?"
+            " WHERE account = ?",
+            (reserved, paid, free, spent, time.time(), account),
+        )
 
     async def release_all_open(self) -> int:
         """Refund every open reservation (those a crashed gateway left); returns how many."""
@@ -324,7 +361,8 @@ class SQLiteStore:
 
     async def balance(self, account: str) -> AccountBalance:
         row = self.db.execute(
-            "SELECT balance, reserved, total_spent, updated_at FROM accounts WHERE account = ?",
+            "SELECT balance, reserved, total_spent, updated_at, free_balance FROM accounts"
+            " WHERE account = ?",
             (account,),
         ).fetchone()
         if row is None:
@@ -346,7 +384,8 @@ class SQLiteStore:
         try:
             sums = dict(db.execute("SELECT kind, SUM(amount) FROM ledger GROUP BY kind").fetchall())
             balances, reserved = db.execute(
-                "SELECT COALESCE(SUM(balance), 0), COALESCE(SUM(reserved), 0) FROM accounts"
+                "SELECT COALESCE(SUM(balance + free_balance), 0), COALESCE(SUM(reserved), 0)"
+                " FROM accounts"
             ).fetchone()
             open_reserved = db.execute(
                 "SELECT COALESCE(SUM(amount), 0) FROM reservations"
@@ -357,11 +396,13 @@ class SQLiteStore:
         finally:
             db.execute("COMMIT")
         total = {k: int(sums.get(k) or 0) for k in (
-            DEPOSIT, GRANT, RESERVE, SETTLE, REFUND, WORKER_EARNING, TREASURY_FEE, PAYOUT
+            DEPOSIT, GRANT, FREE_CREDIT, RESERVE, SETTLE, REFUND, WORKER_EARNING, TREASURY_FEE,
+            PAYOUT,
         )}
         return LedgerAudit(
             deposits=total[DEPOSIT],
             grants=total[GRANT],
+            free_credits=total[FREE_CREDIT],
             balances=balances,
             reserved=reserved,
             open_reservations=open_reserved,
@@ -369,7 +410,8 @@ class SQLiteStore:
             treasury_fees=total[TREASURY_FEE],
             payouts=total[PAYOUT],
             paid=paid,
-            derived_balances=total[DEPOSIT] + total[GRANT] - total[RESERVE] + total[REFUND],
+            derived_balances=(total[DEPOSIT] + total[GRANT] + total[FREE_CREDIT]
+                              - total[RESERVE] + total[REFUND]),
             derived_reserved=total[RESERVE] - total[SETTLE] - total[REFUND],
             settled=total[SETTLE],
         )

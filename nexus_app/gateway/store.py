@@ -13,6 +13,7 @@ from typing import Protocol
 # Kinds of ledger entries. Amounts are positive integers of base units.
 DEPOSIT = "deposit"
 GRANT = "grant"
+FREE_CREDIT = "free_credit"  # the weekly free credit (a top-up to the week's amount)
 RESERVE = "reserve"
 SETTLE = "settle"
 REFUND = "refund"
@@ -23,11 +24,18 @@ PAYOUT = "payout"
 
 @dataclass(frozen=True, slots=True)
 class AccountBalance:
+    """Paid credit (`balance`) and this week's free credit, which is spent first."""
+
     account: str
     balance: int
     reserved: int
     total_spent: int
     updated_at: float
+    free_balance: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.balance + self.free_balance
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,7 @@ class LedgerAudit:
 
     deposits: int
     grants: int
+    free_credits: int
     balances: int
     reserved: int
     open_reservations: int
@@ -133,7 +142,7 @@ class LedgerAudit:
 
     @property
     def ok(self) -> bool:
-        inflow = self.deposits + self.grants
+        inflow = self.deposits + self.grants + self.free_credits
         return (
             inflow == self.balances + self.reserved + self.worker_earnings + self.treasury_fees
             and self.derived_balances == self.balances
@@ -154,6 +163,9 @@ class Store(Protocol):
 
     # ledger
     async def grant(self, account: str, amount: int, memo: str) -> None: ...
+    async def top_up_free_credit(self, account: str, week: int, amount: int) -> int:
+        """Once per `week`: bring the free credit up to `amount`; returns what was granted."""
+        ...
     async def reserve(self, reservation_id: str, account: str, amount: int) -> bool: ...
     async def settle(self, reservation_id: str, settlement: Settlement) -> bool: ...
     async def release(self, reservation_id: str) -> bool: ...

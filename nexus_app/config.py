@@ -113,6 +113,10 @@ class Settings(BaseModel):
     job_timeout_s: float = Field(300.0, gt=0, description="deadline of one job on a worker")
     dispatch_attempts: int = Field(3, ge=1, description="workers tried before the first token")
     session_ttl_s: int = Field(3600, ge=60, description="lifetime of a wallet sign-in session")
+    webhook_max_attempts: int = Field(8, ge=1, description="tries of one webhook delivery")
+    webhook_retry_base_s: float = Field(
+        5.0, gt=0, description="wait before a webhook's second try (x4 per try, up to an hour)"
+    )
     default_max_tokens: int = Field(
         4096, ge=1, description="max_tokens when a request gives none (capped by the context)"
     )
@@ -154,6 +158,10 @@ class Settings(BaseModel):
     @property
     def treasury_path(self) -> Path:
         return self.treasury_keypair or self.data_dir / "treasury.json"
+
+    @property
+    def webhook_key_path(self) -> Path:
+        return self.data_dir / "webhook-signing.key"
 
     @property
     def local_chain_path(self) -> Path:

@@ -37,6 +37,10 @@ def _key_view(key: ApiKeyRecord) -> dict[str, Any]:
     }
 
 
+def _key_event(key: ApiKeyRecord) -> dict[str, Any]:
+    return {"id": key.id, "name": key.name, "prefix": key.prefix}
+
+
 @router.post("/v1/auth/challenge", tags=["account"])
 async def auth_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
     """Start a wallet sign-in: returns the message the wallet must sign."""
@@ -96,6 +100,7 @@ async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]
         tpm=body.tpm,
     )
     await gateway.store.add_key(record)
+    await gateway.webhooks.emit(caller.account, "key.created", _key_event(record))
     return {**_key_view(record), "key": secret}
 
 
@@ -113,8 +118,11 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     """Revoke an API key; it is refused from this moment on."""
     gateway = _gateway(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
-    record = await gateway.store.revoke_key(caller.account, key_id, time.time())
+    now = time.time()
+    record = await gateway.store.revoke_key(caller.account, key_id, now)
     if record is None:
         raise NotFound(f"No API key '{key_id}' on this account.", param="key_id")
     gateway.auth.forget_key(record.secret_hash)
+    if record.revoked_at == now:  # revoked by this call, not before
+        await gateway.webhooks.emit(caller.account, "key.revoked", _key_event(record))
     return _key_view(record)

@@ -9,7 +9,15 @@ from fastapi import FastAPI, WebSocket
 
 from nexus_app import __version__
 from nexus_app.config import Settings
-from nexus_app.gateway import account, chat, completions, network, onchain, responses
+from nexus_app.gateway import (
+    account,
+    chat,
+    completions,
+    network,
+    onchain,
+    responses,
+    webhook_routes,
+)
 from nexus_app.gateway.errors import install_error_handlers
 from nexus_app.gateway.middleware import GatewayMiddleware
 from nexus_app.gateway.openapi import install_openapi
@@ -43,7 +51,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.router.routes.extend([*chat.routes, *completions.routes, *responses.routes])
-    for router in (account.router, onchain.router, network.router):
+    for router in (account.router, onchain.router, network.router, webhook_routes.router):
         app.include_router(router)
 
     @app.websocket(WORKER_PATH)

@@ -117,6 +117,7 @@ class Coordinator:
         self.tokens_per_min = RollingCounter(60)
         self.first_seen: dict[str, float] = {}
         self.earnings_changed: set[str] = set()
+        self.on_model_gone: Callable[[str], None] | None = None  # no worker serves it now
 
     # registry ----------------------------------------------------------------------------------
 
@@ -134,6 +135,9 @@ class Coordinator:
         for events in worker.jobs.values():
             events.put(WORKER_LOST)
         log.info("worker %s offline (%d job(s) in flight)", worker.id, len(worker.jobs))
+        for model in worker.models:
+            if not self.serves(model) and self.on_model_gone is not None:
+                self.on_model_gone(model)
 
     def model_cards(self) -> dict[str, tuple[ModelCard, int]]:
         """Each model served now, with one card and the number of workers serving it."""
@@ -191,7 +195,7 @@ class Coordinator:
                 best = worker
         return best
 
-    def _serves(self, model: str) -> bool:
+    def serves(self, model: str) -> bool:
         return any(model in w.models for w in self.workers.values())
 
     def _wake(self, model: str) -> None:
@@ -212,7 +216,7 @@ class Coordinator:
                 events = Mailbox()
                 worker.jobs[job_id] = events
                 return worker, events
-            if not self._serves(model):
+            if not self.serves(model):
                 raise NoWorker(f"No worker is online for model '{model}'.",
                                retry_after=RETRY_AFTER_S)
             if self.queue_depth() >= self.queue_max:

@@ -8,7 +8,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,6 +27,7 @@ from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+OnCredited = Callable[[DepositIntent, str], Awaitable[None]]  # (intent, signature)
 
 
 class DepositFailed(ApiError):
@@ -49,12 +50,13 @@ class DepositOutcome:
 
 class Deposits:
     def __init__(self, store: Store, chain: Chain, treasury: Treasury, intent_ttl_s: int,
-                 faucet_max: int) -> None:
+                 faucet_max: int, on_credited: OnCredited) -> None:
         self.store = store
         self.chain = chain
         self.treasury = treasury
         self.intent_ttl_s = intent_ttl_s
         self.faucet_max = faucet_max
+        self.on_credited = on_credited
 
     async def new_intent(self, account: str, amount: int) -> tuple[DepositIntent, str]:
         """A deposit intent with a fresh reference, and a recent blockhash to sign with."""
@@ -102,8 +104,15 @@ class Deposits:
             )
         intent = await self._intent_of(account, found)
         self._check(found, intent)
-        credited = await self.store.credit_deposit(signature, intent)
+        credited = await self._credit(signature, intent)
         return DepositOutcome(intent, signature, credited=True, already_credited=not credited)
+
+    async def _credit(self, signature: str, intent: DepositIntent) -> bool:
+        """Credit the deposit once; False when the signature was credited before."""
+        credited = await self.store.credit_deposit(signature, intent)
+        if credited:
+            await self.on_credited(intent, signature)
+        return credited
 
     async def _intent_of(self, account: str, tx: ChainTransaction) -> DepositIntent:
         """The caller's intent whose reference the transaction carries."""
@@ -144,7 +153,7 @@ class Deposits:
                     log.warning("deposit %s for intent %s refused: %s", signature, intent.id,
                                 exc.message)
                     continue
-                if await self.store.credit_deposit(signature, intent):
+                if await self._credit(signature, intent):
                     log.info("credited deposit %s found on chain for intent %s",
                              signature, intent.id)
                     credited += 1

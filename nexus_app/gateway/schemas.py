@@ -213,6 +213,21 @@ class DepositSubmit(_Body):
         return self
 
 
+WebhookEvent = Literal[
+    "deposit.credited", "balance.low", "key.created", "key.revoked", "model.unavailable"
+]
+
+
+class WebhookCreate(_Body):
+    url: str = Field(min_length=8, max_length=2048,
+                     description="https://, or http:// to a loopback address")
+    events: list[WebhookEvent] | None = Field(
+        None, min_length=1,
+        description="the events to send (default: all; balance.low when a threshold is set)")
+    balance_low_threshold: Amount | None = Field(
+        None, description="NEXUS; balance.low is sent when the credit falls under it")
+
+
 class FaucetRequest(_Body):
     amount: Amount
     wallet: str | None = Field(None, max_length=64, description="default: the caller's wallet")

@@ -23,9 +23,10 @@ from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.payouts import Payouts
 from nexus_app.gateway.pricing import PriceBook
 from nexus_app.gateway.ratelimit import RateLimiter
-from nexus_app.gateway.store import Store
+from nexus_app.gateway.store import DepositIntent, Store
+from nexus_app.gateway.webhooks import Webhooks, load_signing_key
 from nexus_app.protocol import Done, JobKind, ModelCard
-from nexus_app.units import to_base_units
+from nexus_app.units import format_units, to_base_units
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class Gateway:
         self.treasury: Treasury
         self.deposits: Deposits
         self.payouts: Payouts
+        self.webhooks: Webhooks
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()  # one-off tasks still running
 
     async def start(self) -> None:
         await self.store.open()
@@ -82,18 +85,27 @@ class Gateway:
             log.warning("refunded %d reservation(s) left open by an earlier run", refunded)
         settings = self.settings
         self.chain, self.treasury = await connect_chain(settings)
+        self.webhooks = Webhooks(
+            self.store, load_signing_key(settings.webhook_key_path),
+            max_attempts=settings.webhook_max_attempts,
+            retry_base_s=settings.webhook_retry_base_s,
+        )
+        await self.webhooks.load()
+        self.coordinator.on_model_gone = self._model_gone
         self.deposits = Deposits(
             self.store, self.chain, self.treasury, settings.deposit_intent_ttl_s,
-            to_base_units(settings.faucet_max, settings.token_decimals),
+            to_base_units(settings.faucet_max, settings.token_decimals), self._deposit_credited,
         )
         self.payouts = Payouts(self.store, self.chain, self.treasury, settings.chain_timeout_s)
         log.info("chain %s: mint %s, treasury token account %s", self.chain.name,
                  self.treasury.mint, self.treasury.token_account)
         self._tasks = [asyncio.create_task(self._housekeep()),
-                       asyncio.create_task(self._watch_chain())]
+                       asyncio.create_task(self._watch_chain()),
+                       asyncio.create_task(self.webhooks.run())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self.coordinator.on_model_gone = None  # workers leaving a stopping gateway
+        for task in [*self._tasks, *self._background]:
             task.cancel()
         await self.auth.flush_last_used()
         await self.chain.close()
@@ -109,6 +121,19 @@ class Gateway:
             except Exception as exc:  # the chain may be down: try again next round
                 log.warning("chain watcher: %s: %s", type(exc).__name__, exc)
             await asyncio.sleep(self.settings.chain_poll_interval_s)
+
+    async def _deposit_credited(self, intent: DepositIntent, signature: str) -> None:
+        decimals = self.settings.token_decimals
+        await self.webhooks.emit(intent.account, "deposit.credited", {
+            "signature": signature, "amount": intent.amount,
+            "amount_display": format_units(intent.amount, decimals), "intent": intent.id})
+        await self.webhooks.balance_changed(intent.account)
+
+    def _model_gone(self, model: str) -> None:
+        task = asyncio.create_task(
+            self.webhooks.model_gone(model, lambda: not self.coordinator.serves(model)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _housekeep(self) -> None:
         """Once a second: store maintenance, and tell workers their new earnings (coalesced,
@@ -184,3 +209,7 @@ class Gateway:
             log.error("closing a request failed: %s", type(exc).__name__)
             await self.billing.refund(ticket.reservation)
             raise
+        try:
+            await self.webhooks.balance_changed(ticket.caller.account)
+        except Exception as exc:  # a notification never fails the request it follows
+            log.error("balance.low check failed: %s", type(exc).__name__)

@@ -16,8 +16,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from nexus_app.gateway.store import (
+    DELIVERY_PENDING,
     DEPOSIT,
     FREE_CREDIT,
     GRANT,
@@ -38,6 +40,8 @@ from nexus_app.gateway.store import (
     LedgerAudit,
     Payout,
     Settlement,
+    Webhook,
+    WebhookDelivery,
     WorkerEarnings,
 )
 
@@ -127,6 +131,33 @@ MIGRATIONS: list[str] = [
         CHECK (free_balance >= 0);
     ALTER TABLE accounts ADD COLUMN free_week INTEGER;
     ALTER TABLE reservations ADD COLUMN free_amount INTEGER NOT NULL DEFAULT 0;
+    """,
+    """
+    CREATE TABLE webhooks (
+        id                    TEXT PRIMARY KEY,
+        account               TEXT NOT NULL,
+        url                   TEXT NOT NULL,
+        events                TEXT NOT NULL,
+        balance_low_threshold INTEGER,
+        created_at            REAL NOT NULL,
+        balance_low_sent      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX webhooks_account ON webhooks (account);
+    CREATE TABLE webhook_deliveries (
+        id              TEXT PRIMARY KEY,
+        webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+        event_id        TEXT NOT NULL,
+        event           TEXT NOT NULL,
+        payload         BLOB NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        created_at      REAL NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+    CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, created_at);
     """,
 ]
 
@@ -536,6 +567,81 @@ class SQLiteStore:
             (wallet, limit),
         ).fetchall()
         return [Payout(*row) for row in rows]
+
+    # webhooks ----------------------------------------------------------------------------------
+
+    _HOOK_COLUMNS = "id, account, url, events, balance_low_threshold, created_at, balance_low_sent"
+    _DELIVERY_COLUMNS = ("id, webhook_id, event_id, event, payload, status, attempts,"
+                         " next_attempt_at, created_at, last_status, last_error")
+
+    @staticmethod
+    def _webhook(row: tuple[Any, ...]) -> Webhook:
+        hook_id, account, url, events, threshold, created_at, sent = row
+        return Webhook(hook_id, account, url, tuple(events.split()), threshold, created_at,
+                       bool(sent))
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO webhooks ({self._HOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (webhook.id, webhook.account, webhook.url, " ".join(webhook.events),
+                 webhook.balance_low_threshold, webhook.created_at, int(webhook.balance_low_sent)),
+            )
+
+    async def webhooks(self, account: str | None = None) -> list[Webhook]:
+        where, args = ("WHERE account = ?", (account,)) if account is not None else ("", ())
+        rows = self.db.execute(
+            f"SELECT {self._HOOK_COLUMNS} FROM webhooks {where} ORDER BY created_at", args
+        ).fetchall()
+        return [self._webhook(row) for row in rows]
+
+    async def delete_webhook(self, account: str, webhook_id: str) -> bool:
+        with self._tx() as db:
+            return bool(db.execute(
+                "DELETE FROM webhooks WHERE id = ? AND account = ?", (webhook_id, account)
+            ).rowcount)
+
+    async def set_balance_low_sent(self, webhook_id: str, sent: bool) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE webhooks SET balance_low_sent = ? WHERE id = ?",
+                       (int(sent), webhook_id))
+
+    async def add_deliveries(self, deliveries: list[WebhookDelivery]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                f"INSERT INTO webhook_deliveries ({self._DELIVERY_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(d.id, d.webhook_id, d.event_id, d.event, d.payload, d.status, d.attempts,
+                  d.next_attempt_at, d.created_at, d.last_status, d.last_error)
+                 for d in deliveries],
+            )
+
+    async def due_deliveries(self, now: float, limit: int) -> list[tuple[WebhookDelivery, str]]:
+        columns = ", ".join(f"d.{c.strip()}" for c in self._DELIVERY_COLUMNS.split(","))
+        rows = self.db.execute(
+            f"SELECT {columns}, w.url FROM webhook_deliveries d"
+            " JOIN webhooks w ON w.id = d.webhook_id"
+            " WHERE d.status = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
+            (DELIVERY_PENDING, now, limit),
+        ).fetchall()
+        return [(WebhookDelivery(*row[:-1]), row[-1]) for row in rows]
+
+    async def record_attempt(self, delivery_id: str, status: str, next_attempt_at: float,
+                             last_status: int | None, last_error: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,"
+                " next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ?",
+                (status, next_attempt_at, last_status, last_error, delivery_id),
+            )
+
+    async def deliveries(self, webhook_id: str, limit: int) -> list[WebhookDelivery]:
+        rows = self.db.execute(
+            f"SELECT {self._DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = ?"
+            " ORDER BY created_at DESC LIMIT ?",
+            (webhook_id, limit),
+        ).fetchall()
+        return [WebhookDelivery(*row) for row in rows]
 
     # API keys and sessions ---------------------------------------------------------------------
 

@@ -113,6 +113,42 @@ class Payout:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhook:
+    """An account's endpoint for signed event notifications."""
+
+    id: str
+    account: str
+    url: str
+    events: tuple[str, ...]
+    balance_low_threshold: int | None
+    created_at: float
+    balance_low_sent: bool = False  # balance.low fired and not yet re-armed by a top-up
+
+
+# Delivery states: waiting for its (next) attempt -> delivered, or failed after the last one.
+DELIVERY_PENDING = "pending"
+DELIVERY_DELIVERED = "delivered"
+DELIVERY_FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event for one webhook, and how its delivery went."""
+
+    id: str
+    webhook_id: str
+    event_id: str
+    event: str
+    payload: bytes
+    status: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """How a finished request's reservation is closed."""
 
@@ -193,6 +229,21 @@ class Store(Protocol):
         ...
     async def open_payouts(self) -> list[Payout]: ...
     async def payouts(self, wallet: str, limit: int) -> list[Payout]: ...
+
+    # webhooks
+    async def add_webhook(self, webhook: Webhook) -> None: ...
+    async def webhooks(self, account: str | None = None) -> list[Webhook]:
+        """The account's webhooks (every account's when None)."""
+        ...
+    async def delete_webhook(self, account: str, webhook_id: str) -> bool: ...
+    async def set_balance_low_sent(self, webhook_id: str, sent: bool) -> None: ...
+    async def add_deliveries(self, deliveries: list[WebhookDelivery]) -> None: ...
+    async def due_deliveries(self, now: float, limit: int) -> list[tuple[WebhookDelivery, str]]:
+        """Pending deliveries whose attempt is due, with their webhook's URL."""
+        ...
+    async def record_attempt(self, delivery_id: str, status: str, next_attempt_at: float,
+                             last_status: int | None, last_error: str | None) -> None: ...
+    async def deliveries(self, webhook_id: str, limit: int) -> list[WebhookDelivery]: ...
 
     # API keys and sign-in sessions
     async def add_key(self, key: ApiKeyRecord) -> None: ...

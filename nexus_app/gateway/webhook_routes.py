@@ -1,0 +1,97 @@
+"""Webhook routes: register an endpoint (its signing secret is in that response only), list
+and delete them, and read each one's delivery log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from nexus_app.gateway.errors import BadRequest, NotFound
+from nexus_app.gateway.schemas import WebhookCreate
+from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.store import Webhook, WebhookDelivery
+from nexus_app.gateway.webhooks import EVENTS
+from nexus_app.units import AmountError, format_units, to_base_units
+
+router = APIRouter(tags=["webhooks"])
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+async def _caller_account(request: Request) -> str:
+    gateway = _gateway(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    return caller.account
+
+
+def _view(gateway: Gateway, hook: Webhook) -> dict[str, Any]:
+    threshold = hook.balance_low_threshold
+    return {
+        "id": hook.id, "object": "webhook", "url": hook.url, "events": list(hook.events),
+        "balance_low_threshold": threshold,
+        "balance_low_threshold_display": None if threshold is None
+        else format_units(threshold, gateway.settings.token_decimals),
+        "created_at": int(hook.created_at),
+    }
+
+
+def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id, "object": "webhook.delivery", "event_id": delivery.event_id,
+        "event": delivery.event, "status": delivery.status, "attempts": delivery.attempts,
+        "last_status": delivery.last_status, "last_error": delivery.last_error,
+        "created_at": int(delivery.created_at),
+        "next_attempt_at": int(delivery.next_attempt_at)
+        if delivery.status == "pending" else None,
+    }
+
+
+@router.post("/v1/webhooks")
+async def create_webhook(body: WebhookCreate, request: Request) -> dict[str, Any]:
+    """Register a webhook. Its signing `secret` is in this response only; store it now."""
+    gateway = _gateway(request)
+    account = await _caller_account(request)
+    threshold = None
+    if body.balance_low_threshold is not None:
+        try:
+            threshold = to_base_units(body.balance_low_threshold,
+                                      gateway.settings.token_decimals)
+        except AmountError as exc:
+            raise BadRequest(f"Invalid 'balance_low_threshold': {exc}.",
+                             param="balance_low_threshold") from None
+    events = body.events or [e for e in EVENTS if e != "balance.low" or threshold is not None]
+    hook, secret = await gateway.webhooks.register(account, body.url, list(events), threshold)
+    return {**_view(gateway, hook), "secret": secret}
+
+
+@router.get("/v1/webhooks")
+async def list_webhooks(request: Request) -> dict[str, Any]:
+    """The account's webhooks (without their secrets)."""
+    gateway = _gateway(request)
+    hooks = await gateway.store.webhooks(await _caller_account(request))
+    return {"object": "list", "data": [_view(gateway, hook) for hook in hooks]}
+
+
+@router.delete("/v1/webhooks/{webhook_id}")
+async def delete_webhook(webhook_id: str, request: Request) -> dict[str, Any]:
+    """Delete a webhook and its delivery log; nothing more is sent to it."""
+    gateway = _gateway(request)
+    if not await gateway.webhooks.delete(await _caller_account(request), webhook_id):
+        raise NotFound(f"No webhook '{webhook_id}' on this account.", param="webhook_id")
+    return {"id": webhook_id, "object": "webhook", "deleted": True}
+
+
+@router.get("/v1/webhooks/{webhook_id}/deliveries")
+async def webhook_deliveries(
+    webhook_id: str, request: Request, limit: int = Query(50, ge=1, le=500),
+) -> dict[str, Any]:
+    """The webhook's latest deliveries: event, status, attempts and the last error."""
+    gateway = _gateway(request)
+    account = await _caller_account(request)
+    if not any(hook.id == webhook_id for hook in await gateway.store.webhooks(account)):
+        raise NotFound(f"No webhook '{webhook_id}' on this account.", param="webhook_id")
+    deliveries = await gateway.store.deliveries(webhook_id, limit)
+    return {"object": "list", "data": [_delivery_view(d) for d in deliveries]}

@@ -1,0 +1,249 @@
+"""Webhooks against a real gateway and a real HTTP receiver on loopback: signed events
+(deposit.credited with a real deposit on the local chain, key.created, key.revoked,
+balance.low, model.unavailable), verification, retries until a receiver that was down comes
+back (across a gateway restart), giving up after the last attempt, and bad registrations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from nexus_app.client.gateway import GatewayClient
+from nexus_app.webhooks import InvalidSignature, signature, verify
+from tests.conftest import auth, free_port, make_settings, running_gateway
+from tests.test_api import assert_openai_error
+
+NEXUS = 10**6
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback that records what it gets (and can answer 500)."""
+
+    port: int = field(default_factory=free_port)
+    status: int = 200
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    server: uvicorn.Server | None = None
+    task: asyncio.Task | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.received.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        await send({"type": "http.response.start", "status": self.status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def start(self) -> Receiver:
+        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning",
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None and self.task is not None
+        self.server.should_exit = True
+        await self.task
+
+    async def wait_for(self, event: str, timeout: float = 10) -> tuple[dict[str, str], bytes]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for headers, body in self.received:
+                if json.loads(body)["type"] == event:
+                    return headers, body
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {event} event; got {[b for _, b in self.received]}")
+
+
+def fast_retries(tmp_path: Path, **overrides):
+    return make_settings(tmp_path, webhook_retry_base_s=0.1, **overrides)
+
+
+async def register(http: httpx.AsyncClient, key: str, **body) -> dict:
+    response = await http.post("/v1/webhooks", json=body, headers=auth(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_deposit_credited_is_signed_and_verifies(tmp_path: Path) -> None:
+    async with running_gateway(fast_retries(tmp_path)) as gw:
+        receiver = await Receiver().start()
+        account = await gw.account()
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            hook = await register(http, account.api_key, url=receiver.url,
+                                  events=["deposit.credited"])
+            assert hook["secret"].startswith("whsec_") and hook["events"] == ["deposit.credited"]
+            listed = (await http.get("/v1/webhooks", headers=auth(account.api_key))).json()
+            assert [h["id"] for h in listed["data"]] == [hook["id"]]
+            assert "secret" not in json.dumps(listed)
+
+            async with GatewayClient(gw.url, token=account.session) as client:
+                await client.faucet("100")
+                deposit = await client.deposit(account.keypair, "25")
+            headers, body = await receiver.wait_for("deposit.credited")
+            event = json.loads(body)
+            assert event["account"] == account.wallet and event["id"].startswith("evt_")
+            assert event["data"]["amount"] == 25 * NEXUS
+            assert event["data"]["signature"] == deposit["signature"]
+            assert headers["x-nexus-event"] == "deposit.credited"
+
+            verify(hook["secret"], headers["x-nexus-signature"], body)  # does not raise
+            with pytest.raises(InvalidSignature):
+                verify("whsec_wrong", headers["x-nexus-signature"], body)
+            with pytest.raises(InvalidSignature):
+                verify(hook["secret"], headers["x-nexus-signature"], body + b" ")
+            with pytest.raises(InvalidSignature):  # a replay long after it was sent
+                verify(hook["secret"], headers["x-nexus-signature"], body, now=time.time() + 900)
+            stale = signature(hook["secret"], int(time.time()) - 3600, body)
+            with pytest.raises(InvalidSignature):
+                verify(hook["secret"], stale, body)
+
+            log = (await http.get(f"/v1/webhooks/{hook['id']}/deliveries",
+                                  headers=auth(account.api_key))).json()["data"]
+            assert [(d["event"], d["status"], d["attempts"], d["last_status"])
+                    for d in log] == [("deposit.credited", "delivered", 1, 200)]
+        await receiver.stop()
+
+
+async def test_a_receiver_that_is_down_gets_the_event_after_it_comes_back(tmp_path) -> None:
+    receiver = Receiver()  # not started: connections are refused
+    settings = fast_retries(tmp_path)
+    async with running_gateway(settings) as gw:
+        account = await gw.account()
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            hook = await register(http, account.api_key, url=receiver.url,
+                                  events=["key.created", "key.revoked"])
+            async with GatewayClient(gw.url, token=account.session) as client:
+                created = await client.create_key("ci")
+            log_url = f"/v1/webhooks/{hook['id']}/deliveries"
+            for _ in range(200):
+                [delivery] = (await http.get(log_url, headers=auth(account.api_key))
+                              ).json()["data"]
+                if delivery["attempts"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert delivery["status"] == "pending" and delivery["last_error"] == "ConnectError"
+    # the gateway restarts (same data dir and signing key) while the receiver is still down
+    async with running_gateway(make_settings(tmp_path, port=settings.port,
+                                             webhook_retry_base_s=0.1)) as gw:
+        await receiver.start()
+        headers, body = await receiver.wait_for("key.created", timeout=30)
+        verify(hook["secret"], headers["x-nexus-signature"], body)
+        event = json.loads(body)
+        assert event["data"] == {"id": created["id"], "name": "ci", "prefix": created["prefix"]}
+        assert created["key"] not in body.decode()  # the secret never leaves the gateway
+        async with GatewayClient(gw.url, token=account.session) as client:
+            await client.revoke_key(created["id"])
+            await client.revoke_key(created["id"])  # already revoked: no second event
+        await receiver.wait_for("key.revoked")
+        await asyncio.sleep(0.3)
+        assert [json.loads(b)["type"] for _, b in receiver.received] == [
+            "key.created", "key.revoked"]
+    await receiver.stop()
+
+
+async def test_balance_low_fires_once_when_the_credit_falls_under_the_threshold(gw, http):
+    receiver = await Receiver().start()
+    account = await gw.account(credit=3000)  # scripted-model costs 1000 a request
+    await gw.worker()
+    await register(http, account.api_key, url=receiver.url, events=["balance.low"],
+                   balance_low_threshold="0.0015")
+    chat = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(3):
+        response = await http.post("/v1/chat/completions", json=chat,
+                                   headers=auth(account.api_key))
+        assert response.status_code == 200
+    _, body = await receiver.wait_for("balance.low")
+    assert json.loads(body)["data"] == {"balance": 1000, "threshold": 1500}
+    await asyncio.sleep(0.3)
+    assert len(receiver.received) == 1  # at 0 it is still low: not sent again
+    await receiver.stop()
+
+
+async def test_model_unavailable_when_its_last_worker_leaves(gw, http) -> None:
+    gw.gateway.webhooks.model_grace_s = 0.1
+    receiver = await Receiver().start()
+    account = await gw.account()
+    await register(http, account.api_key, url=receiver.url, events=["model.unavailable"])
+    first, second = await gw.worker(), await gw.worker()
+    await first.stop()
+    await asyncio.sleep(0.4)
+    assert receiver.received == []  # still served by the second worker
+    await second.stop()
+    _, body = await receiver.wait_for("model.unavailable")
+    assert json.loads(body)["data"] == {"model": "scripted-model"}
+    await receiver.stop()
+
+
+async def test_a_delivery_is_given_up_after_the_last_attempt(tmp_path: Path) -> None:
+    async with running_gateway(fast_retries(tmp_path, webhook_max_attempts=2)) as gw:
+        receiver = Receiver(status=500)
+        await receiver.start()
+        account = await gw.account()
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            hook = await register(http, account.api_key, url=receiver.url)
+            async with GatewayClient(gw.url, token=account.session) as client:
+                await client.create_key("x")
+            for _ in range(100):
+                [delivery] = (await http.get(f"/v1/webhooks/{hook['id']}/deliveries",
+                                             headers=auth(account.api_key))).json()["data"]
+                if delivery["status"] != "pending":
+                    break
+                await asyncio.sleep(0.05)
+            assert (delivery["status"], delivery["attempts"], delivery["last_status"]) == (
+                "failed", 2, 500)
+            assert len(receiver.received) == 2
+        await receiver.stop()
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"url": "http://example.com/hook"}, "url"),
+    ({"url": "ftp://127.0.0.1/hook"}, "url"),
+    ({"url": "https://"}, "url"),
+    ({"url": "https://example.com/hook", "events": ["balance.low"]}, "balance_low_threshold"),
+    ({"url": "https://example.com/hook", "events": ["payment.made"]}, "events.0"),
+    ({"url": "https://example.com/hook", "events": []}, "events"),
+    ({"url": "https://example.com/hook", "balance_low_threshold": "-1"},
+     "balance_low_threshold"),
+])
+async def test_bad_registrations_are_clear_400s(gw, http, body, param) -> None:
+    account = await gw.account()
+    response = await http.post("/v1/webhooks", json=body, headers=auth(account.api_key))
+    assert assert_openai_error(response, 400)["param"] == param
+    assert (await http.get("/v1/webhooks", headers=auth(account.api_key))).json()["data"] == []
+
+
+async def test_webhooks_belong_to_their_account(gw, http) -> None:
+    alice, bob = await gw.account(), await gw.account()
+    hook = await register(http, alice.api_key, url="https://example.com/hook")
+    for method, path in [("GET", f"/v1/webhooks/{hook['id']}/deliveries"),
+                         ("DELETE", f"/v1/webhooks/{hook['id']}")]:
+        response = await http.request(method, path, headers=auth(bob.api_key))
+        assert_openai_error(response, 404)
+    assert_openai_error(await http.get("/v1/webhooks"), 401)
+    for _ in range(9):
+        await register(http, alice.api_key, url="https://example.com/hook")
+    response = await http.post("/v1/webhooks", json={"url": "https://example.com/hook"},
+                               headers=auth(alice.api_key))
+    assert_openai_error(response, 400, "too_many_webhooks")
+    deleted = await http.delete(f"/v1/webhooks/{hook['id']}", headers=auth(alice.api_key))
+    assert deleted.json()["deleted"] is True

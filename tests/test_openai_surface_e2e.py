@@ -52,6 +52,10 @@ def test_responses_plain_streamed_and_with_a_function_call(client: OpenAI) -> No
     streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert streamed == plain.output_text  # greedy decoding: the same text
     assert events[-1].response.usage.output_tokens == plain.usage.output_tokens
+    with client.responses.stream(model=MODEL_ID, input="Say hello.", temperature=0,
+                                 instructions="Answer in a few words.",
+                                 max_output_tokens=48) as helper:  # the SDK's stream helper
+        assert helper.get_final_response().output_text == plain.output_text
 
     tools = [{"type": "function", **WEATHER}]
     called = client.responses.create(

@@ -247,3 +247,16 @@ async def test_webhooks_belong_to_their_account(gw, http) -> None:
     assert_openai_error(response, 400, "too_many_webhooks")
     deleted = await http.delete(f"/v1/webhooks/{hook['id']}", headers=auth(alice.api_key))
     assert deleted.json()["deleted"] is True
+
+
+def test_the_readme_verifier_agrees_with_the_helper() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    snippet = readme.split("def verify(secret: str, header: str, body: bytes", 1)[1]
+    code = "def verify(secret: str, header: str, body: bytes" + snippet.split("```", 1)[0]
+    scope: dict = {}
+    exec(compile("import hashlib, hmac, time\n" + code, "README.md", "exec"), scope)
+    body = b'{"id": "evt_1", "type": "key.created"}'
+    header = signature("whsec_abc", int(time.time()), body)
+    assert scope["verify"]("whsec_abc", header, body)
+    assert not scope["verify"]("whsec_other", header, body)
+    assert not scope["verify"]("whsec_abc", signature("whsec_abc", 1, body), body)

@@ -2,9 +2,10 @@
 
 Starts a real gateway (`nexus-app --gateway`) and the scripted test worker (instant
 one-token replies) as separate processes, then drives non-streaming chat completions over
-keep-alive connections at several concurrency levels. The same load is sent to a bare
+keep-alive connections at several concurrency levels (`--endpoint responses` sends the same
+turn to `/v1/responses`). The same load is sent to a bare
 asyncio HTTP server that answers instantly: "added" is the gateway's latency minus that
-baseline's. Run: `python bench/gateway_overhead.py [--seconds 5]`.
+baseline's. Run: `python bench/gateway_overhead.py [--seconds 5] [--endpoint responses]`.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from nexus_app.client.gateway import GatewayClient  # noqa: E402
 from nexus_app.gateway.sqlite_store import SQLiteStore  # noqa: E402
 
 MODEL = "instant-model"
-BODY = json.dumps({"model": MODEL, "max_tokens": 16,
-                   "messages": [{"role": "user", "content": "ping"}]}).encode()
+BODIES = {
+    "chat": ("/v1/chat/completions", {"model": MODEL, "max_tokens": 16,
+                                      "messages": [{"role": "user", "content": "ping"}]}),
+    "responses": ("/v1/responses", {"model": MODEL, "max_output_tokens": 16, "input": "ping"}),
+}
 INSTANT_REPLY = json.dumps({
     "id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": MODEL,
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
@@ -48,11 +52,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request_bytes(port: int, key: str) -> bytes:
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+def request_bytes(port: int, key: str, endpoint: str) -> bytes:
+    path, body = BODIES[endpoint]
+    data = json.dumps(body).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(BODY)}\r\n\r\n")
-    return head.encode() + BODY
+            f"Content-Length: {len(data)}\r\n\r\n")
+    return head.encode() + data
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -66,9 +72,10 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def drive(port: int, key: str, concurrency: int, seconds: float) -> tuple[list[float], int]:
+async def drive(port: int, key: str, concurrency: int, seconds: float,
+                endpoint: str = "chat") -> tuple[list[float], int]:
     """Closed-loop load: `concurrency` connections, each sending one request at a time."""
-    payload = request_bytes(port, key)
+    payload = request_bytes(port, key, endpoint)
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -143,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--endpoint", choices=sorted(BODIES), default="chat")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -173,8 +181,9 @@ def main() -> None:
         print(f"{'concurrency':>11} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'base p50':>9} {'base p99':>9} {'added p50':>10} {'added p99':>10} {'errors':>6}")
         for concurrency in args.concurrency:
-            asyncio.run(drive(port, key, concurrency, 1.0))  # warm-up
-            gw_lat, errors = asyncio.run(drive(port, key, concurrency, args.seconds))
+            asyncio.run(drive(port, key, concurrency, 1.0, args.endpoint))  # warm-up
+            gw_lat, errors = asyncio.run(drive(port, key, concurrency, args.seconds,
+                                               args.endpoint))
             base_lat, _ = asyncio.run(drive(base_port, key, concurrency, args.seconds))
             p50, p99 = percentile(gw_lat, 0.5) * 1e3, percentile(gw_lat, 0.99) * 1e3
             b50, b99 = percentile(base_lat, 0.5) * 1e3, percentile(base_lat, 0.99) * 1e3

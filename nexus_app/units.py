@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
+
+MAX_BASE_UNITS = 2**63 - 1  # the most a ledger integer (and an SPL token amount) holds
 
 
 class AmountError(ValueError):
@@ -13,15 +15,24 @@ def to_base_units(amount: str | int | Decimal, decimals: int) -> int:
     """'12.5' NEXUS -> base units, exactly; refuses more decimals than the mint has."""
     if isinstance(amount, float | bool):
         raise AmountError("give the amount as a string or an integer, not a float")
+    text = str(amount).strip()
+    if len(text) > 64:
+        raise AmountError("the amount is too long")
     try:
-        value = Decimal(str(amount).strip())
+        value = Decimal(text)
     except InvalidOperation:
         raise AmountError(f"'{amount}' is not a number") from None
     if not value.is_finite():
         raise AmountError(f"'{amount}' is not a number")
-    units = value * (Decimal(10) ** decimals)
+    if value.adjusted() + decimals > len(str(MAX_BASE_UNITS)):
+        raise AmountError(f"'{amount}' is more than can ever exist")
+    with localcontext() as exact:  # enough digits that scaling never rounds
+        exact.prec = len(value.as_tuple().digits) + decimals + 1
+        units = value.scaleb(decimals)
     if units != units.to_integral_value() or units <= 0:
         raise AmountError(f"'{amount}' must be positive with at most {decimals} decimals")
+    if units > MAX_BASE_UNITS:
+        raise AmountError(f"'{amount}' is more than can ever exist")
     return int(units)
 
 

@@ -34,12 +34,15 @@ def test_help_lists_every_face_and_command() -> None:
 
 
 @pytest.mark.parametrize(("amount", "units"), [("25", 25_000_000), ("0.5", 500_000),
-                                               ("0.000001", 1), ("1e2", 100_000_000)])
+                                               ("0.000001", 1), ("1e2", 100_000_000),
+                                               ("9223372036854.775807", 2**63 - 1)])
 def test_amounts_convert_exactly(amount: str, units: int) -> None:
     assert to_base_units(amount, 6) == units
 
 
-@pytest.mark.parametrize("amount", ["0.0000001", "-1", "0", "abc", "nan", "inf"])
+@pytest.mark.parametrize("amount", [
+    "0.0000001", "-1", "0", "abc", "nan", "inf", "1.0000000000000000000000000001", "1e999999",
+    "9e999999999999999999", "1e-999999", "10000000000000", "1" * 65])
 def test_bad_amounts_are_refused(amount: str) -> None:
     with pytest.raises(AmountError):
         to_base_units(amount, 6)

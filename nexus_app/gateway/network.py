@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
 from nexus_app.gateway.errors import NotFound
 from nexus_app.gateway.service import Gateway
@@ -85,7 +85,15 @@ async def network_stats(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/health", tags=["network"])
+_HEALTH = {"type": "object", "required": ["status", "workers_online"],
+           "properties": {"status": {"type": "string"}, "workers_online": {"type": "integer"}}}
+
+
+@router.get("/health", tags=["network"], responses={
+    200: {"description": "Ready", "content": {"application/json": {"schema": _HEALTH}}},
+    503: {"description": "The ledger does not answer",
+          "content": {"application/json": {"schema": _HEALTH}}},
+})
 async def health(request: Request) -> Response:
     """Liveness and readiness: 200 when the ledger answers."""
     gateway = _gateway(request)
@@ -98,7 +106,8 @@ async def health(request: Request) -> Response:
     return Response(body, status_code=code, media_type="application/json")
 
 
-@router.get("/metrics", tags=["network"])
+@router.get("/metrics", tags=["network"], response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format)."""
-    return Response(_gateway(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(_gateway(request).metrics.render(),
+                             media_type="text/plain; version=0.0.4")

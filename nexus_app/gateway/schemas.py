@@ -18,6 +18,9 @@ from pydantic import (
     model_validator,
 )
 
+TOKENS_MAX = 2**31 - 1  # the most tokens a request may ask for (a worker engine's int32)
+LEDGER_INT_MAX = 2**63 - 1  # the ledger stores integers as SQLite INTEGER (signed 64-bit)
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -65,7 +68,7 @@ class SamplingParams(_Body):
     model: str = Field(min_length=1, max_length=256)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=TOKENS_MAX)
     stop: str | list[str] | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
@@ -88,7 +91,7 @@ class SamplingParams(_Body):
 
 class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=TOKENS_MAX)
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
@@ -99,7 +102,7 @@ class CompletionRequest(SamplingParams):
     """Legacy completions: continue one text prompt."""
 
     prompt: str | list[str] = Field(description="the text to continue (one prompt)")
-    max_tokens: int | None = Field(16, ge=1)
+    max_tokens: int | None = Field(16, ge=1, le=TOKENS_MAX)
     echo: bool = Field(False, description="prepend the prompt to the text")
     suffix: str | None = Field(None, description="not supported")
     logprobs: int | None = Field(None, description="not supported")
@@ -149,7 +152,7 @@ class ResponsesRequest(_Body):
         description="a text, or input items: messages (content as text or typed parts), "
                     "function_call and function_call_output")
     instructions: str | None = Field(None, description="a system message put first")
-    max_output_tokens: int | None = Field(None, ge=1)
+    max_output_tokens: int | None = Field(None, ge=1, le=TOKENS_MAX)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     tools: list[ResponseFunctionTool] | None = None
@@ -182,8 +185,10 @@ class ResponsesRequest(_Body):
 
 class KeyCreateRequest(_Body):
     name: str = Field("default", min_length=1, max_length=64)
-    rpm: int | None = Field(None, ge=1, description="requests per minute (default: gateway's)")
-    tpm: int | None = Field(None, ge=1, description="tokens per minute (default: gateway's)")
+    rpm: int | None = Field(None, ge=1, le=LEDGER_INT_MAX,
+                            description="requests per minute (default: gateway's)")
+    tpm: int | None = Field(None, ge=1, le=LEDGER_INT_MAX,
+                            description="tokens per minute (default: gateway's)")
 
 
 class ChallengeRequest(_Body):

@@ -62,8 +62,10 @@ async def create_webhook(body: WebhookCreate, request: Request) -> dict[str, Any
         except AmountError as exc:
             raise BadRequest(f"Invalid 'balance_low_threshold': {exc}.",
                              param="balance_low_threshold") from None
-    events = body.events or [e for e in EVENTS if e != "balance.low" or threshold is not None]
-    hook, secret = await gateway.webhooks.register(account, body.url, list(events), threshold)
+    events: list[str] = list(body.events or [])
+    if not events:
+        events = [e for e in EVENTS if e != "balance.low" or threshold is not None]
+    hook, secret = await gateway.webhooks.register(account, body.url, events, threshold)
     return {**_view(gateway, hook), "secret": secret}
 
 

@@ -114,6 +114,15 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
 
 
 @pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """A ledger of its own, without a gateway."""
+    store = SQLiteStore(tmp_path / "ledger.sqlite3")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     async with running_gateway(make_settings(tmp_path)) as running:
         yield running
@@ -146,6 +155,17 @@ class GatewayProcess:
         store = SQLiteStore(self.settings.db_path)
         store.open_sync()
         return store
+
+    def assert_paid_from(self, wallet: str, credit: int) -> None:
+        """The account spent some of its `credit`, what it did not spend is still its
+        balance, and the ledger invariant holds."""
+        store = self.open_ledger()
+        spent, balance = store.db.execute(
+            "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)
+        ).fetchone()
+        assert spent > 0 and spent + balance == credit
+        assert store.audit_sync().ok
+        store.db.close()
 
     async def funded_key(self, credit: int) -> tuple[str, str]:
         """(wallet, API key) of a new account granted `credit` base units."""

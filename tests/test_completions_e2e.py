@@ -65,9 +65,4 @@ def test_completions_and_embeddings_with_the_real_worker(gateway_process,
         refused = httpx.post(gateway.url + path, headers=auth(key), json=body, timeout=30)
         assert refused.status_code == 400 and words in refused.text, refused.text
 
-    store = gateway.open_ledger()
-    spent = store.db.execute(
-        "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)
-    ).fetchone()
-    assert spent[0] > 0 and spent[0] + spent[1] == 10_000_000
-    assert store.audit_sync().ok
+    gateway.assert_paid_from(wallet, 10_000_000)

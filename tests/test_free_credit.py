@@ -8,7 +8,6 @@ import calendar
 from pathlib import Path
 
 import httpx
-import pytest
 
 from nexus_app.gateway.free_credit import FreeCredit, week_number
 from nexus_app.gateway.sqlite_store import SQLiteStore
@@ -18,14 +17,6 @@ from tests.conftest import auth, make_settings, running_gateway
 ALICE = "alice-account"
 MONDAY = calendar.timegm((2026, 11, 23, 0, 0, 0))  # a Monday, 00:00 UTC
 WEEK = 7 * 86400
-
-
-@pytest.fixture
-async def store(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "ledger.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 def free_entries(store: SQLiteStore) -> list[int]:

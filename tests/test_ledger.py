@@ -20,14 +20,6 @@ from tests.conftest import make_settings
 ALICE, BOB, WORKER = "alice-account", "bob-account", "worker-wallet"
 
 
-@pytest.fixture
-async def store(tmp_path: Path):
-    store = SQLiteStore(tmp_path / "ledger.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
-
-
 def settlement(cost: int, share: int = 80) -> Settlement:
     worker, treasury = split_fee(cost, share)
     return Settlement(cost, WORKER, worker, treasury)

@@ -70,9 +70,4 @@ def test_the_openai_node_package_against_the_real_worker(gateway_process,
     assert steps["embeddings"]["dimensions"] == [576, 576]
     assert steps["responses"]["id"].startswith("resp_")
 
-    store = gateway.open_ledger()
-    spent = store.db.execute(
-        "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)
-    ).fetchone()
-    assert spent[0] > 0 and spent[0] + spent[1] == 10_000_000
-    assert store.audit_sync().ok
+    gateway.assert_paid_from(wallet, 10_000_000)

@@ -11,15 +11,11 @@ from fastapi import APIRouter, Request
 from nexus_app.gateway.auth import KEY_PREFIX, display_prefix, hash_secret, new_secret
 from nexus_app.gateway.errors import NotFound
 from nexus_app.gateway.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import gateway_of
 from nexus_app.gateway.store import ApiKeyRecord
 from nexus_app.units import format_units
 
 router = APIRouter()
-
-
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
 
 
 def _key_view(key: ApiKeyRecord) -> dict[str, Any]:
@@ -44,7 +40,7 @@ def _key_event(key: ApiKeyRecord) -> dict[str, Any]:
 @router.post("/v1/auth/challenge", tags=["account"])
 async def auth_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
     """Start a wallet sign-in: returns the message the wallet must sign."""
-    challenge = _gateway(request).auth.challenge(body.wallet)
+    challenge = gateway_of(request).auth.challenge(body.wallet)
     return {
         "wallet": challenge.wallet,
         "nonce": challenge.nonce,
@@ -56,7 +52,8 @@ async def auth_challenge(body: ChallengeRequest, request: Request) -> dict[str, 
 @router.post("/v1/auth/login", tags=["account"])
 async def auth_login(body: LoginRequest, request: Request) -> dict[str, Any]:
     """Finish a wallet sign-in with the signed message; returns a short-lived session token."""
-    token, expires_at = await _gateway(request).auth.login(body.wallet, body.nonce, body.signature)
+    auth = gateway_of(request).auth
+    token, expires_at = await auth.login(body.wallet, body.nonce, body.signature)
     return {"token": token, "token_type": "bearer", "expires_at": int(expires_at),
             "account": body.wallet}
 
@@ -65,7 +62,7 @@ async def auth_login(body: LoginRequest, request: Request) -> dict[str, Any]:
 async def balance(request: Request) -> dict[str, Any]:
     """The credit balance of the key's (or session's) account, in base units: `balance` is
     all that can be spent, `free_credit` the part of it that is this week's free credit."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     await gateway.free_credit.top_up(caller.account)
     account = await gateway.store.balance(caller.account)
@@ -86,7 +83,7 @@ async def balance(request: Request) -> dict[str, Any]:
 @router.post("/v1/keys", tags=["account"])
 async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]:
     """Create an API key. The secret is in this response only; store it now."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     secret = new_secret(KEY_PREFIX)
     record = ApiKeyRecord(
@@ -107,7 +104,7 @@ async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]
 @router.get("/v1/keys", tags=["account"])
 async def list_keys(request: Request) -> dict[str, Any]:
     """The account's API keys (prefixes only)."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     keys = await gateway.store.list_keys(caller.account)
     return {"object": "list", "data": [_key_view(k) for k in keys]}
@@ -116,7 +113,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
 @router.delete("/v1/keys/{key_id}", tags=["account"])
 async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     """Revoke an API key; it is refused from this moment on."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     now = time.time()
     record = await gateway.store.revoke_key(caller.account, key_id, now)

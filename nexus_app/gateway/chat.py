@@ -9,6 +9,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from nexus_app.gateway.auth import Caller
 from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import (
@@ -19,7 +20,7 @@ from nexus_app.gateway.relay import (
     usage_body,
 )
 from nexus_app.gateway.schemas import ChatCompletionRequest, ChatMessage
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import Gateway, Ticket, gateway_of
 from nexus_app.gateway.sse import sse_data
 from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done, ModelCard
@@ -163,26 +164,36 @@ def finish_reason(done: Done, tool_calls: bool) -> str:
     return "tool_calls" if tool_calls else done.finish_reason
 
 
-async def chat_completions(request: Request) -> Response:
-    """Create a chat completion (set `stream` for Server-Sent Events)."""
-    gateway: Gateway = request.app.state.gateway
-    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
-    body = await parse_body(request, ChatCompletionRequest)
-    card = gateway.model_card(body.model)
-    job_request = worker_request(body, card, gateway.settings.default_max_tokens)
-    ticket = await gateway.open_ticket(
+def tool_calls_of(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    """The whole tool calls of a collected job, in index order."""
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        merge_tool_calls(calls, chunk.tool_calls or [])
+    return [calls[i] for i in sorted(calls)]
+
+
+async def open_chat(gateway: Gateway, caller: Caller, body: ChatCompletionRequest) -> Ticket:
+    """Reserve and queue the chat job that runs `body`."""
+    job_request = worker_request(body, gateway.model_card(body.model),
+                                 gateway.settings.default_max_tokens)
+    return await gateway.open_ticket(
         caller, "chat", body.model, job_request, prompt_bound(job_request),
         job_request["max_tokens"],
     )
+
+
+async def chat_completions(request: Request) -> Response:
+    """Create a chat completion (set `stream` for Server-Sent Events)."""
+    gateway = gateway_of(request)
+    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    body = await parse_body(request, ChatCompletionRequest)
+    ticket = await open_chat(gateway, caller, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     shapes = ChatShapes(body.model, include_usage)
     if body.stream:
         return await event_stream(gateway, ticket, shapes)
     chunks, done = await collect(gateway, ticket)
-    calls: dict[int, dict[str, Any]] = {}
-    for chunk in chunks:
-        merge_tool_calls(calls, chunk.tool_calls or [])
-    tool_calls = [calls[i] for i in sorted(calls)]
+    tool_calls = tool_calls_of(chunks)
     content = "".join(chunk.text for chunk in chunks)
     body_out = shapes.completion(
         content if chunks or not tool_calls else None,

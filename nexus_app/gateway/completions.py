@@ -23,7 +23,7 @@ from nexus_app.gateway.relay import (
     usage_body,
 )
 from nexus_app.gateway.schemas import CompletionRequest, EmbeddingRequest
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import gateway_of
 from nexus_app.gateway.sse import sse_data
 from nexus_app.ids import new_id
 from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done
@@ -92,7 +92,7 @@ def _one_prompt(body: CompletionRequest) -> str:
 
 async def completions(request: Request) -> Response:
     """Create a text completion of a prompt (set `stream` for Server-Sent Events)."""
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
     body = await parse_body(request, CompletionRequest)
     prompt = _one_prompt(body)
@@ -125,7 +125,7 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 
 async def embeddings(request: Request) -> Response:
     """Create embedding vectors of one text or a list of texts."""
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
     body = await parse_body(request, EmbeddingRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input

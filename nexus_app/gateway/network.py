@@ -9,14 +9,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from nexus_app.gateway.errors import NotFound
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import Gateway, gateway_of
 from nexus_app.protocol import ModelCard
 
 router = APIRouter()
-
-
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
 
 
 def _model_view(gateway: Gateway, card: ModelCard, workers: int) -> dict[str, Any]:
@@ -44,7 +40,7 @@ def _model_view(gateway: Gateway, card: ModelCard, workers: int) -> dict[str, An
 @router.get("/v1/models", tags=["network"])
 async def list_models(request: Request) -> dict[str, Any]:
     """Models served by online workers now, with their prices."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     cards = gateway.coordinator.model_cards()
     return {
         "object": "list",
@@ -55,7 +51,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 @router.get("/v1/models/{model_id}", tags=["network"])
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     """One model served now."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     found = gateway.coordinator.model_cards().get(model_id)
     if found is None:
         raise NotFound(f"The model '{model_id}' is not served now.", param="model",
@@ -66,7 +62,7 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 @router.get("/v1/network/stats", tags=["network"])
 async def network_stats(request: Request) -> dict[str, Any]:
     """Workers online (by accelerator), models, jobs per minute and tokens per second."""
-    coordinator = _gateway(request).coordinator
+    coordinator = gateway_of(request).coordinator
     workers = list(coordinator.workers.values())
     return {
         "workers_online": len(workers),
@@ -96,7 +92,7 @@ _HEALTH = {"type": "object", "required": ["status", "workers_online"],
 })
 async def health(request: Request) -> Response:
     """Liveness and readiness: 200 when the ledger answers."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     try:
         await gateway.store.ping()
         status, code = "ok", 200
@@ -109,5 +105,5 @@ async def health(request: Request) -> Response:
 @router.get("/metrics", tags=["network"], response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics (text exposition format)."""
-    return PlainTextResponse(_gateway(request).metrics.render(),
+    return PlainTextResponse(gateway_of(request).metrics.render(),
                              media_type="text/plain; version=0.0.4")

@@ -15,15 +15,11 @@ from nexus_app.chain.wallet import is_valid_address
 from nexus_app.gateway.deposits import DepositOutcome
 from nexus_app.gateway.errors import BadRequest
 from nexus_app.gateway.schemas import DepositSubmit, FaucetRequest
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import Gateway, gateway_of
 from nexus_app.gateway.store import PAYOUT_PAID, DepositEntry, DepositIntent, Payout
 from nexus_app.units import AmountError, format_units, to_base_units
 
 router = APIRouter()
-
-
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
 
 
 def _amount(gateway: Gateway, value: str | int) -> int:
@@ -44,7 +40,7 @@ async def deposit_intent(
     """Start a deposit: the treasury token account, a fresh reference key and a recent
     blockhash. Send a TransferChecked of exactly `amount` from your associated token account
     to `treasury`, with `reference` as an extra read-only key and the memo."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     units = _amount(gateway, amount)
     intent, blockhash = await gateway.deposits.new_intent(caller.account, units)
@@ -71,7 +67,7 @@ async def submit_deposit(body: DepositSubmit, request: Request) -> JSONResponse:
     """Credit a deposit: `transaction` (base64, signed; the gateway sends it) or `signature`
     (of one you sent). Credited once per signature, only after the chain processed it.
     202 when the chain has not confirmed it yet (it is credited when it does)."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     if body.transaction is not None:
         outcome = await gateway.deposits.submit_transaction(caller.account, body.transaction)
@@ -111,7 +107,7 @@ async def deposit_history(
 ) -> dict[str, Any]:
     """The account's deposit intents, newest first, with their status (pending, credited,
     expired) and the signature that paid them."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     entries = await gateway.store.deposit_history(caller.account, limit)
     return {"object": "list", "data": [_entry_view(gateway, e) for e in entries]}
@@ -126,7 +122,7 @@ def _entry_view(gateway: Gateway, entry: DepositEntry) -> dict[str, Any]:
 @router.post("/v1/faucet", tags=["deposits"])
 async def faucet(body: FaucetRequest, request: Request) -> dict[str, Any]:
     """Mint test $NEXUS (and SOL for fees) to a wallet. Local chain only."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     wallet = body.wallet or caller.account
     if not is_valid_address(wallet):
@@ -141,7 +137,7 @@ async def faucet(body: FaucetRequest, request: Request) -> dict[str, Any]:
 async def wallet(request: Request) -> dict[str, Any]:
     """The caller's wallet on chain: SOL (lamports) and $NEXUS in its associated token
     account."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     if not is_valid_address(caller.account):
         raise BadRequest("This account is not a Solana wallet.")
@@ -167,7 +163,7 @@ async def wallet(request: Request) -> dict[str, Any]:
 async def claim(request: Request) -> JSONResponse:
     """Pay the worker wallet's unpaid earnings to its associated token account. Needs a
     wallet sign-in session: the wallet itself must ask. 202 while the transfer is unconfirmed."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     payout = await gateway.payouts.claim(caller.account)
     gateway.coordinator.earnings_changed.add(caller.account)
@@ -191,7 +187,7 @@ def _payout_view(gateway: Gateway, payout: Payout) -> dict[str, Any]:
 @router.get("/v1/workers/me", tags=["workers"])
 async def worker_me(request: Request) -> dict[str, Any]:
     """The caller's worker earnings: earned, paid, being paid, pending; recent payouts."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     earnings = await gateway.store.worker_earnings(caller.account)
     payouts = await gateway.store.payouts(caller.account, 20)

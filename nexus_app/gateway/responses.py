@@ -15,13 +15,13 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.chat import merge_tool_calls, prompt_bound, worker_request
+from nexus_app.gateway.chat import open_chat, tool_calls_of
 from nexus_app.gateway.errors import ApiError, parse_body
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import collect, event_stream, usage_body
 from nexus_app.gateway.responses_input import chat_request
 from nexus_app.gateway.schemas import ResponsesRequest
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import gateway_of
 from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done
 
@@ -86,15 +86,13 @@ class ResponseShapes:
 
     def finished(self, chunks: list[Chunk], done: Done, usage: dict[str, int]) -> dict[str, Any]:
         """The whole response of a non-streamed turn."""
-        calls: dict[int, dict[str, Any]] = {}
-        for chunk in chunks:
-            merge_tool_calls(calls, chunk.tool_calls or [])
+        calls = tool_calls_of(chunks)
         text = "".join(chunk.text for chunk in chunks)
         status = _status(done)
         if text or not calls:
             self.output.append({"type": "message", "id": new_id("msg"), "status": status,
                                 "role": "assistant", "content": [_text_part(text)]})
-        self.output.extend(_function_call(calls[i], "completed") for i in sorted(calls))
+        self.output.extend(_function_call(call, "completed") for call in calls)
         return self.response(status, usage)
 
     # stream events (the relay's StreamShapes) ------------------------------------------------
@@ -200,16 +198,10 @@ def _function_call(call: dict[str, Any], status: str) -> dict[str, Any]:
 
 async def responses(request: Request) -> Response:
     """Create a model response (set `stream` for the named Server-Sent Events)."""
-    gateway: Gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
     body = await parse_body(request, ResponsesRequest)
-    chat = chat_request(body)
-    job_request = worker_request(chat, gateway.model_card(body.model),
-                                 gateway.settings.default_max_tokens)
-    ticket = await gateway.open_ticket(
-        caller, "chat", body.model, job_request, prompt_bound(job_request),
-        job_request["max_tokens"],
-    )
+    ticket = await open_chat(gateway, caller, chat_request(body))
     shapes = ResponseShapes(body)
     if body.stream:
         return await event_stream(gateway, ticket, shapes)

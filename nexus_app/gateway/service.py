@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import HTTPConnection
+
 from nexus_app.chain.backend import Chain
 from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
@@ -29,6 +31,11 @@ from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units
 
 log = logging.getLogger(__name__)
+
+
+def gateway_of(request: HTTPConnection) -> Gateway:
+    """The gateway serving `request`."""
+    return request.app.state.gateway  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.schemas import WebhookCreate
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import Gateway, gateway_of
 from nexus_app.gateway.store import Webhook, WebhookDelivery
 from nexus_app.gateway.webhooks import EVENTS
 from nexus_app.units import AmountError, format_units, to_base_units
@@ -17,12 +17,8 @@ from nexus_app.units import AmountError, format_units, to_base_units
 router = APIRouter(tags=["webhooks"])
 
 
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
 async def _caller_account(request: Request) -> str:
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     return caller.account
 
@@ -52,7 +48,7 @@ def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
 @router.post("/v1/webhooks")
 async def create_webhook(body: WebhookCreate, request: Request) -> dict[str, Any]:
     """Register a webhook. Its signing `secret` is in this response only; store it now."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     account = await _caller_account(request)
     threshold = None
     if body.balance_low_threshold is not None:
@@ -72,7 +68,7 @@ async def create_webhook(body: WebhookCreate, request: Request) -> dict[str, Any
 @router.get("/v1/webhooks")
 async def list_webhooks(request: Request) -> dict[str, Any]:
     """The account's webhooks (without their secrets)."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     hooks = await gateway.store.webhooks(await _caller_account(request))
     return {"object": "list", "data": [_view(gateway, hook) for hook in hooks]}
 
@@ -80,7 +76,7 @@ async def list_webhooks(request: Request) -> dict[str, Any]:
 @router.delete("/v1/webhooks/{webhook_id}")
 async def delete_webhook(webhook_id: str, request: Request) -> dict[str, Any]:
     """Delete a webhook and its delivery log; nothing more is sent to it."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     if not await gateway.webhooks.delete(await _caller_account(request), webhook_id):
         raise NotFound(f"No webhook '{webhook_id}' on this account.", param="webhook_id")
     return {"id": webhook_id, "object": "webhook", "deleted": True}
@@ -91,7 +87,7 @@ async def webhook_deliveries(
     webhook_id: str, request: Request, limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
     """The webhook's latest deliveries: event, status, attempts and the last error."""
-    gateway = _gateway(request)
+    gateway = gateway_of(request)
     account = await _caller_account(request)
     if not any(hook.id == webhook_id for hook in await gateway.store.webhooks(account)):
         raise NotFound(f"No webhook '{webhook_id}' on this account.", param="webhook_id")

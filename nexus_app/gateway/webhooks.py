@@ -20,6 +20,7 @@ import os
 import random
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -154,7 +155,7 @@ class Webhooks:
             if low != hook.balance_low_sent:
                 await self.store.set_balance_low_sent(hook.id, low)
 
-    async def model_gone(self, model: str, still_gone: Any) -> None:
+    async def model_gone(self, model: str, still_gone: Callable[[], bool]) -> None:
         """Report model.unavailable if `still_gone()` holds after the grace period (a worker
         reconnecting at once is not an outage)."""
         await asyncio.sleep(self.model_grace_s)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 APP_NAME = "nexus-app"
 ENV_PREFIX = "NEXUS_"
@@ -125,6 +126,17 @@ class Settings(BaseModel):
     gateway_url: str = Field("http://127.0.0.1:8080", description="gateway used by clients")
     wallet: Path | None = Field(None, description="Solana keypair file (default: in data dir)")
 
+    # terminal app
+    network: Literal["local", "remote"] | None = Field(
+        None, description="what the terminal app uses: 'local' runs a gateway and chain in "
+        "this process, 'remote' the server at gateway_url (unset: asked on first run)"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key the terminal app chats with (stored in the config file, "
+        "mode 0600)"
+    )
+    theme: str = Field("textual-dark", description="terminal app colour theme")
+
     # worker
     models: list[str] = Field(
         default_factory=list,
@@ -192,6 +204,26 @@ def _env_values(environ: dict[str, str]) -> dict[str, Any]:
         else:
             values[name] = raw
     return values
+
+
+def save_config(path: Path, values: dict[str, Any]) -> None:
+    """Write `values` into the TOML config file at `path`, keeping its other settings; the
+    file is private to the user (mode 0600) since it may hold an API key. A value of None
+    removes the setting."""
+    current = _file_values(path)
+    for name, value in values.items():
+        if name not in Settings.model_fields:
+            raise ConfigError(f"unknown setting '{name}'")
+        if value is None:
+            current.pop(name, None)
+        else:
+            current[name] = str(value) if isinstance(value, Path) else value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        tomli_w.dump(current, fh)
+    os.replace(temporary, path)
 
 
 def _file_values(path: Path) -> dict[str, Any]:

@@ -142,9 +142,10 @@ async def test_deadline_and_oversized_prompt_fail_clearly(engine: Engine, model:
 async def test_json_grammar_gives_valid_json(engine: Engine, model: Model) -> None:
     from llama_cpp.llama_grammar import JSON_GBNF
 
-    prompt = chat_tokens(model, [{"role": "user", "content": "A person as JSON."}])
+    prompt = chat_tokens(model, [{"role": "user", "content":
+                                          "A person as JSON with only a name and an age."}])
     text, end = await collect(engine.generate(
-        prompt, Sampling(max_tokens=120, temperature=0, grammar=JSON_GBNF), far()))
+        prompt, Sampling(max_tokens=200, temperature=0, grammar=JSON_GBNF), far()))
     assert isinstance(end, Finished) and end.reason == "stop"
     assert isinstance(json.loads(text), dict)
 

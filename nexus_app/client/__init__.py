@@ -1,2 +1,2 @@
-"""Async HTTP clients: the NEXUS gateway's account endpoints (and, later, any OpenAI-compatible
-server for chat)."""
+"""Async HTTP clients: the NEXUS gateway's account and network endpoints (`gateway`), and
+streaming chat with any OpenAI-compatible server (`chat`)."""

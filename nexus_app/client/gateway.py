@@ -10,14 +10,9 @@ from solders.keypair import Keypair
 
 from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.wallet import sign
+from nexus_app.client.http import ClientError, error_of, unreachable
 
-
-class ClientError(Exception):
-    """The gateway refused a call or could not be reached; `message` says why."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message, self.status = message, status
+__all__ = ["ClientError", "GatewayClient"]
 
 
 class GatewayClient:
@@ -30,6 +25,9 @@ class GatewayClient:
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, json: Any = None,
@@ -39,16 +37,13 @@ class GatewayClient:
             response = await self._http.request(method, path, json=json, params=params,
                                                 headers=headers)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach the gateway at {self.base_url} "
-                              f"({type(exc).__name__})") from None
+            raise unreachable("the gateway", self.base_url, exc) from None
         try:
             body = response.json()
         except ValueError:
             body = None
         if response.is_error:
-            error = body.get("error") if isinstance(body, dict) else None
-            message = error.get("message") if isinstance(error, dict) else response.reason_phrase
-            raise ClientError(str(message), response.status_code)
+            raise error_of(response, body)
         return body
 
     async def sign_in(self, keypair: Keypair) -> str:

@@ -37,11 +37,12 @@ END_OF_STREAM = sse_data(b"[DONE]")  # the last event of a Chat or Completions s
 
 
 def usage_body(ticket: Ticket) -> dict[str, int]:
-    """The usage as billed (token counts capped by what the gateway relayed)."""
+    """The usage as billed (token counts capped by what the gateway relayed), with `cost`:
+    what the request was charged, in token base units."""
     billed = ticket.billed
     prompt, completion = (billed.prompt_tokens, billed.completion_tokens) if billed else (0, 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+            "total_tokens": prompt + completion, "cost": billed.cost if billed else 0}
 
 
 async def collect(gateway: Gateway, ticket: Ticket) -> tuple[list[Chunk], Done]:

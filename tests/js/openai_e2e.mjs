@@ -51,7 +51,7 @@ const RESPONSES_TOOLS = [{
 const WEATHER_QUESTION = "What is the weather in Paris?";
 // SmolLM2-135M ends this reply by itself (9 tokens, greedy): a response that reaches
 // max_output_tokens is "incomplete" (and its stream ends with response.incomplete), as OpenAI's.
-const GREETING = { input: "Hi!", instructions: "Be brief.", max_output_tokens: 16 };
+const GREETING = { input: "Hi!", instructions: "Answer in a few words.", max_output_tokens: 48 };
 const TOOL_RESULT = '{"temp_c": 21}';
 // A forced call is `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`: ~30 tokens.
 // The grammar ends the reply there, so this bound is not reached.

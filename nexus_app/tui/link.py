@@ -1,0 +1,171 @@
+"""The terminal app's link to a network: the gateway it talks to (the local one it starts,
+or a remote URL), the API key it chats with, and a wallet-signed session for the NEXUS
+account endpoints. Screens reach the network only through this object."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from nexus_app.client.chat import ChatClient
+from nexus_app.client.http import ClientError
+from nexus_app.config import Settings, default_config_file, save_config
+
+if TYPE_CHECKING:
+    from nexus_app.client.gateway import GatewayClient
+    from nexus_app.tui.local_gateway import LocalGateway
+
+T = TypeVar("T")
+KEY_NAME = "nexus-app terminal"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What the app is connected to, as every screen shows it."""
+
+    state: Literal["setup", "connecting", "online", "unreachable"] = "setup"
+    mode: Literal["local", "remote"] | None = None
+    url: str = ""
+    nexus: bool = False  # the server has the NEXUS endpoints (wallet, keys, worker, network)
+    message: str = ""
+
+    @property
+    def summary(self) -> str:
+        where = "local network" if self.mode == "local" else self.url
+        if self.state == "online":
+            kind = "" if self.nexus else " (OpenAI-compatible, no NEXUS endpoints)"
+            return f"{where} · online{kind}"
+        if self.state == "connecting":
+            return f"{where} · connecting…"
+        if self.state == "unreachable":
+            return f"{where} · unreachable"
+        return "not set up"
+
+
+class Link:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.connection = Connection()
+        self.local: LocalGateway | None = None
+        self.chat: ChatClient | None = None
+        self._account: GatewayClient | None = None
+        self._sign_in_lock = asyncio.Lock()
+
+    @property
+    def api_key(self) -> str | None:
+        key = self.settings.api_key
+        return key.get_secret_value() if key else None
+
+    def remember(self, **values: Any) -> None:
+        """Save settings in the config file and in this session's settings."""
+        save_config(self.settings.config or default_config_file(), values)
+        self.settings = self.settings.model_copy(update=values)
+
+    async def connect(self) -> Connection:
+        """Start the local network or reach the remote server, and make sure there is an API
+        key to chat with (created with the wallet on a NEXUS gateway when none works)."""
+        mode = self.settings.network
+        try:
+            if mode == "local":
+                url = await self._start_local()
+            else:
+                url = self.settings.gateway_url.rstrip("/")
+            nexus = await self._is_nexus(url)
+            self.connection = Connection("connecting", mode, url, nexus)
+            if nexus:
+                await self._ensure_key(url)
+            await self._replace_chat(ChatClient(url, self.api_key))
+            note = self.local.note if self.local else ""
+            self.connection = Connection("online", mode, url, nexus, note)
+        except ClientError as exc:
+            self.connection = Connection("unreachable", mode, self.settings.gateway_url,
+                                         False, exc.message)
+            await self._replace_chat(ChatClient(self.settings.gateway_url, self.api_key))
+        return self.connection
+
+    async def _start_local(self) -> str:
+        from nexus_app.tui.local_gateway import LocalGateway, LocalGatewayError
+
+        if self.local is None or not self.local.url:
+            self.local = LocalGateway(self.settings)
+            try:
+                await asyncio.to_thread(self.local.start)
+            except LocalGatewayError as exc:
+                self.local = None
+                raise ClientError(str(exc)) from None
+        return self.local.url
+
+    async def _is_nexus(self, url: str) -> bool:
+        """Whether `url` is a NEXUS gateway (a plain OpenAI-compatible server is not)."""
+        import httpx
+
+        async with httpx.AsyncClient(timeout=5) as http:
+            try:
+                response = await http.get(f"{url}/v1/network/stats")
+            except httpx.HTTPError as exc:
+                raise ClientError(f"cannot reach {url} ({type(exc).__name__})") from None
+        return response.is_success and "workers_online" in response.text
+
+    async def _ensure_key(self, url: str) -> None:
+        import httpx
+
+        key = self.api_key
+        if key:
+            async with httpx.AsyncClient(timeout=10) as http:
+                answer = await http.get(f"{url}/v1/balance",
+                                        headers={"Authorization": f"Bearer {key}"})
+            if answer.status_code != 401:
+                return
+        created = await self.account_call(lambda client: client.create_key(KEY_NAME))
+        self.remember(api_key=created["key"])
+
+    async def _replace_chat(self, client: ChatClient) -> None:
+        old, self.chat = self.chat, client
+        if old is not None:
+            await old.aclose()
+
+    # --- the wallet-signed session --------------------------------------------------------
+
+    def keypair(self) -> Any:
+        from nexus_app.chain.wallet import load_or_create_keypair
+
+        return load_or_create_keypair(self.settings.wallet_path)
+
+    @property
+    def wallet(self) -> str:
+        return str(self.keypair().pubkey())
+
+    async def account_call(self, call: Callable[[GatewayClient], Awaitable[T]]) -> T:
+        """Run `call` with a client signed in with the wallet; signs in (again) when the
+        session is missing or expired."""
+        client = await self._signed_in(renew=False)
+        try:
+            return await call(client)
+        except ClientError as exc:
+            if exc.status != 401:
+                raise
+        return await call(await self._signed_in(renew=True))
+
+    async def _signed_in(self, renew: bool) -> GatewayClient:
+        from nexus_app.client.gateway import GatewayClient
+
+        if not self.connection.nexus:
+            raise ClientError("this server has no NEXUS account endpoints")
+        async with self._sign_in_lock:
+            if self._account is None or self._account.base_url != self.connection.url:
+                if self._account is not None:
+                    await self._account.aclose()
+                self._account = GatewayClient(self.connection.url)
+            if renew or self._account.token is None:
+                await self._account.sign_in(self.keypair())
+            return self._account
+
+    async def close(self) -> None:
+        if self.chat is not None:
+            await self.chat.aclose()
+        if self._account is not None:
+            await self._account.aclose()
+        if self.local is not None:
+            await asyncio.to_thread(self.local.stop)

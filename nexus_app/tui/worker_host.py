@@ -1,0 +1,74 @@
+"""The worker node of the terminal app: a `WorkerNode` run in a thread of its own (with its
+own event loop), so loading a model and decoding never touch the UI's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+
+from nexus_app.config import Settings
+from nexus_app.worker.models import LocalModel
+from nexus_app.worker.node import NodeStatus, WorkerNode
+
+
+class WorkerHost:
+    """Starts and stops one worker node serving `model` to the gateway at `gateway_url`.
+
+    `on_status` is called from the worker's thread with every change of the node's status
+    (and with a `stopped` status carrying `last_error` when the node fails to start).
+    """
+
+    def __init__(self, settings: Settings, on_status: Callable[[NodeStatus], None]) -> None:
+        self.settings = settings
+        self.on_status = on_status
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._node: WorkerNode | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, gateway_url: str, model: LocalModel) -> None:
+        from nexus_app.chain.wallet import load_or_create_keypair
+
+        if self.running:
+            return
+        settings = self.settings.model_copy(update={"gateway_url": gateway_url})
+        keypair = load_or_create_keypair(settings.wallet_path)
+        node = WorkerNode(settings, [model], keypair, on_status=self.on_status)
+        self._node = node
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, args=(node, self._loop),
+                                        name="nexus-worker", daemon=True)
+        self._thread.start()
+
+    def _run(self, node: WorkerNode, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve(node))
+        finally:
+            loop.close()
+
+    async def _serve(self, node: WorkerNode) -> None:
+        try:
+            await node.start()
+            await node.run()
+        except Exception as exc:  # a model that fails to load must not take the app down
+            self.on_status(NodeStatus(state="stopped", gateway_url=node.settings.gateway_url,
+                                      last_error=f"{type(exc).__name__}: {exc}"[:200]))
+        finally:
+            node.close()
+
+    def stop(self, timeout: float = 90.0) -> None:
+        """Drain the jobs in flight, disconnect and free the model (blocking)."""
+        thread, loop, node = self._thread, self._loop, self._node
+        if thread is None or loop is None or node is None:
+            return
+        if thread.is_alive():
+            with contextlib.suppress(RuntimeError):  # the loop ended on its own
+                asyncio.run_coroutine_threadsafe(node.stop(), loop).result(timeout)
+            thread.join(timeout)
+        self._thread = self._loop = self._node = None

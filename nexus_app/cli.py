@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,13 +206,6 @@ def _admin(args: argparse.Namespace, settings: Settings) -> None:
         asyncio.run(store.close())
 
 
-def _not_yet(what: str) -> Callable[[argparse.Namespace, Settings], None]:
-    def command(_: argparse.Namespace, __: Settings) -> None:
-        raise CommandError(f"{what} is not available in this version of nexus-app yet")
-
-    return command
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -251,7 +243,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         run_gateway(_settings(args))
         return 0
     if args.command is None:
-        _not_yet("the terminal app")(args, _settings(args))
+        from nexus_app.tui.app import run_tui
+
+        run_tui(_settings(args))
+        return 0
     settings = _settings(args)
     try:
         if args.command == "keys":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ ACTIONS = [
 ]
 
 
-def bindings(screen: str | None) -> list[Binding]:
+def bindings(screen: str | None) -> list[BindingType]:
     """The key bindings of `screen` (None: the app's global ones)."""
     return [
         Binding(a.key, a.action.removeprefix("app.") if screen is None else a.action,

@@ -75,9 +75,11 @@ class ConversationStore:
         )
         return Conversation(int(cursor.lastrowid or 0), title, model, now)
 
-    def list(self) -> list[Conversation]:
+    def recent(self) -> list[Conversation]:
+        """Every conversation, the most recently used first."""
         rows = self.db.execute(
-            "SELECT id, title, model, updated_at FROM conversations ORDER BY updated_at DESC, id DESC"
+            "SELECT id, title, model, updated_at FROM conversations "
+            "ORDER BY updated_at DESC, id DESC"
         )
         return [Conversation(*row) for row in rows]
 

@@ -78,7 +78,6 @@ class LocalGateway:
         config = uvicorn_config(settings)
         config.lifespan = "on"
         server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         failure: list[BaseException] = []
 
         def serve() -> None:

@@ -1,0 +1,104 @@
+"""The Textual app: one mode per screen, the link to the network, and the actions registry
+wired into key bindings, the command palette and the help screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from nexus_app.config import Settings
+from nexus_app.tui.actions import ACTIONS, SCREENS, bindings
+from nexus_app.tui.link import Connection, Link
+from nexus_app.tui.screens import MODES
+
+
+class NexusApp(App[None]):
+    """`nexus-app` with no command: chat, wallet, keys, worker, network, settings."""
+
+    TITLE = "NEXUS"
+    CSS_PATH = "app.tcss"
+    BINDINGS = bindings(None)
+    MODES = MODES
+    DEFAULT_MODE = "chat"
+    connection: reactive[Connection] = reactive(Connection, always_update=True)
+    node_status: reactive[Any] = reactive(None, always_update=True)  # the worker's NodeStatus
+
+    def __init__(self, settings: Settings, nvml: Any = None) -> None:
+        """`nvml` replaces the pynvml module (a stand-in where no GPU exists)."""
+        super().__init__()
+        self.link = Link(settings)
+        self.nvml = nvml
+        self.theme = settings.theme if settings.theme in self.available_themes else self.theme
+
+    @property
+    def settings(self) -> Settings:
+        return self.link.settings
+
+    def on_mount(self) -> None:
+        self.sub_title = "not set up"
+        if self.settings.network is None:
+            from nexus_app.tui.screens.welcome import WelcomeScreen
+
+            self.push_screen(WelcomeScreen())
+        else:
+            self.reconnect()
+
+    @work(exclusive=True, group="connect")
+    async def reconnect(self) -> None:
+        """(Re)connect to the configured network; screens watch `connection`."""
+        self.connection = Connection("connecting", self.settings.network,
+                                     self.settings.gateway_url)
+        self.connection = await self.link.connect()
+
+    def watch_connection(self, connection: Connection) -> None:
+        self.sub_title = connection.summary
+        if connection.state == "unreachable":
+            self.notify(connection.message, title="Not connected", severity="error", timeout=8)
+        elif connection.message:
+            self.notify(connection.message, title="Local network")
+
+    def on_node_status_changed(self, message: Any) -> None:
+        """The in-process worker's status, posted from its thread (see screens.worker)."""
+        self.node_status = message.status
+
+    def action_go(self, mode: str) -> None:
+        if isinstance(self.screen, Screen) and self.screen.is_modal:
+            self.pop_screen()
+        self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        from nexus_app.tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for action in ACTIONS:
+            if action.screen is None:
+                yield SystemCommand(action.title, action.help,
+                                    partial(self.run_action, action.action))
+            else:
+                yield SystemCommand(f"{SCREENS[action.screen]}: {action.title}", action.help,
+                                    partial(self._run_on, action.screen, action.action))
+
+    async def _run_on(self, mode: str, action: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        self.call_after_refresh(self.screen.run_action, action)
+
+    async def action_quit(self) -> None:
+        from nexus_app.tui.screens.worker import stop_worker
+
+        await stop_worker(self)
+        await self.link.close()
+        self.exit()
+
+
+def run_tui(settings: Settings) -> None:
+    NexusApp(settings).run()

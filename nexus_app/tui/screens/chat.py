@@ -1,0 +1,294 @@
+"""Chat: local conversations, a model picker filled from the server, streamed Markdown
+replies (Esc cancels and keeps what arrived), the cost of each reply and the balance."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, ListItem, ListView, Markdown, Select, Static
+
+from nexus_app.client.chat import ModelInfo, Reply
+from nexus_app.client.http import ClientError
+from nexus_app.tui.actions import bindings
+from nexus_app.tui.conversations import Conversation, ConversationStore, Message
+from nexus_app.tui.link import Connection
+from nexus_app.tui.screens.base import NexusScreen
+from nexus_app.tui.screens.dialogs import AskText, Confirm
+from nexus_app.units import format_units
+
+
+def price_label(model: ModelInfo) -> str:
+    if model.price is None:
+        return model.id
+    price = model.price
+    out = format_units(price.output_per_million, price.decimals)
+    return f"{model.id} · {out} NEXUS/1M out"
+
+
+def reply_note(message: Message, decimals: int | None) -> str:
+    """'42 tokens · 0.000123 NEXUS' under a reply, with what is known of it."""
+    parts = []
+    if message.completion_tokens is not None:
+        parts.append(f"{message.completion_tokens} tokens")
+    if message.cost is not None and decimals is not None:
+        parts.append(f"{format_units(message.cost, decimals)} NEXUS")
+    if message.cancelled:
+        parts.append("cancelled")
+    return " · ".join(parts)
+
+
+class MessageView(Vertical):
+    """One message: its Markdown and, for replies, a note (tokens, cost)."""
+
+    def __init__(self, message: Message, note: str = "") -> None:
+        super().__init__(classes=f"message {message.role}")
+        self.message = message
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(self.message.content)
+        yield Label(self.note, classes="note")
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    def set_note(self, note: str) -> None:
+        self.query_one(".note", Label).update(note)
+
+
+class ChatScreen(NexusScreen):
+    needs_nexus = False
+    BINDINGS = bindings("chat")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: ConversationStore
+        self.conversation: Conversation | None = None
+        self.models: dict[str, ModelInfo] = {}
+        self.last_reply = ""
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="sidebar"):
+                yield Button("+ New chat", id="new-chat")
+                yield ListView(id="conversations")
+            with Vertical(id="chat-main"):
+                with Horizontal(id="chat-bar"):
+                    yield Select[str]([], prompt="no models yet", id="model", allow_blank=True)
+                    yield Static("", id="balance")
+                yield VerticalScroll(id="messages")
+                yield Input(placeholder="Message (Enter sends, Esc stops a reply)", id="prompt")
+
+    def on_mount(self) -> None:
+        self.store = ConversationStore(self.nexus.settings.data_dir / "conversations.sqlite3")
+        super().on_mount()
+        self.query_one("#messages", VerticalScroll).anchor()
+        conversations = self.store.recent()
+        self._fill_list(conversations)
+        if conversations:
+            self.open(conversations[0])
+        self.query_one("#prompt", Input).focus()
+
+    def on_unmount(self) -> None:
+        self.store.close()
+
+    def on_online(self) -> None:
+        self.refresh_models_list()
+        self.refresh_balance()
+
+    # --- conversations --------------------------------------------------------------------
+
+    def _fill_list(self, conversations: list[Conversation]) -> None:
+        view = self.query_one("#conversations", ListView)
+        view.clear()
+        for conversation in conversations:
+            view.append(ListItem(Label(conversation.title), id=f"conversation-{conversation.id}"))
+        if self.conversation is not None:
+            ids = [c.id for c in conversations]
+            if self.conversation.id in ids:
+                view.index = ids.index(self.conversation.id)
+
+    def open(self, conversation: Conversation) -> None:
+        self.conversation = conversation
+        messages = self.query_one("#messages", VerticalScroll)
+        messages.remove_children()
+        decimals = self._decimals(conversation.model)
+        messages.mount_all([MessageView(m, reply_note(m, decimals))
+                            for m in self.store.messages(conversation.id)])
+        messages.anchor()
+        if conversation.model and conversation.model in self.models:
+            self.query_one("#model", Select).value = conversation.model
+
+    @on(ListView.Selected, "#conversations")
+    def _selected(self, event: ListView.Selected) -> None:
+        if event.item.id is None:
+            return
+        found = self.store.get(int(event.item.id.removeprefix("conversation-")))
+        if found is not None:
+            self.open(found)
+
+    @on(Button.Pressed, "#new-chat")
+    def action_new_conversation(self) -> None:
+        self.open(self.store.create())
+        self._fill_list(self.store.recent())
+        self.query_one("#prompt", Input).focus()
+
+    def action_rename_conversation(self) -> None:
+        conversation = self.conversation
+        if conversation is None:
+            return
+
+        def rename(title: str | None) -> None:
+            if title:
+                self.store.rename(conversation.id, title)
+                self.conversation = self.store.get(conversation.id)
+                self._fill_list(self.store.recent())
+
+        self.app.push_screen(AskText("Rename the conversation", conversation.title), rename)
+
+    def action_delete_conversation(self) -> None:
+        conversation = self.conversation
+        if conversation is None:
+            return
+
+        def delete(yes: bool | None) -> None:
+            if yes:
+                self.store.delete(conversation.id)
+                self.conversation = None
+                self.query_one("#messages", VerticalScroll).remove_children()
+                remaining = self.store.recent()
+                self._fill_list(remaining)
+                if remaining:
+                    self.open(remaining[0])
+
+        self.app.push_screen(Confirm(f"Delete “{conversation.title}”?", "Delete"), delete)
+
+    def action_copy_reply(self) -> None:
+        if self.last_reply:
+            self.app.copy_to_clipboard(self.last_reply)
+            self.notify("Reply copied to the clipboard")
+
+    # --- models and balance ---------------------------------------------------------------
+
+    def action_refresh_models(self) -> None:
+        self.refresh_models_list()
+
+    @work(exclusive=True, group="models")
+    async def refresh_models_list(self) -> None:
+        chat = self.nexus.link.chat
+        if chat is None:
+            return
+        try:
+            models = await chat.models()
+        except ClientError as exc:
+            self.report(exc, "Models")
+            return
+        self.models = {m.id: m for m in models}
+        select = self.query_one("#model", Select)
+        current = select.value
+        select.set_options([(price_label(m), m.id) for m in models])
+        select.prompt = "choose a model" if models else "no model online"
+        wanted = self.conversation.model if self.conversation else None
+        for choice in (current, wanted, models[0].id if models else None):
+            if isinstance(choice, str) and choice in self.models:
+                select.value = choice
+                break
+
+    @work(exclusive=True, group="balance")
+    async def refresh_balance(self) -> None:
+        label = self.query_one("#balance", Static)
+        if not self.nexus.connection.nexus:
+            label.update("")
+            return
+        try:
+            balance = await self.nexus.link.account_call(lambda client: client.balance())
+        except ClientError:
+            label.update("credit: unavailable")
+            return
+        label.update(f"credit: {balance['balance_display']} NEXUS")
+
+    def _decimals(self, model: str | None) -> int | None:
+        info = self.models.get(model or "")
+        return info.price.decimals if info and info.price else None
+
+    # --- sending and streaming ------------------------------------------------------------
+
+    @on(Input.Submitted, "#prompt")
+    def _send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        model = self.query_one("#model", Select).value
+        if not isinstance(model, str):
+            self.notify("Choose a model first (no model is online yet?)", severity="warning")
+            return
+        if self.nexus.link.chat is None or self.nexus.connection.state != "online":
+            self.notify("Not connected to a server", severity="warning")
+            return
+        if any(w.group == "reply" and w.is_running for w in self.workers):
+            self.notify("A reply is still being written (Esc stops it)", severity="warning")
+            return
+        event.input.value = ""
+        if self.conversation is None:
+            self.conversation = self.store.create(text[:40], model)
+        elif not self.store.messages(self.conversation.id):
+            self.store.rename(self.conversation.id, text[:40])
+        message = Message("user", text)
+        self.store.add(self.conversation.id, message, model)
+        self._fill_list(self.store.recent())
+        history = [{"role": m.role, "content": m.content}
+                   for m in self.store.messages(self.conversation.id) if m.content]
+        messages = self.query_one("#messages", VerticalScroll)
+        messages.mount(MessageView(message))
+        view = MessageView(Message("assistant", ""), "writing…")
+        messages.mount(view)
+        messages.anchor()
+        self.reply(self.conversation.id, model, history, view)
+
+    def action_cancel_reply(self) -> None:
+        for worker in self.workers:
+            if worker.group == "reply" and worker.is_running:
+                worker.cancel()
+
+    @work(exclusive=True, group="reply")
+    async def reply(self, conversation_id: int, model: str, history: list[dict[str, str]],
+                    view: MessageView) -> None:
+        chat = self.nexus.link.chat
+        assert chat is not None
+        stream = Markdown.get_stream(view.markdown)
+        parts: list[str] = []
+        end: Reply | None = None
+        failure: str | None = None
+        try:
+            async for item in chat.stream(model, history):
+                if isinstance(item, Reply):
+                    end = item
+                else:
+                    parts.append(item)
+                    await stream.write(item)
+        except ClientError as exc:
+            failure = exc.message
+        finally:
+            cancelled = end is None and failure is None
+            await asyncio.shield(stream.stop())
+            text = "".join(parts)
+            message = Message("assistant", text, end.cost if end else None,
+                              end.completion_tokens if end else None, cancelled)
+            if text or end is not None:
+                self.store.add(conversation_id, message)
+                self.last_reply = text
+            note = reply_note(message, self._decimals(model))
+            if failure:
+                note = f"failed: {failure}"
+                self.notify(failure, title="Chat", severity="error", timeout=8)
+            view.set_note(note)
+            self.refresh_balance()
+
+    def _connection_changed(self, connection: Connection) -> None:
+        super()._connection_changed(connection)
+        if connection.state != "online":
+            self.query_one("#balance", Static).update("")

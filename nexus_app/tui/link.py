@@ -61,7 +61,7 @@ class Link:
     def remember(self, **values: Any) -> None:
         """Save settings in the config file and in this session's settings."""
         save_config(self.settings.config or default_config_file(), values)
-        self.settings = self.settings.model_copy(update=values)
+        self.settings = Settings.model_validate({**dict(self.settings), **values})
 
     async def connect(self) -> Connection:
         """Start the local network or reach the remote server, and make sure there is an API

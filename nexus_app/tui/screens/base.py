@@ -67,6 +67,12 @@ class NexusScreen(Screen[None]):
         if connection.state == "online":
             self.on_online()
 
+    def on_screen_resume(self) -> None:
+        """Shown again: refresh what it shows."""
+        connection: Connection = self.nexus.connection
+        if connection.state == "online" and (connection.nexus or not self.needs_nexus):
+            self.on_online()
+
     def on_online(self) -> None:
         """The app is connected (to a NEXUS gateway, for NEXUS-only screens): load data."""
 

@@ -19,6 +19,8 @@ from nexus_app.tui.screens.base import NexusScreen
 from nexus_app.tui.screens.dialogs import AskText, Confirm
 from nexus_app.units import format_units
 
+REPLY_MAX_TOKENS = 1024  # bounds each reply (and the credit a NEXUS gateway reserves for it)
+
 
 def price_label(model: ModelInfo) -> str:
     if model.price is None:
@@ -264,7 +266,7 @@ class ChatScreen(NexusScreen):
         end: Reply | None = None
         failure: str | None = None
         try:
-            async for item in chat.stream(model, history):
+            async for item in chat.stream(model, history, REPLY_MAX_TOKENS):
                 if isinstance(item, Reply):
                     end = item
                 else:

@@ -95,6 +95,7 @@ class NexusApp(App[None]):
     async def action_quit(self) -> None:
         from nexus_app.tui.screens.worker import stop_worker
 
+        self.workers.cancel_all()  # a reply being written ends its job on the worker
         await stop_worker(self)
         await self.link.close()
         self.exit()

@@ -26,6 +26,7 @@ class WorkerHost:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._node: WorkerNode | None = None
+        self._stopping: asyncio.Future[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -56,6 +57,8 @@ class WorkerHost:
         try:
             await node.start()
             await node.run()
+            if self._stopping is not None:
+                await self._stopping  # run() returns before stop() has closed the link
         except Exception as exc:  # a model that fails to load must not take the app down
             self.on_status(NodeStatus(state="stopped", gateway_url=node.settings.gateway_url,
                                       last_error=f"{type(exc).__name__}: {exc}"[:200]))
@@ -69,6 +72,10 @@ class WorkerHost:
             return
         if thread.is_alive():
             with contextlib.suppress(RuntimeError):  # the loop ended on its own
-                asyncio.run_coroutine_threadsafe(node.stop(), loop).result(timeout)
+                loop.call_soon_threadsafe(self._begin_stop, node)
             thread.join(timeout)
-        self._thread = self._loop = self._node = None
+        self._thread = self._loop = self._node = self._stopping = None
+
+    def _begin_stop(self, node: WorkerNode) -> None:
+        """In the worker's loop: start draining; `_serve` waits for it before it ends."""
+        self._stopping = asyncio.ensure_future(node.stop())

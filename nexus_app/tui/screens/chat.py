@@ -62,6 +62,12 @@ class MessageView(Vertical):
         self.query_one(".note", Label).update(note)
 
 
+class ConversationItem(ListItem):
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__(Label(conversation.title))
+        self.conversation = conversation
+
+
 class ChatScreen(NexusScreen):
     needs_nexus = False
     BINDINGS = bindings("chat")
@@ -107,12 +113,11 @@ class ChatScreen(NexusScreen):
     def _fill_list(self, conversations: list[Conversation]) -> None:
         view = self.query_one("#conversations", ListView)
         view.clear()
-        for conversation in conversations:
-            view.append(ListItem(Label(conversation.title), id=f"conversation-{conversation.id}"))
+        view.extend(ConversationItem(c) for c in conversations)
         if self.conversation is not None:
             ids = [c.id for c in conversations]
             if self.conversation.id in ids:
-                view.index = ids.index(self.conversation.id)
+                self.call_after_refresh(setattr, view, "index", ids.index(self.conversation.id))
 
     def open(self, conversation: Conversation) -> None:
         self.conversation = conversation
@@ -127,11 +132,10 @@ class ChatScreen(NexusScreen):
 
     @on(ListView.Selected, "#conversations")
     def _selected(self, event: ListView.Selected) -> None:
-        if event.item.id is None:
-            return
-        found = self.store.get(int(event.item.id.removeprefix("conversation-")))
-        if found is not None:
-            self.open(found)
+        if isinstance(event.item, ConversationItem):
+            found = self.store.get(event.item.conversation.id)
+            if found is not None:
+                self.open(found)
 
     @on(Button.Pressed, "#new-chat")
     def action_new_conversation(self) -> None:

@@ -288,6 +288,9 @@ class ChatScreen(NexusScreen):
                 self.store.add(conversation_id, message)
                 self.last_reply = text
             note = reply_note(message, self._decimals(model))
+            if end is not None and end.finish_reason == "length":
+                note = f"{note} · cut at the length limit" if note else "cut at the length limit"
+            note = note or "done"
             if failure:
                 note = f"failed: {failure}"
                 self.notify(failure, title="Chat", severity="error", timeout=8)

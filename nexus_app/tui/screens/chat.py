@@ -279,23 +279,28 @@ class ChatScreen(NexusScreen):
         except ClientError as exc:
             failure = exc.message
         finally:
-            cancelled = end is None and failure is None
             await asyncio.shield(stream.stop())
-            text = "".join(parts)
-            message = Message("assistant", text, end.cost if end else None,
-                              end.completion_tokens if end else None, cancelled)
-            if text or end is not None:
-                self.store.add(conversation_id, message)
-                self.last_reply = text
-            note = reply_note(message, self._decimals(model))
-            if end is not None and end.finish_reason == "length":
-                note = f"{note} · cut at the length limit" if note else "cut at the length limit"
-            note = note or "done"
-            if failure:
-                note = f"failed: {failure}"
-                self.notify(failure, title="Chat", severity="error", timeout=8)
-            view.set_note(note)
-            self.refresh_balance()
+            self._finish(conversation_id, model, view, "".join(parts), end, failure)
+
+    def _finish(self, conversation_id: int, model: str, view: MessageView, text: str,
+                end: Reply | None, failure: str | None) -> None:
+        """Save the reply (all of it, or what arrived before a cancel) and show its note."""
+        cancelled = end is None and failure is None
+        message = Message("assistant", text, end.cost if end else None,
+                          end.completion_tokens if end else None, cancelled)
+        if text or end is not None:
+            self.store.add(conversation_id, message)
+            self.last_reply = text
+        if not view.is_attached:  # the app is closing: the reply is saved, that is all
+            return
+        note = reply_note(message, self._decimals(model))
+        if end is not None and end.finish_reason == "length":
+            note = f"{note} · cut at the length limit" if note else "cut at the length limit"
+        if failure:
+            note = f"failed: {failure}"
+            self.notify(failure, title="Chat", severity="error", timeout=8)
+        view.set_note(note or "done")
+        self.refresh_balance()
 
     def _connection_changed(self, connection: Connection) -> None:
         super()._connection_changed(connection)

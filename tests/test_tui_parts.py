@@ -92,3 +92,24 @@ async def test_chat_client_streams_from_the_gateway_with_its_cost(gw) -> None:
             pass
     assert refused.value.status == 401
     await stranger.aclose()
+
+
+async def test_a_crash_shows_no_local_variables(tmp_path: Path) -> None:
+    """A fault's traceback is printed without locals: one may be a key or a prompt."""
+    from nexus_app.tui.app import NexusApp
+    from tests.tui_helpers import tui_settings
+
+    def fault() -> None:
+        api_key = "nex_live_" + "must_not_show".upper()  # not in the source lines shown
+        raise RuntimeError(f"fault with a key of {len(api_key)} characters")
+
+    app = NexusApp(tui_settings(tmp_path))
+    async with app.run_test():
+        try:
+            fault()
+        except RuntimeError:
+            app._fatal_error()
+        printed = "".join(segment.text for renderable in app._exit_renderables
+                          for segment in renderable.segments)  # type: ignore[attr-defined]
+    assert "RuntimeError" in printed and "fault with a key" in printed
+    assert "MUST_NOT_SHOW" not in printed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -22,7 +23,7 @@ class NexusApp(App[None]):
     """`nexus-app` with no command: chat, wallet, keys, worker, network, settings."""
 
     TITLE = "NEXUS"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     BINDINGS = bindings(None)
     MODES = MODES
     DEFAULT_MODE = "chat"
@@ -99,6 +100,20 @@ class NexusApp(App[None]):
         await stop_worker(self)
         await self.link.close()
         self.exit()
+
+
+    def _fatal_error(self) -> None:
+        """Exit after an unhandled error with its traceback, but without Textual's listing
+        of local variables: they may hold an API key or a prompt."""
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None)
+        self._exit_renderables.append(
+            Segments(self.console.render(traceback, self.console.options))
+        )
+        self._close_messages_no_wait()
 
 
 def run_tui(settings: Settings) -> None:

@@ -76,6 +76,10 @@ class NexusScreen(Screen[None]):
     def on_online(self) -> None:
         """The app is connected (to a NEXUS gateway, for NEXUS-only screens): load data."""
 
+    def action_refresh(self) -> None:
+        """Reload what the screen shows."""
+        self.on_screen_resume()
+
     def report(self, exc: BaseException, title: str) -> None:
         """Show a failure the user can act on; never a traceback."""
         message = exc.message if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"

@@ -33,9 +33,6 @@ class KeysScreen(NexusScreen):
     def on_online(self) -> None:
         self.refresh_keys()
 
-    def action_refresh(self) -> None:
-        self.refresh_keys()
-
     @work(exclusive=True, group="keys")
     async def refresh_keys(self) -> None:
         try:

@@ -35,9 +35,6 @@ class NetworkScreen(NexusScreen):
     def on_online(self) -> None:
         self.refresh_network()
 
-    def action_refresh(self) -> None:
-        self.refresh_network()
-
     @work(exclusive=True, group="network")
     async def refresh_network(self) -> None:
         link = self.nexus.link

@@ -46,9 +46,6 @@ class WalletScreen(NexusScreen):
     def on_online(self) -> None:
         self.refresh_wallet()
 
-    def action_refresh(self) -> None:
-        self.refresh_wallet()
-
     @work(exclusive=True, group="wallet")
     async def refresh_wallet(self) -> None:
         link = self.nexus.link

@@ -94,6 +94,17 @@ class ChatClient:
         return [ModelInfo.from_json(item) for item in data
                 if isinstance(item, dict) and "id" in item]
 
+    async def balance(self) -> dict[str, Any]:
+        """The key's credit (`GET /v1/balance`): NEXUS gateways only."""
+        try:
+            response = await self._http.get(f"{self.root}/balance", timeout=10)
+        except httpx.HTTPError as exc:
+            raise unreachable("the server", self.root, exc) from None
+        body = _json_or_none(response.content)
+        if response.is_error or not isinstance(body, dict):
+            raise error_of(response, body)
+        return body
+
     async def stream(self, model: str, messages: list[dict[str, str]],
                      max_tokens: int | None = None) -> AsyncIterator[str | Reply]:
         """Yield the reply's text as it arrives, then one `Reply`. Closing the iterator early

@@ -17,6 +17,7 @@ class Action:
     help: str
     screen: str | None = None  # the screen (mode) it belongs to; None: everywhere
     show: bool = True
+    priority: bool = False  # before the focused widget's own binding of the key (an Input's)
 
 
 SCREENS = {
@@ -41,7 +42,7 @@ ACTIONS = [
     Action("chat-rename", "ctrl+r", "rename_conversation", "Rename",
            "Rename the current conversation", "chat"),
     Action("chat-delete", "ctrl+d", "delete_conversation", "Delete",
-           "Delete the current conversation", "chat"),
+           "Delete the current conversation (after a confirmation)", "chat", priority=True),
     Action("chat-copy", "ctrl+y", "copy_reply", "Copy reply", "Copy the last reply", "chat"),
     Action("chat-cancel", "escape", "cancel_reply", "Cancel", "Stop the reply being written",
            "chat"),
@@ -51,10 +52,11 @@ ACTIONS = [
            "wallet"),
     Action("wallet-faucet", "ctrl+f", "faucet", "Faucet",
            "Mint 100 test $NEXUS to the wallet (local chain)", "wallet"),
-    Action("wallet-deposit", "ctrl+e", "deposit", "Deposit",
+    Action("wallet-deposit", "ctrl+s", "deposit", "Deposit",
            "Deposit the amount in the form into credit", "wallet"),
     Action("keys-create", "ctrl+n", "create_key", "Create key", "Create an API key", "keys"),
-    Action("keys-revoke", "ctrl+d", "revoke_key", "Revoke", "Revoke the selected key", "keys"),
+    Action("keys-revoke", "ctrl+d", "revoke_key", "Revoke",
+           "Revoke the selected key (after a confirmation)", "keys", priority=True),
     Action("keys-refresh", "ctrl+r", "refresh", "Refresh", "Reload the keys", "keys"),
     Action("worker-toggle", "ctrl+t", "toggle_worker", "Worker on/off",
            "Start or stop serving a model from this machine", "worker"),
@@ -70,6 +72,6 @@ def bindings(screen: str | None) -> list[BindingType]:
     """The key bindings of `screen` (None: the app's global ones)."""
     return [
         Binding(a.key, a.action.removeprefix("app.") if screen is None else a.action,
-                a.title, show=a.show, tooltip=a.help, id=a.id)
+                a.title, show=a.show, tooltip=a.help, id=a.id, priority=a.priority)
         for a in ACTIONS if a.screen == screen
     ]

@@ -211,7 +211,10 @@ class ChatScreen(NexusScreen):
             label.update("")
             return
         try:
-            balance = await self.nexus.link.account_call(lambda client: client.balance())
+            chat = self.nexus.link.chat
+            if chat is None:
+                return
+            balance = await chat.balance()
         except ClientError:
             label.update("credit: unavailable")
             return

@@ -196,7 +196,9 @@ class WorkerScreen(NexusScreen):
         await stop_worker(self.nexus)
 
     def _show_state(self, status: NodeStatus | None) -> None:
-        status = status or NodeStatus(state="stopped")
+        if status is None:  # the worker has not been switched on in this session
+            self.query_one("#worker-state", Static).update("State       off")
+            return
         lines = [f"State       {status.state}"
                  + (f" as {status.worker_id}" if status.worker_id else ""),
                  f"Jobs        {status.jobs_served} served, {status.jobs_active} active",

@@ -49,8 +49,9 @@ def run(data_dir: Path, port: int) -> dict[str, float]:
     env = {"NEXUS_DATA_DIR": str(data_dir), "NEXUS_CONFIG": str(data_dir / "config.toml"),
            "NEXUS_PORT": str(port), "NEXUS_LOG_LEVEL": "warning"}
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-    command = f"cd {shlex.quote(str(ROOT))} && {exports} {shlex.quote(sys.executable)} " \
-              f"-m nexus_app; echo nexus-app exited $?; sleep 30"
+    # COLUMNS and LINES (which test runners may set) would override the terminal's size
+    command = f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT))} && {exports} " \
+              f"{shlex.quote(sys.executable)} -m nexus_app; echo nexus-app exited $?; sleep 30"
     launched = time.monotonic()
     tmux("new-session", "-d", "-s", SESSION, "-x", "110", "-y", "34", command)
     timings = {"first frame": wait_for("Welcome to NEXUS", timeout=30)}

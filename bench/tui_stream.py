@@ -127,8 +127,8 @@ def first_frame_seconds(launches: int) -> list[float]:
     for number in range(launches):
         session = f"nexus-bench-{os.getpid()}-{number}"
         with tempfile.TemporaryDirectory() as folder:
-            command = (f"unset COLUMNS LINES; cd {ROOT} && NEXUS_DATA_DIR={folder} NEXUS_CONFIG={folder}/c.toml "
-                       f"{sys.executable} -m nexus_app")
+            command = (f"unset COLUMNS LINES; cd {ROOT} && NEXUS_DATA_DIR={folder} "
+                       f"NEXUS_CONFIG={folder}/c.toml {sys.executable} -m nexus_app")
             start = time.monotonic()
             subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "110", "-y", "34",
                             command], check=True)

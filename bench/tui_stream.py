@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from nexus_app.config import load_settings  # noqa: E402
 from nexus_app.tui.app import NexusApp  # noqa: E402
 from nexus_app.tui.screens.chat import MessageView  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 WORDS = ["The", " **quick**", " fox", " `jumps`", " over", " the", " lazy", " dog", ".", "\n\n",
          "- item", " one", "\n", "- item", " two", "\n\n", "```python", "\n", "print(", "1)",
@@ -73,12 +73,6 @@ def fast_server(rate: float, count: int, sent: list[float]) -> Starlette:
 
     return Starlette(routes=[Route("/v1/models", models),
                              Route("/v1/chat/completions", chat, methods=["POST"])])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def stream_once(rate: float, count: int) -> dict[str, float]:

@@ -13,6 +13,14 @@ class ClientError(Exception):
         self.message, self.status = message, status
 
 
+NEXUS_PROBE_PATH = "/v1/network/stats"  # answered by NEXUS gateways, not by plain servers
+
+
+def is_nexus_answer(response: httpx.Response) -> bool:
+    """Whether the answer to `GET NEXUS_PROBE_PATH` comes from a NEXUS gateway."""
+    return response.is_success and "workers_online" in response.text
+
+
 def unreachable(what: str, base_url: str, exc: Exception) -> ClientError:
     """The error of a call to `what` (e.g. "the gateway") at `base_url` that got no answer."""
     return ClientError(f"cannot reach {what} at {base_url} ({type(exc).__name__})")

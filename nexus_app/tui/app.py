@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -17,6 +17,9 @@ from nexus_app.config import Settings
 from nexus_app.tui.actions import ACTIONS, SCREENS, bindings
 from nexus_app.tui.link import Connection, Link
 from nexus_app.tui.screens import MODES
+
+if TYPE_CHECKING:
+    from nexus_app.tui.worker_host import WorkerHost
 
 
 class NexusApp(App[None]):
@@ -35,6 +38,7 @@ class NexusApp(App[None]):
         super().__init__()
         self.link = Link(settings)
         self.nvml = nvml
+        self.worker_host: WorkerHost | None = None  # created when the worker is first switched on
         self.theme = settings.theme if settings.theme in self.available_themes else self.theme
 
     @property

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from nexus_app.client.chat import ChatClient
-from nexus_app.client.http import ClientError
+from nexus_app.client.http import NEXUS_PROBE_PATH, ClientError, is_nexus_answer
 from nexus_app.config import Settings, default_config_file, save_config
 
 if TYPE_CHECKING:
@@ -103,21 +103,23 @@ class Link:
 
         async with httpx.AsyncClient(timeout=5) as http:
             try:
-                response = await http.get(f"{url}/v1/network/stats")
+                response = await http.get(f"{url}{NEXUS_PROBE_PATH}")
             except httpx.HTTPError as exc:
                 raise ClientError(f"cannot reach {url} ({type(exc).__name__})") from None
-        return response.is_success and "workers_online" in response.text
+        return is_nexus_answer(response)
 
     async def _ensure_key(self, url: str) -> None:
-        import httpx
-
         key = self.api_key
         if key:
-            async with httpx.AsyncClient(timeout=10) as http:
-                answer = await http.get(f"{url}/v1/balance",
-                                        headers={"Authorization": f"Bearer {key}"})
-            if answer.status_code != 401:
+            probe = ChatClient(url, key)
+            try:
+                await probe.balance()
                 return
+            except ClientError as exc:
+                if exc.status != 401:
+                    return
+            finally:
+                await probe.aclose()
         created = await self.account_call(lambda client: client.create_key(KEY_NAME))
         self.remember(api_key=created["key"])
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from nexus_app.client.http import NEXUS_PROBE_PATH, is_nexus_answer
 from nexus_app.config import Settings
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def _free_port(host: str) -> int:
 
 def _is_nexus_gateway(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/v1/network/stats", timeout=2).is_success
+        return is_nexus_answer(httpx.get(f"{url}{NEXUS_PROBE_PATH}", timeout=2))
     except httpx.HTTPError:
         return False
 

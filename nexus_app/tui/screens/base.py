@@ -3,7 +3,7 @@ notice where a screen needs NEXUS endpoints the server does not have."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -84,7 +84,3 @@ class NexusScreen(Screen[None]):
         """Show a failure the user can act on; never a traceback."""
         message = exc.message if isinstance(exc, ClientError) else f"{type(exc).__name__}: {exc}"
         self.notify(message, title=title, severity="error", timeout=8)
-
-    def busy(self, *selectors: str, on: bool = True) -> Any:
-        for selector in selectors:
-            self.query_one(selector).loading = on

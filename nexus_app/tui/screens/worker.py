@@ -5,7 +5,7 @@ tokens/s over time, earnings and the claim button."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,6 +20,7 @@ from nexus_app.worker.node import NodeStatus
 
 if TYPE_CHECKING:
     from nexus_app.tui.app import NexusApp
+    from nexus_app.tui.worker_host import WorkerHost
     from nexus_app.worker.hardware import GpuProbe
     from nexus_app.worker.models import LocalModel
 
@@ -36,11 +37,11 @@ class NodeStatusChanged(Message):
         self.status = status
 
 
-def host_of(app: NexusApp) -> Any:
+def host_of(app: NexusApp) -> WorkerHost:
     """The app's worker host, created on first use."""
     from nexus_app.tui.worker_host import WorkerHost
 
-    host = getattr(app, "worker_host", None)
+    host = app.worker_host
     if host is None:
         settings = app.settings.model_copy(
             update={"status_interval_s": min(app.settings.status_interval_s, 1.0)})
@@ -49,13 +50,13 @@ def host_of(app: NexusApp) -> Any:
             app.post_message(NodeStatusChanged(status))
 
         host = WorkerHost(settings, report)
-        app.worker_host = host  # type: ignore[attr-defined]
+        app.worker_host = host
     return host
 
 
 async def stop_worker(app: NexusApp) -> None:
     """Drain and stop the in-process worker, if it runs (without blocking the UI)."""
-    host = getattr(app, "worker_host", None)
+    host = app.worker_host
     if host is not None and host.running:
         await asyncio.to_thread(host.stop)
 
@@ -113,9 +114,8 @@ class WorkerScreen(NexusScreen):
         self.open_probe()
         self.set_interval(HARDWARE_REFRESH_S, self._show_hardware)
         self.set_interval(EARNINGS_REFRESH_S, self._tick_earnings)
-        host = getattr(self.app, "worker_host", None)
-        running = host is not None and host.running
-        self.query_one("#worker-switch", Switch).value = running
+        host = self.nexus.worker_host
+        self.query_one("#worker-switch", Switch).value = host is not None and host.running
         self.watch(self.app, "node_status", self._show_state)
 
     def on_unmount(self) -> None:

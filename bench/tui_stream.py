@@ -99,10 +99,12 @@ async def stream_once(rate: float, count: int) -> dict[str, float]:
             while len(app.screen.query(MessageView)) < 2:
                 await pilot.pause(0.01)
             markdown = app.screen.query(MessageView).last().markdown
-            while len(sent) < count or markdown.source != full:
+            while True:  # sampled at least once, even when a short reply is already shown
                 shown = len(markdown.source)
                 sent_chars = len("".join(tokens(len(sent))))
                 backlog.append(max(0, sent_chars - shown))
+                if len(sent) == count and markdown.source == full:
+                    break
                 await pilot.pause(0.05)
             shown_at = time.monotonic()
     server.should_exit = True

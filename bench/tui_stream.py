@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +38,7 @@ from nexus_app.config import load_settings  # noqa: E402
 from nexus_app.tui.app import NexusApp  # noqa: E402
 from nexus_app.tui.screens.chat import MessageView  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
+from tests.tmux_new_user import SOURCE_PROGRAM, first_frame_seconds  # noqa: E402
 
 WORDS = ["The", " **quick**", " fox", " `jumps`", " over", " the", " lazy", " dog", ".", "\n\n",
          "- item", " one", "\n", "- item", " two", "\n\n", "```python", "\n", "print(", "1)",
@@ -118,25 +117,6 @@ async def stream_once(rate: float, count: int) -> dict[str, float]:
     }
 
 
-def first_frame_seconds(launches: int) -> list[float]:
-    results = []
-    for number in range(launches):
-        session = f"nexus-bench-{os.getpid()}-{number}"
-        with tempfile.TemporaryDirectory() as folder:
-            command = (f"unset COLUMNS LINES; cd {ROOT} && NEXUS_DATA_DIR={folder} "
-                       f"NEXUS_CONFIG={folder}/c.toml {sys.executable} -m nexus_app")
-            start = time.monotonic()
-            subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "110", "-y", "34",
-                            command], check=True)
-            while "Welcome to NEXUS" not in subprocess.run(
-                    ["tmux", "capture-pane", "-p", "-t", session],
-                    capture_output=True, text=True).stdout:
-                time.sleep(0.01)
-            results.append(time.monotonic() - start)
-            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-    return results
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500.0)
@@ -147,7 +127,7 @@ def main() -> None:
     for name, value in asyncio.run(stream_once(args.rate, args.tokens)).items():
         print(f"  {name:<32} {value:10.1f}")
     if shutil.which("tmux") and args.launches:
-        times = first_frame_seconds(args.launches)
+        times = first_frame_seconds(SOURCE_PROGRAM, args.launches)
         print(f"first frame in tmux: median {statistics.median(times):.2f} s, "
               f"max {max(times):.2f} s over {len(times)} launches")
 

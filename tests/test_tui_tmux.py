@@ -13,4 +13,4 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_a_new_user_in_a_real_terminal() -> None:
-    assert tmux_new_user.main() == 0
+    assert tmux_new_user.main([]) == 0

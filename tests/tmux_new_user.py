@@ -1,12 +1,14 @@
 """Drive the real `nexus-app` under tmux as a new user would, checking the screen text at
 each step: first run, local network, faucet, deposit, worker on, chat.
 
-Run it alone (`python -m tests.tmux_new_user`) to watch the timings, or through
-tests/test_tui_tmux.py. It prints the seconds from launch to the first frame.
+Run it alone (`python -m tests.tmux_new_user [--program PATH]`) to watch the timings, or
+through tests/test_tui_tmux.py; the frozen build's smoke test (tests/frozen_smoke.py) runs it on
+the frozen program. It prints the seconds from launch to the first frame.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import shutil
@@ -14,10 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = f"nexus-new-user-{os.getpid()}"
+SOURCE_PROGRAM = (sys.executable, "-m", "nexus_app")
 
 
 def tmux(*args: str) -> str:
@@ -40,20 +46,45 @@ def wait_for(*texts: str, timeout: float = 60.0) -> float:
         time.sleep(0.02)
 
 
+def kill_session() -> None:
+    subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+
+
 def keys(*names: str) -> None:
     tmux("send-keys", "-t", SESSION, *names)
 
 
-def run(data_dir: Path, port: int) -> dict[str, float]:
-    """Walk through the new user's steps; returns timings in seconds."""
-    env = {"NEXUS_DATA_DIR": str(data_dir), "NEXUS_CONFIG": str(data_dir / "config.toml"),
-           "NEXUS_PORT": str(port), "NEXUS_LOG_LEVEL": "warning"}
+def start(program: Sequence[str], env: dict[str, str]) -> float:
+    """Open `program` in a detached 110x34 tmux session; returns the launch time."""
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     # COLUMNS and LINES (which test runners may set) would override the terminal's size
     command = f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT))} && {exports} " \
-              f"{shlex.quote(sys.executable)} -m nexus_app; echo nexus-app exited $?; sleep 30"
+              f"{shlex.join(program)}; echo nexus-app exited $?; sleep 30"
     launched = time.monotonic()
     tmux("new-session", "-d", "-s", SESSION, "-x", "110", "-y", "34", command)
+    return launched
+
+
+def first_frame_seconds(program: Sequence[str], launches: int) -> list[float]:
+    """Seconds from launch to the welcome screen, for `launches` first runs of `program`."""
+    results = []
+    for _ in range(launches):
+        with tempfile.TemporaryDirectory() as folder:
+            env = {"NEXUS_DATA_DIR": folder, "NEXUS_CONFIG": f"{folder}/config.toml"}
+            launched = start(program, env)
+            try:
+                wait_for("Welcome to NEXUS", timeout=30)
+                results.append(time.monotonic() - launched)
+            finally:
+                kill_session()
+    return results
+
+
+def run(data_dir: Path, port: int, program: Sequence[str] = SOURCE_PROGRAM) -> dict[str, float]:
+    """Walk through the new user's steps with `program`; returns timings in seconds."""
+    env = {"NEXUS_DATA_DIR": str(data_dir), "NEXUS_CONFIG": str(data_dir / "config.toml"),
+           "NEXUS_PORT": str(port), "NEXUS_LOG_LEVEL": "warning"}
+    launched = start(program, env)
     wait_for("Welcome to NEXUS", timeout=30)
     timings = {"first frame": time.monotonic() - launched}
     keys("Enter")  # "Local network on this machine" has the focus
@@ -77,20 +108,20 @@ def run(data_dir: Path, port: int) -> dict[str, float]:
     return timings
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--program", help="the nexus-app executable (default: this Python's "
+                        "nexus_app package)")
+    args = parser.parse_args(argv)
     if shutil.which("tmux") is None:
         print("tmux is not installed", file=sys.stderr)
         return 2
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    program = [args.program] if args.program else SOURCE_PROGRAM
     with tempfile.TemporaryDirectory() as folder:
         try:
-            timings = run(Path(folder), port)
+            timings = run(Path(folder), free_port(), program)
         finally:
-            subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+            kill_session()
     for step, seconds in timings.items():
         print(f"{step:<18} {seconds:6.2f} s")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
-from pathlib import Path
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from textual import work
@@ -26,7 +26,7 @@ class NexusApp(App[None]):
     """`nexus-app` with no command: chat, wallet, keys, worker, network, settings."""
 
     TITLE = "NEXUS"
-    CSS_PATH = Path(__file__).with_name("app.tcss")
+    CSS_PATH = str(files("nexus_app.assets") / "app.tcss")
     BINDINGS = bindings(None)
     MODES = MODES
     DEFAULT_MODE = "chat"

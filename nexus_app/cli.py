@@ -119,7 +119,9 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> None:
     async with await _signed_in(settings) as client:
         if args.action == "create":
             key = await client.create_key(args.name)
-            _emit(args, key, f"{key['key']}\n(key {key['id']}: shown once, store it now)")
+            _emit(args, key, key["key"])  # alone on stdout: `export NEXUS_KEY=$(nexus-app …)`
+            if not args.json:
+                print(f"(key {key['id']}: shown once, store it now)", file=sys.stderr)
         elif args.action == "list":
             keys = await client.list_keys()
             lines = [

@@ -55,9 +55,18 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
-    data_dir: Path = Field(default_factory=default_data_dir, description="ledger, wallets, chain")
-    config: Path | None = Field(None, description="TOML config file")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="ledger, wallets, local chain, models (default: the platform's user data "
+        "folder, e.g. ~/.local/share/nexus-app)",
+    )
+    config: Path | None = Field(
+        None, description="TOML config file (default: the platform's user config folder, e.g. "
+        "~/.config/nexus-app/config.toml)"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="least severe log records shown"
+    )
 
     # gateway
     host: str = Field("127.0.0.1", description="gateway listen address")

@@ -122,6 +122,27 @@ class Settings(BaseModel):
     queue_timeout_s: float = Field(30.0, gt=0, description="wait for a free slot, then 503")
     job_timeout_s: float = Field(300.0, gt=0, description="deadline of one job on a worker")
     dispatch_attempts: int = Field(3, ge=1, description="workers tried before the first token")
+    first_token_timeout_s: float = Field(
+        60.0, gt=0, description="wait for a worker's first token; then the job is cancelled "
+        "there and tried on another worker"
+    )
+    worker_connections_per_wallet: int = Field(
+        8, ge=1, description="worker connections one payout wallet may hold at once"
+    )
+    worker_failures_before_cooldown: int = Field(
+        3, ge=1, description="failed jobs in a row after which a worker wallet gets no jobs "
+        "for worker_cooldown_s"
+    )
+    worker_cooldown_s: float = Field(60.0, gt=0, description="length of a worker's cooldown")
+    worker_cooldowns_before_pause: int = Field(
+        3, ge=1, description="cooldowns with no job served in between after which a worker "
+        "wallet is paused for worker_pause_s"
+    )
+    worker_pause_s: float = Field(3600.0, gt=0, description="length of a worker's pause")
+    worker_earnings_hold_s: float = Field(
+        0.0, ge=0, description="a new worker wallet's earnings become claimable this long "
+        "after its first earning (0: at once)"
+    )
     session_ttl_s: int = Field(3600, ge=60, description="lifetime of a wallet sign-in session")
     webhook_max_attempts: int = Field(8, ge=1, description="tries of one webhook delivery")
     webhook_retry_base_s: float = Field(

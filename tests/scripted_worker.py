@@ -52,6 +52,10 @@ class ScriptedWorker:
     context_length: int = 4096
     prompt_tokens: int = 11
     keypair: Keypair = field(default_factory=Keypair)
+    # misbehaviour, for reliability tests
+    fail_with: str | None = None  # answer every job with this error code
+    claimed_tokens: int | None = None  # report this many completion tokens, whatever was sent
+    ignore_cancel: bool = False  # keep sending after the gateway cancels a job
     # observations
     jobs: list[Job] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)
@@ -113,7 +117,7 @@ class ScriptedWorker:
                 elif isinstance(frame, Cancel):
                     self.cancelled.add(frame.job_id)
                     task = self._tasks.get(frame.job_id)
-                    if task is not None:
+                    if task is not None and not self.ignore_cancel:
                         task.cancel()
                 elif isinstance(frame, Earnings):
                     self.earned = frame.earned
@@ -127,6 +131,10 @@ class ScriptedWorker:
     async def _serve(self, ws: websockets.ClientConnection, job: Job) -> None:
         limit = int(job.request.get("max_tokens", 1 << 30))
         sent, finish = 0, "stop"
+        if self.fail_with is not None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self.send_error(job.job_id, self.fail_with)
+            return
         try:
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)
@@ -146,7 +154,9 @@ class ScriptedWorker:
             finish = "cancelled"
         except websockets.ConnectionClosed:
             return
-        usage = Usage(prompt_tokens=self.prompt_tokens, completion_tokens=sent)
+        usage = Usage(prompt_tokens=self.prompt_tokens,
+                      completion_tokens=sent if self.claimed_tokens is None
+                      else self.claimed_tokens)
         with contextlib.suppress(websockets.ConnectionClosed):
             await ws.send(encode(Done(job_id=job.job_id, finish_reason=finish, usage=usage)))
 

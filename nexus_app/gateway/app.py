@@ -57,7 +57,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @app.websocket(WORKER_PATH)
     async def workers_connect(ws: WebSocket) -> None:
         """Worker protocol (see nexus_app.protocol)."""
-        await serve_worker(ws, gateway.coordinator, gateway.store, settings.max_frame_bytes)
+        await serve_worker(ws, gateway.coordinator, gateway.store,
+                           max_frame_bytes=settings.max_frame_bytes,
+                           connections_per_wallet=settings.worker_connections_per_wallet)
 
     app.add_middleware(
         GatewayMiddleware,

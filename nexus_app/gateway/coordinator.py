@@ -19,6 +19,7 @@ from typing import Any
 
 from nexus_app.gateway.errors import ApiError, BadRequest, NoWorker, UpstreamFailed
 from nexus_app.gateway.stats import RollingCounter
+from nexus_app.gateway.worker_health import WorkerHealth
 from nexus_app.ids import new_id
 from nexus_app.protocol import (
     Cancel,
@@ -107,10 +108,13 @@ class UnknownJob(Exception):
 class Coordinator:
     """The registry of online workers and the dispatcher of jobs."""
 
-    def __init__(self, *, queue_max: int, queue_timeout_s: float, attempts: int) -> None:
+    def __init__(self, *, queue_max: int, queue_timeout_s: float, attempts: int,
+                 first_token_timeout_s: float, health: WorkerHealth) -> None:
         self.queue_max = queue_max
         self.queue_timeout_s = queue_timeout_s
         self.attempts = attempts
+        self.first_token_timeout_s = first_token_timeout_s
+        self.health = health
         self.workers: dict[str, WorkerLink] = {}
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self.jobs_per_min = RollingCounter(60)
@@ -163,6 +167,23 @@ class Coordinator:
             with contextlib.suppress(Exception):
                 await worker.send_frame(Earnings(earned=earned, paid=paid))
 
+    def job_served(self, worker: WorkerLink) -> None:
+        worker.jobs_done += 1
+        self.health.succeeded(worker.wallet)
+
+    def job_failed(self, worker: WorkerLink) -> None:
+        """Count a job the worker failed (an error, a stall, a lost connection); a wallet
+        benched by it gets its slots back, and queued requests woken, when the bench ends."""
+        benched_for = self.health.failed(worker.wallet)
+        if benched_for is not None:
+            asyncio.get_running_loop().call_later(benched_for, self._wake_wallet, worker.wallet)
+
+    def _wake_wallet(self, wallet: str) -> None:
+        for worker in self.workers_for(wallet):
+            for model in worker.models:
+                for _ in range(worker.slots):
+                    self._wake(model)
+
     def queue_depth(self) -> int:
         return sum(len(q) for q in self._waiters.values())
 
@@ -187,16 +208,25 @@ class Coordinator:
 
     # dispatch ----------------------------------------------------------------------------------
 
-    def _pick(self, model: str) -> WorkerLink | None:
+    def _pick(self, model: str, tried: set[str]) -> WorkerLink | None:
+        """The least-loaded free worker serving `model`, preferring one not `tried` yet."""
         best: WorkerLink | None = None
+        best_rank = (True, 0.0)
         for worker in self.workers.values():
             free = len(worker.jobs) < worker.slots and not worker.draining
-            if model in worker.models and free and (best is None or worker.load < best.load):
-                best = worker
+            free = free and self.health.available(worker.wallet)
+            rank = (worker.id in tried, worker.load)
+            if model in worker.models and free and (best is None or rank < best_rank):
+                best, best_rank = worker, rank
         return best
 
     def serves(self, model: str) -> bool:
         return any(model in w.models for w in self.workers.values())
+
+    def _may_serve(self, model: str) -> bool:
+        """A worker serving `model` is not cooling down or paused."""
+        return any(model in w.models and self.health.available(w.wallet)
+                   for w in self.workers.values())
 
     def _wake(self, model: str) -> None:
         waiters = self._waiters.get(model)
@@ -206,12 +236,12 @@ class Coordinator:
                 future.set_result(None)
                 return
 
-    async def _acquire(self, model: str, job_id: str, deadline: float) -> tuple[
-        WorkerLink, Mailbox
-    ]:
-        """Take a slot on the least-loaded worker serving `model`, waiting if all are busy."""
+    async def _acquire(self, model: str, job_id: str, deadline: float,
+                       tried: set[str]) -> tuple[WorkerLink, Mailbox]:
+        """Take a slot on the least-loaded worker serving `model` (one not `tried` for this
+        job yet, if one is free), waiting if all are busy."""
         while True:
-            worker = self._pick(model)
+            worker = self._pick(model, tried)
             if worker is not None:
                 events = Mailbox()
                 worker.jobs[job_id] = events
@@ -219,6 +249,9 @@ class Coordinator:
             if not self.serves(model):
                 raise NoWorker(f"No worker is online for model '{model}'.",
                                retry_after=RETRY_AFTER_S)
+            if not self._may_serve(model):
+                raise NoWorker(f"The workers of model '{model}' are cooling down after failed "
+                               "jobs.", retry_after=RETRY_AFTER_S)
             if self.queue_depth() >= self.queue_max:
                 raise NoWorker("All workers are busy and the queue is full.",
                                retry_after=RETRY_AFTER_S)
@@ -267,6 +300,8 @@ class JobStream:
         self.delivered_bytes = 0
         self._attempts = 0
         self._events: Mailbox | None = None
+        self._first_token_by = deadline
+        self._tried: set[str] = set()  # workers this job was sent to
 
     def __aiter__(self) -> JobStream:
         return self
@@ -280,6 +315,8 @@ class JobStream:
             try:
                 event = await self._next_event()
             except _Retry as retry:
+                if self.worker is not None:
+                    self.coordinator.job_failed(self.worker)
                 self._release()
                 if (self.streamed or self._attempts >= self.coordinator.attempts
                         or time.time() >= self.deadline):
@@ -301,8 +338,10 @@ class JobStream:
         self._attempts += 1
         job = self.job
         self.worker, self._events = await self.coordinator._acquire(
-            job.model, job.job_id, job.deadline
+            job.model, job.job_id, job.deadline, self._tried
         )
+        self._tried.add(self.worker.id)
+        self._first_token_by = time.time() + self.coordinator.first_token_timeout_s
         try:
             await self.worker.send_frame(job)
         except Exception:
@@ -310,12 +349,13 @@ class JobStream:
 
     async def _next_event(self) -> Chunk | Done:
         assert self._events is not None
+        limit = self.deadline if self.streamed else min(self.deadline, self._first_token_by)
         try:
-            async with asyncio.timeout(self.deadline - time.time()):
+            async with asyncio.timeout(limit - time.time()):
                 event = await self._events.get()
         except TimeoutError:
             await self._send_cancel()
-            raise _Retry("The worker did not answer before the deadline.") from None
+            raise _Retry("The worker did not answer in time.") from None
         if isinstance(event, Chunk):
             self.streamed = True
             self.delivered_bytes += _chunk_bytes(event)
@@ -337,7 +377,7 @@ class JobStream:
         self.coordinator.jobs_per_min.add(1)
         self.coordinator.tokens_per_min.add(done.usage.completion_tokens)
         if self.worker is not None:
-            self.worker.jobs_done += 1
+            self.coordinator.job_served(self.worker)
 
     def _release(self) -> None:
         if self.worker is not None:

@@ -3,6 +3,7 @@ and worker earnings with their payouts."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -193,11 +194,14 @@ async def worker_me(request: Request) -> dict[str, Any]:
     payouts = await gateway.store.payouts(caller.account, 20)
     amounts = {"earned": earnings.earned, "paid": earnings.paid, "paying": earnings.paying,
                "pending": earnings.pending}
+    claimable_from = gateway.payouts.claimable_from(earnings)
     return {
         "object": "worker",
         "wallet": caller.account,
         **amounts,
         **{f"{name}_display": _display(gateway, value) for name, value in amounts.items()},
+        "claimable_from": None if claimable_from is None else math.ceil(claimable_from),
+        "state": gateway.coordinator.health.state(caller.account) or "ok",
         "decimals": gateway.settings.token_decimals,
         "payouts": [_payout_view(gateway, p) for p in payouts],
     }

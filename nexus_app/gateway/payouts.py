@@ -10,6 +10,7 @@ earnings back, claimable again; one whose outcome is unknown is settled later by
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from solders.pubkey import Pubkey
@@ -23,7 +24,7 @@ from nexus_app.chain.backend import (
 )
 from nexus_app.chain.treasury import Treasury
 from nexus_app.gateway.errors import ApiError, Conflict
-from nexus_app.gateway.store import PAYOUT_PENDING, PAYOUT_SENT, Payout, Store
+from nexus_app.gateway.store import PAYOUT_PENDING, PAYOUT_SENT, Payout, Store, WorkerEarnings
 from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ class PayoutFailed(ApiError):
 
 class Payouts:
     def __init__(self, store: Store, chain: Chain, treasury: Treasury,
-                 confirm_timeout_s: float) -> None:
+                 confirm_timeout_s: float, hold_s: float = 0.0) -> None:
         self.store = store
+        self.hold_s = hold_s  # a new worker's earnings are claimable this long after its first
         self.chain = chain
         self.treasury = treasury
         # a sent payout not on chain after this long never will be: its blockhash expired
@@ -46,6 +48,12 @@ class Payouts:
     async def claim(self, wallet: str) -> Payout:
         """Pay all of `wallet`'s pending earnings; returns the payout (status `paid`, or
         `sent` when the chain has not confirmed it yet)."""
+        claimable_from = self.claimable_from(await self.store.worker_earnings(wallet))
+        if claimable_from is not None and time.time() < claimable_from:
+            wait = math.ceil(claimable_from - time.time())
+            raise Conflict(f"A new worker's earnings are held for {self.hold_s:g} s after its "
+                           f"first earning: claimable in {wait} s. They stay yours meanwhile.",
+                           code="earnings_held", retry_after=wait)
         payout = await self.store.begin_payout(new_id("pay"), wallet)
         if payout is None:
             raise Conflict("No unpaid earnings to claim.", code="nothing_to_claim")
@@ -54,6 +62,12 @@ class Payouts:
             return await self._pay(payout)
         finally:
             self._in_progress.discard(payout.id)
+
+    def claimable_from(self, earnings: WorkerEarnings) -> float | None:
+        """When the hold on a new worker's earnings ends (unix time), if there is one."""
+        if not self.hold_s or earnings.first_earned_at is None:
+            return None
+        return earnings.first_earned_at + self.hold_s
 
     async def _pay(self, payout: Payout) -> Payout:
         try:

@@ -27,6 +27,7 @@ from nexus_app.gateway.pricing import PriceBook
 from nexus_app.gateway.ratelimit import RateLimiter
 from nexus_app.gateway.store import DepositIntent, Store
 from nexus_app.gateway.webhooks import Webhooks, load_signing_key
+from nexus_app.gateway.worker_health import WorkerHealth
 from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units
 
@@ -74,6 +75,13 @@ class Gateway:
             queue_max=settings.queue_max,
             queue_timeout_s=settings.queue_timeout_s,
             attempts=settings.dispatch_attempts,
+            first_token_timeout_s=settings.first_token_timeout_s,
+            health=WorkerHealth(
+                failures_before_cooldown=settings.worker_failures_before_cooldown,
+                cooldown_s=settings.worker_cooldown_s,
+                cooldowns_before_pause=settings.worker_cooldowns_before_pause,
+                pause_s=settings.worker_pause_s,
+            ),
         )
         self.metrics = Metrics(self.coordinator)
         # set by start(): the chain, its treasury, and the services on them
@@ -103,7 +111,8 @@ class Gateway:
             self.store, self.chain, self.treasury, settings.deposit_intent_ttl_s,
             to_base_units(settings.faucet_max, settings.token_decimals), self._deposit_credited,
         )
-        self.payouts = Payouts(self.store, self.chain, self.treasury, settings.chain_timeout_s)
+        self.payouts = Payouts(self.store, self.chain, self.treasury, settings.chain_timeout_s,
+                               hold_s=settings.worker_earnings_hold_s)
         log.info("chain %s: mint %s, treasury token account %s", self.chain.name,
                  self.treasury.mint, self.treasury.token_account)
         self._tasks = [asyncio.create_task(self._housekeep()),

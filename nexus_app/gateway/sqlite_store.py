@@ -159,6 +159,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
     CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, created_at);
     """,
+    # when a worker wallet first earned, for the hold on new workers' earnings
+    """
+    ALTER TABLE worker_accounts ADD COLUMN first_earned_at REAL;
+    """,
 ]
 
 
@@ -338,9 +342,10 @@ class SQLiteStore:
                 if not s.worker_wallet:
                     raise ValueError("a worker earning needs a wallet")
                 db.execute(
-                    "INSERT INTO worker_accounts (wallet, earned) VALUES (?, ?)"
+                    "INSERT INTO worker_accounts (wallet, earned, first_earned_at)"
+                    " VALUES (?, ?, ?)"
                     " ON CONFLICT (wallet) DO UPDATE SET earned = earned + excluded.earned",
-                    (s.worker_wallet, s.worker_amount),
+                    (s.worker_wallet, s.worker_amount, time.time()),
                 )
             self._entries(db, [
                 (SETTLE, s.cost, account, None, reservation_id),
@@ -402,9 +407,10 @@ class SQLiteStore:
 
     async def worker_earnings(self, wallet: str) -> WorkerEarnings:
         row = self.db.execute(
-            "SELECT earned, paid, paying FROM worker_accounts WHERE wallet = ?", (wallet,)
+            "SELECT earned, paid, paying, first_earned_at FROM worker_accounts WHERE wallet = ?",
+            (wallet,),
         ).fetchone()
-        return WorkerEarnings(wallet, *(row or (0, 0, 0)))
+        return WorkerEarnings(wallet, *(row or (0, 0, 0, None)))
 
     async def audit(self) -> LedgerAudit:
         return self.audit_sync()

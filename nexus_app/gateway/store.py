@@ -60,6 +60,7 @@ class WorkerEarnings:
     earned: int
     paid: int
     paying: int = 0
+    first_earned_at: float | None = None  # unix time; None before its first earning
 
     @property
     def pending(self) -> int:

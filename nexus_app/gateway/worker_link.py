@@ -80,7 +80,8 @@ async def _handshake(ws: WebSocket, max_bytes: int) -> Hello | None:
 
 
 async def serve_worker(
-    ws: WebSocket, coordinator: Coordinator, store: Store, max_frame_bytes: int
+    ws: WebSocket, coordinator: Coordinator, store: Store, *, max_frame_bytes: int,
+    connections_per_wallet: int,
 ) -> None:
     """Run one worker connection until it closes."""
     await ws.accept()
@@ -89,6 +90,9 @@ async def serve_worker(
         hello = await _handshake(ws, max_frame_bytes)
         if hello is None:
             return
+        if len(coordinator.workers_for(hello.wallet)) >= connections_per_wallet:
+            raise _Close(POLICY_VIOLATION, f"this wallet already has {connections_per_wallet} "
+                                           "worker connections, the most allowed")
         link = WorkerLink(
             wallet=hello.wallet,
             models={card.id: card for card in hello.models},

@@ -1,0 +1,70 @@
+"""Benching worker wallets whose jobs keep failing: after a run of failed jobs a wallet is
+cooled down (no jobs for a while); after several cooldowns with no job served in between it
+is paused (no jobs for much longer). A job served clears its record. Records are per payout
+wallet, so reconnecting does not clear them; they live in memory and a restart forgets them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+COOLING_DOWN, PAUSED = "cooling down", "paused"
+
+
+@dataclass
+class _Record:
+    failures: int = 0  # failed jobs in a row
+    cooldowns: int = 0  # cooldowns since the last job served
+    benched_until: float = 0.0
+    state: str | None = None
+
+
+class WorkerHealth:
+    def __init__(self, *, failures_before_cooldown: int, cooldown_s: float,
+                 cooldowns_before_pause: int, pause_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures_before_cooldown = failures_before_cooldown
+        self.cooldown_s = cooldown_s
+        self.cooldowns_before_pause = cooldowns_before_pause
+        self.pause_s = pause_s
+        self._clock = clock
+        self._records: dict[str, _Record] = {}
+
+    def state(self, wallet: str) -> str | None:
+        """`cooling down`, `paused`, or None when the wallet may take jobs."""
+        record = self._records.get(wallet)
+        if record is None or self._clock() >= record.benched_until:
+            return None
+        return record.state
+
+    def available(self, wallet: str) -> bool:
+        return self.state(wallet) is None
+
+    def succeeded(self, wallet: str) -> None:
+        self._records.pop(wallet, None)
+
+    def failed(self, wallet: str) -> float | None:
+        """Count a failed job; returns the seconds the wallet is now benched for, if it is."""
+        record = self._records.setdefault(wallet, _Record())
+        record.failures += 1
+        if record.failures < self.failures_before_cooldown:
+            return None
+        record.failures = 0
+        record.cooldowns += 1
+        if record.cooldowns >= self.cooldowns_before_pause:
+            record.cooldowns = 0
+            record.state, seconds = PAUSED, self.pause_s
+        else:
+            record.state, seconds = COOLING_DOWN, self.cooldown_s
+        record.benched_until = self._clock() + seconds
+        log.warning("worker wallet %s %s for %.0f s after %d failed jobs in a row", wallet,
+                    record.state, seconds, self.failures_before_cooldown)
+        return seconds
+
+    def benched(self) -> int:
+        """How many wallets are cooling down or paused now."""
+        return sum(1 for wallet in self._records if not self.available(wallet))

@@ -1,0 +1,1 @@
+"""Load, faults and hostile input, with the ledger checked after each."""

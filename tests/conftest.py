@@ -182,22 +182,16 @@ def clean_environ() -> dict[str, str]:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    env = clean_environ()
-    env.update({
-        "NEXUS_DATA_DIR": str(settings.data_dir),
-        "NEXUS_CONFIG": str(settings.config),
-        "NEXUS_PORT": str(settings.port),
-        "NEXUS_LOG_LEVEL": settings.log_level,
-        "NEXUS_PRICES": _json_prices(settings),
-    })
-    return env
-
-
-def _json_prices(settings: Settings) -> str:
+    """The environment that gives a subprocess the settings that were set explicitly."""
     import json
 
-    return json.dumps({m: p.model_dump(mode="json", exclude_none=True)
-                       for m, p in settings.prices.items()})
+    env = clean_environ()
+    values = settings.model_dump(mode="json", include=settings.model_fields_set | {"config"})
+    for name, value in values.items():
+        if value is not None:
+            text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+            env[f"NEXUS_{name.upper()}"] = text
+    return env
 
 
 def start_gateway_process(settings: Settings) -> GatewayProcess:

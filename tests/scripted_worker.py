@@ -171,10 +171,12 @@ async def _main() -> None:
     parser.add_argument("--model", action="append")
     parser.add_argument("--slots", type=int, default=64)
     parser.add_argument("--token-delay", type=float, default=0.0)
+    parser.add_argument("--first-token-delay", type=float, default=0.0)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
     args = parser.parse_args()
     worker = ScriptedWorker(args.gateway, models=args.model or ["scripted-model"],
-                            slots=args.slots, token_delay_s=args.token_delay, reply=args.reply)
+                            slots=args.slots, token_delay_s=args.token_delay,
+                            first_token_delay_s=args.first_token_delay, reply=args.reply)
     await worker.start()
     print(f"scripted worker {worker.worker_id} ready", flush=True)
     assert worker._loop_task is not None

@@ -5,7 +5,8 @@ executes nothing: it remembers the transactions sent to it and answers each meth
 response in the shape the Solana RPC documentation gives (getLatestBlockhash,
 sendTransaction, getSignatureStatuses, getTransaction with base64 encoding,
 getSignaturesForAddress, getBalance, getAccountInfo). Tests script its behaviour: a
-preflight failure, a transaction that lands with an error, a commitment never reached.
+preflight failure, a transaction that lands with an error, a commitment never reached, a
+method carried out but never answered.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class RpcDouble:
     preflight_error: str | None = None
     land_with_error: bool = False
     confirmation: str = "finalized"
+    stalled: set[str] = field(default_factory=set)  # methods carried out but never answered
 
     @property
     def url(self) -> str:
@@ -64,6 +66,8 @@ class RpcDouble:
         method, params = body["method"], body.get("params", [])
         self.calls.append(method)
         answer = getattr(self, method)(*params)
+        if method in self.stalled:  # the node did the work; its answer never comes
+            await asyncio.sleep(3600)
         if isinstance(answer, RpcError):
             return JSONResponse({"jsonrpc": "2.0", "error": answer.error, "id": body["id"]})
         return JSONResponse({"jsonrpc": "2.0", "result": answer, "id": body["id"]})
@@ -166,7 +170,8 @@ async def rpc_double() -> AsyncIterator[RpcDouble]:
     double = RpcDouble()
     app = Starlette(routes=[Route("/", double.handle, methods=["POST"])])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=double.port,
-                                           log_level="warning", lifespan="off"))
+                                           log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=1))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -61,7 +61,8 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/v1/network/stats", tags=["network"])
 async def network_stats(request: Request) -> dict[str, Any]:
-    """Workers online (by accelerator), models, jobs per minute and tokens per second."""
+    """Workers online (by accelerator; `workers_benched`: cooling down or paused after failed
+    jobs), models, jobs per minute and tokens per second."""
     coordinator = gateway_of(request).coordinator
     workers = list(coordinator.workers.values())
     return {
@@ -70,6 +71,7 @@ async def network_stats(request: Request) -> dict[str, Any]:
         "gpus": sum(len(w.hardware.gpus) for w in workers),
         "slots_total": sum(w.slots for w in workers),
         "slots_busy": sum(len(w.jobs) for w in workers),
+        "workers_benched": sum(not coordinator.health.available(w.wallet) for w in workers),
         "queue_depth": coordinator.queue_depth(),
         "jobs_per_min": coordinator.jobs_per_min.total(),
         "tokens_per_s": round(coordinator.tokens_per_min.total() / 60, 2),

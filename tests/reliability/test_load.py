@@ -64,6 +64,7 @@ async def test_200_concurrent_streams_in_rounds(gateway_process, scripted_worker
     await wait_for_scripted(gateway.url, WORKERS)
     wallet, key = await gateway.funded_key(10**12)
     ledger = gateway.open_ledger()
+    idle = rss_bytes(gateway.process.pid)
     memory, rates = [], []
     limits = httpx.Limits(max_connections=STREAMS + 10)
     for _ in range(ROUNDS):  # each round a new crowd of clients, with connections of its own
@@ -83,5 +84,6 @@ async def test_200_concurrent_streams_in_rounds(gateway_process, scripted_worker
     growth = memory[-1] - memory[0]
     print(f"\n{STREAMS} concurrent streams x {ROUNDS} rounds: "
           f"{', '.join(f'{rate:.0f}' for rate in rates)} streams/s; gateway RSS "
-          f"{', '.join(f'{m / 2**20:.0f}' for m in memory)} MiB")
+          f"{idle / 2**20:.0f} MiB idle, then {', '.join(f'{m / 2**20:.0f}' for m in memory)} "
+          "MiB after each round")
     assert growth < MEMORY_GROWTH_LIMIT, f"gateway memory grew {growth / 2**20:.0f} MiB"

@@ -67,6 +67,9 @@ async def test_a_failing_worker_is_cooled_down_then_paused(tmp_path: Path) -> No
         for _ in range(2):
             assert (await chat(gw, account.api_key)).status_code == 503
         assert len(failing.jobs) == 4 and health.state(failing.wallet) == PAUSED
+        async with httpx.AsyncClient(base_url=gw.url) as http:
+            stats = (await http.get("/v1/network/stats")).json()
+        assert (stats["workers_online"], stats["workers_benched"]) == (1, 1)
         await asyncio.sleep(0.6)
         assert (await chat(gw, account.api_key)).status_code == 503
         assert len(failing.jobs) == 4

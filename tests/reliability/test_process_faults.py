@@ -28,6 +28,19 @@ LONG_REPLY = " ".join(["tick"] * 400)
 SCRIPTED = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
+class ChunkCount(asyncio.Event):
+    """Set once `target` stream chunks have arrived, over all streams."""
+
+    def __init__(self, target: int) -> None:
+        super().__init__()
+        self.target, self.count = target, 0
+
+    def add(self) -> None:
+        self.count += 1
+        if self.count >= self.target:
+            self.set()
+
+
 async def stream_until_killed(http: httpx.AsyncClient, key: str, body: dict,
                               on_data: Callable[[], None]) -> str:
     """Stream one chat; returns how it ended: `done`, `error event` or `cut`."""
@@ -59,18 +72,11 @@ async def test_gateway_sigkill_under_load_and_restart(gateway_process, worker_pr
     wallet, key = await gateway.funded_key(credit)
     ledger = gateway.open_ledger()
 
-    chunks = [0]
-    enough = asyncio.Event()
-
-    def counted() -> None:
-        chunks[0] += 1
-        if chunks[0] >= 100:
-            enough.set()
-
+    enough = ChunkCount(100)
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
         bodies = [SCRIPTED] * 20 + [{"model": MODEL_ID, "max_tokens": 200, "messages": [
             {"role": "user", "content": "Tell a long story."}]}] * 2
-        streams = [asyncio.create_task(stream_until_killed(http, key, body, counted))
+        streams = [asyncio.create_task(stream_until_killed(http, key, body, enough.add))
                    for body in bodies]
         await asyncio.wait_for(enough.wait(), 60)
         assert ledger.audit_sync().open_reservations > 0
@@ -102,17 +108,10 @@ async def test_worker_sigkill_mid_stream_refunds_every_request(scripted_workers,
                                        "--reply", LONG_REPLY)
         scripted_workers.append(worker)
         await wait_for_scripted(gw.url, 1)
-        chunks = [0]
-        enough = asyncio.Event()
-
-        def counted() -> None:
-            chunks[0] += 1
-            if chunks[0] >= 40:
-                enough.set()
-
+        enough = ChunkCount(40)
         async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
             streams = [asyncio.create_task(
-                stream_until_killed(http, account.api_key, SCRIPTED, counted)) for _ in range(8)]
+                stream_until_killed(http, account.api_key, SCRIPTED, enough.add)) for _ in range(8)]
             await asyncio.wait_for(enough.wait(), 30)
             worker.send_signal(signal.SIGKILL)
             endings = await asyncio.gather(*streams)

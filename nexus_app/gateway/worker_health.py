@@ -13,6 +13,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 COOLING_DOWN, PAUSED = "cooling down", "paused"
+MAX_RECORDS = 10_000  # beyond this, records of wallets that are not benched are forgotten
 
 
 @dataclass
@@ -49,6 +50,8 @@ class WorkerHealth:
 
     def failed(self, wallet: str) -> float | None:
         """Count a failed job; returns the seconds the wallet is now benched for, if it is."""
+        if wallet not in self._records and len(self._records) >= MAX_RECORDS:
+            self._forget_unbenched()
         record = self._records.setdefault(wallet, _Record())
         record.failures += 1
         if record.failures < self.failures_before_cooldown:
@@ -65,6 +68,9 @@ class WorkerHealth:
                     record.state, seconds, self.failures_before_cooldown)
         return seconds
 
-    def benched(self) -> int:
-        """How many wallets are cooling down or paused now."""
-        return sum(1 for wallet in self._records if not self.available(wallet))
+    def _forget_unbenched(self) -> None:
+        """Keep memory bounded (keypairs cost nothing, so wallets are unlimited): drop the
+        failure counts of wallets that are not benched now."""
+        now = self._clock()
+        self._records = {wallet: record for wallet, record in self._records.items()
+                         if record.benched_until > now}

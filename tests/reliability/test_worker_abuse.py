@@ -13,6 +13,7 @@ import websockets
 from solders.keypair import Keypair
 
 from nexus_app.client.gateway import ClientError, GatewayClient
+from nexus_app.gateway import worker_health
 from nexus_app.gateway.worker_health import COOLING_DOWN, PAUSED, WorkerHealth
 from nexus_app.protocol import Ready, parse_gateway_frame
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
@@ -98,6 +99,18 @@ def test_a_job_served_clears_the_failure_record() -> None:
     health.succeeded("w")
     health.failed("w")
     assert health.failed("w") == 10  # a cooldown again, not a pause: the count was cleared
+
+
+def test_failure_records_stay_bounded_but_keep_benched_wallets(monkeypatch) -> None:
+    monkeypatch.setattr(worker_health, "MAX_RECORDS", 100)
+    health = WorkerHealth(failures_before_cooldown=2, cooldown_s=10, cooldowns_before_pause=2,
+                          pause_s=100, clock=lambda: 0.0)
+    health.failed("benched")
+    health.failed("benched")
+    for number in range(1000):  # a wallet per failure: keypairs cost nothing
+        health.failed(f"wallet-{number}")
+    assert len(health._records) <= 100
+    assert health.state("benched") == COOLING_DOWN
 
 
 async def test_a_stalled_worker_loses_the_job_to_another(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ saving the config file, and the chat client against a real gateway (with its usa
 from __future__ import annotations
 
 import sqlite3
+import time
 import tomllib
 from pathlib import Path
 
@@ -113,3 +114,14 @@ async def test_a_crash_shows_no_local_variables(tmp_path: Path) -> None:
                           for segment in renderable.segments)  # type: ignore[attr-defined]
     assert "RuntimeError" in printed and "fault with a key" in printed
     assert "MUST_NOT_SHOW" not in printed
+
+
+def test_the_earnings_line_shows_a_hold_and_a_bench() -> None:
+    from nexus_app.tui.screens.worker import earnings_line
+
+    earnings = {"earned_display": "2.0", "paid_display": "0", "paying_display": "0",
+                "pending_display": "2.0"}
+    assert earnings_line(earnings) == "earned 2.0 · paid 0 · paying 0 · claimable 2.0 NEXUS"
+    held = earnings_line({**earnings, "claimable_from": time.time() + 600, "state": "paused"})
+    assert "held until" in held and "paused after failed jobs" in held
+    assert "held" not in earnings_line({**earnings, "claimable_from": time.time() - 1})

@@ -5,7 +5,8 @@ tokens/s over time, earnings and the claim button."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -226,10 +227,7 @@ class WorkerScreen(NexusScreen):
         except ClientError as exc:
             self.query_one("#earnings", Static).update(f"unavailable: {exc.message}")
             return
-        self.query_one("#earnings", Static).update(
-            f"earned {earnings['earned_display']} · paid {earnings['paid_display']} · "
-            f"paying {earnings['paying_display']} · claimable {earnings['pending_display']} "
-            "NEXUS")
+        self.query_one("#earnings", Static).update(earnings_line(earnings))
 
     @on(Button.Pressed, "#claim")
     def action_claim(self) -> None:
@@ -245,3 +243,16 @@ class WorkerScreen(NexusScreen):
         state = "paid" if payout["status"] == "paid" else "sent (not confirmed yet)"
         self.notify(f"{payout['amount_display']} NEXUS {state} to the wallet", title="Claim")
         self.refresh_earnings()
+
+
+def earnings_line(earnings: dict[str, Any]) -> str:
+    """The worker wallet's earnings, with the gateway's hold and bench when there are any."""
+    line = (f"earned {earnings['earned_display']} · paid {earnings['paid_display']} · "
+            f"paying {earnings['paying_display']} · claimable {earnings['pending_display']} "
+            "NEXUS")
+    held_until = earnings.get("claimable_from")
+    if held_until and held_until > time.time():
+        line += f" · held until {time.strftime('%H:%M', time.localtime(held_until))} (new worker)"
+    if earnings.get("state", "ok") != "ok":
+        line += f" · {earnings['state']} after failed jobs: no jobs for now"
+    return line

@@ -81,3 +81,27 @@ def store_titles(settings) -> list[str]:  # type: ignore[no-untyped-def]
         return [c.title for c in store.recent()]
     finally:
         store.close()
+
+
+async def test_a_long_conversation_is_trimmed_to_the_models_context(gw, tmp_path: Path) -> None:
+    account = await gw.account(credit=50_000)
+    reply = " ".join(["blah"] * 300)  # 1,500 characters a reply
+    worker = await gw.worker(reply=reply, context_length=2048)
+    settings = tui_settings(tmp_path, network="remote", gateway_url=gw.url,
+                            api_key=account.api_key)
+    app = NexusApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.connection.state == "online" and
+                         app.screen.query_one("#model").value == "scripted-model")
+        for turn in range(4):
+            app.screen.query_one("#prompt", Input).value = f"Turn {turn}."
+            await pilot.press("enter")
+            await wait_until(pilot, lambda turn=turn: len(worker.jobs) == turn + 1 and " tokens" in
+                             str(app.screen.query(MessageView).last().query_one(".note").render()),
+                             what=f"reply {turn}")
+        sent = [len(job.request["messages"]) for job in worker.jobs]
+        # 2048 tokens less 1024 for the reply leave room for one earlier reply (~508 tokens
+        # estimated) and the prompts around it, not two
+        assert sent == [1, 3, 3, 3]
+        note = str(app.screen.query(MessageView).last().query_one(".note").render())
+        assert "earlier messages not sent (context)" in note

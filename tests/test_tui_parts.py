@@ -125,3 +125,14 @@ def test_the_earnings_line_shows_a_hold_and_a_bench() -> None:
     held = earnings_line({**earnings, "claimable_from": time.time() + 600, "state": "paused"})
     assert "held until" in held and "paused after failed jobs" in held
     assert "held" not in earnings_line({**earnings, "claimable_from": time.time() - 1})
+
+
+def test_fit_history_keeps_the_latest_messages_that_fit() -> None:
+    from nexus_app.client.chat import fit_history
+
+    history = [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "y" * 300},
+               {"role": "user", "content": "z" * 30}]
+    assert fit_history(history, None, 1024) == history
+    assert fit_history(history, 1024 + 300, 1024) == history  # 108 + 108 + 18 tokens fit
+    assert fit_history(history, 1024 + 200, 1024) == history[1:]
+    assert fit_history(history, 1024 + 10, 1024) == history[2:]  # the prompt always goes

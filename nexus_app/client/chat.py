@@ -60,6 +60,28 @@ class Reply:
     cost: int | None = None  # token base units
 
 
+CHARS_PER_TOKEN = 3  # a cautious estimate (English text runs about 4 characters a token)
+MESSAGE_OVERHEAD_TOKENS = 8  # the chat template's markers around each message
+
+
+def fit_history(messages: list[dict[str, str]], context_length: int | None,
+                reply_tokens: int) -> list[dict[str, str]]:
+    """The latest `messages` that fit in `context_length` tokens with room left for a reply of
+    `reply_tokens`, estimated from their length (no tokenizer here). The last message is
+    always kept; with no known context length, all are."""
+    if context_length is None:
+        return messages
+    budget = context_length - reply_tokens
+    kept: list[dict[str, str]] = []
+    for message in reversed(messages):
+        cost = len(message["content"]) // CHARS_PER_TOKEN + MESSAGE_OVERHEAD_TOKENS
+        if kept and cost > budget:
+            break
+        budget -= cost
+        kept.append(message)
+    return kept[::-1]
+
+
 def api_root(base_url: str) -> str:
     """`http://host:8080` and `http://host:8080/v1` both name the API at `.../v1`."""
     root = base_url.rstrip("/")

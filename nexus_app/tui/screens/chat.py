@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, ListItem, ListView, Markdown, Select, Static
 
-from nexus_app.client.chat import ModelInfo, Reply
+from nexus_app.client.chat import ModelInfo, Reply, fit_history
 from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
 from nexus_app.tui.conversations import Conversation, ConversationStore, Message
@@ -251,12 +251,14 @@ class ChatScreen(NexusScreen):
         self._fill_list(self.store.recent())
         history = [{"role": m.role, "content": m.content}
                    for m in self.store.messages(self.conversation.id) if m.content]
+        info = self.models.get(model)
+        sent = fit_history(history, info.context_length if info else None, REPLY_MAX_TOKENS)
         messages = self.query_one("#messages", VerticalScroll)
         messages.mount(MessageView(message))
         view = MessageView(Message("assistant", ""), "writing…")
         messages.mount(view)
         messages.anchor()
-        self.reply(self.conversation.id, model, history, view)
+        self.reply(self.conversation.id, model, sent, view, len(history) - len(sent))
 
     def action_cancel_reply(self) -> None:
         for worker in self.workers:
@@ -265,7 +267,9 @@ class ChatScreen(NexusScreen):
 
     @work(exclusive=True, group="reply")
     async def reply(self, conversation_id: int, model: str, history: list[dict[str, str]],
-                    view: MessageView) -> None:
+                    view: MessageView, left_out: int) -> None:
+        """Stream the reply to `history` (`left_out`: the earlier messages not sent, to fit
+        the model's context) into `view`."""
         chat = self.nexus.link.chat
         assert chat is not None
         stream = Markdown.get_stream(view.markdown)
@@ -283,10 +287,10 @@ class ChatScreen(NexusScreen):
             failure = exc.message
         finally:
             await asyncio.shield(stream.stop())
-            self._finish(conversation_id, model, view, "".join(parts), end, failure)
+            self._finish(conversation_id, model, view, "".join(parts), end, failure, left_out)
 
     def _finish(self, conversation_id: int, model: str, view: MessageView, text: str,
-                end: Reply | None, failure: str | None) -> None:
+                end: Reply | None, failure: str | None, left_out: int) -> None:
         """Save the reply (all of it, or what arrived before a cancel) and show its note."""
         cancelled = end is None and failure is None
         message = Message("assistant", text, end.cost if end else None,
@@ -299,6 +303,9 @@ class ChatScreen(NexusScreen):
         note = reply_note(message, self._decimals(model))
         if end is not None and end.finish_reason == "length":
             note = f"{note} · cut at the length limit" if note else "cut at the length limit"
+        if left_out:
+            earlier = f"{left_out} earlier message{'s' * (left_out > 1)} not sent (context)"
+            note = f"{note} · {earlier}" if note else earlier
         if failure:
             note = f"failed: {failure}"
             self.notify(failure, title="Chat", severity="error", timeout=8)

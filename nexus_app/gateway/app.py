@@ -24,7 +24,7 @@ from nexus_app.gateway.openapi import install_openapi
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sqlite_store import SQLiteStore
 from nexus_app.gateway.store import Store
-from nexus_app.gateway.worker_link import serve_worker
+from nexus_app.gateway.worker_link import HANDSHAKES_PER_ADDRESS, HandshakeGate, serve_worker
 from nexus_app.protocol import WORKER_PATH
 
 
@@ -54,10 +54,12 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     for router in (account.router, onchain.router, network.router, webhook_routes.router):
         app.include_router(router)
 
+    handshakes = HandshakeGate(HANDSHAKES_PER_ADDRESS)
+
     @app.websocket(WORKER_PATH)
     async def workers_connect(ws: WebSocket) -> None:
         """Worker protocol (see nexus_app.protocol)."""
-        await serve_worker(ws, gateway.coordinator, gateway.store,
+        await serve_worker(ws, gateway.coordinator, gateway.store, handshakes,
                            max_frame_bytes=settings.max_frame_bytes,
                            connections_per_wallet=settings.worker_connections_per_wallet)
 

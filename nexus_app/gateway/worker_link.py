@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import Counter
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nexus_app.chain.wallet import verify
 from nexus_app.gateway.coordinator import Coordinator, UnknownJob, WorkerLink
+from nexus_app.gateway.middleware import client_address
 from nexus_app.gateway.store import Store
 from nexus_app.protocol import (
     PROTOCOL_VERSION,
@@ -32,9 +34,30 @@ from nexus_app.protocol import (
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 15.0
+HANDSHAKES_PER_ADDRESS = 16  # worker connections one address may have waiting for a hello
 POLICY_VIOLATION = 1008
 UNSUPPORTED_DATA = 1003
 MESSAGE_TOO_BIG = 1009
+
+
+class HandshakeGate:
+    """Bounds the worker connections of one client address that have not said hello yet:
+    each holds a task for up to HELLO_TIMEOUT_S, so a flood of them must not pile up."""
+
+    def __init__(self, per_address: int) -> None:
+        self.per_address = per_address
+        self._pending: Counter[str] = Counter()
+
+    def admit(self, address: str) -> bool:
+        if self._pending[address] >= self.per_address:
+            return False
+        self._pending[address] += 1
+        return True
+
+    def leave(self, address: str) -> None:
+        self._pending[address] -= 1
+        if not self._pending[address]:
+            del self._pending[address]
 
 
 class _Close(Exception):
@@ -80,14 +103,21 @@ async def _handshake(ws: WebSocket, max_bytes: int) -> Hello | None:
 
 
 async def serve_worker(
-    ws: WebSocket, coordinator: Coordinator, store: Store, *, max_frame_bytes: int,
-    connections_per_wallet: int,
+    ws: WebSocket, coordinator: Coordinator, store: Store, gate: HandshakeGate, *,
+    max_frame_bytes: int, connections_per_wallet: int,
 ) -> None:
     """Run one worker connection until it closes."""
-    await ws.accept()
+    address = client_address(ws.scope)
+    if not gate.admit(address):  # refused before the upgrade: an HTTP 403
+        await _close(ws, POLICY_VIOLATION, "too many worker handshakes from this address")
+        return
     link: WorkerLink | None = None
     try:
-        hello = await _handshake(ws, max_frame_bytes)
+        try:
+            await ws.accept()
+            hello = await _handshake(ws, max_frame_bytes)
+        finally:
+            gate.leave(address)
         if hello is None:
             return
         if len(coordinator.workers_for(hello.wallet)) >= connections_per_wallet:

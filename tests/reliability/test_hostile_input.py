@@ -6,6 +6,7 @@ tests/test_api_fuzz.py; guessing keys per address and revoked keys are in tests/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import websockets
 
+from nexus_app.gateway.worker_link import HANDSHAKES_PER_ADDRESS
 from nexus_app.protocol import Status, encode
 from tests.conftest import auth, make_settings, running_gateway, signed_in_account
 from tests.reliability.test_load import rss_bytes
@@ -164,3 +166,16 @@ async def test_no_secret_or_prompt_in_the_debug_log(gateway_process, tmp_path: P
                str(list(bytes(account.keypair))[:8])[1:-1]]
     for secret in secrets:
         assert secret not in log, secret[:12]
+
+
+async def test_unfinished_handshakes_are_bounded_per_address(gw) -> None:
+    url = gw.url.replace("http", "ws") + "/v1/workers/connect"
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(HANDSHAKES_PER_ADDRESS):  # connections that never say hello
+            ws = await stack.enter_async_context(websockets.connect(url))
+            await ws.recv()  # the challenge
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url)
+        assert refused.value.response.status_code == 403
+    honest = await gw.worker()  # once they are gone, a worker gets in
+    assert honest.worker_id in gw.gateway.coordinator.workers

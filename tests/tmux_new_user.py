@@ -60,9 +60,14 @@ def start(program: Sequence[str], env: dict[str, str]) -> float:
     # COLUMNS and LINES (which test runners may set) would override the terminal's size
     command = f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT))} && {exports} " \
               f"{shlex.join(program)}; echo nexus-app exited $?; sleep 30"
-    launched = time.monotonic()
-    tmux("new-session", "-d", "-s", SESSION, "-x", "110", "-y", "34", command)
-    return launched
+    for _ in range(5):
+        launched = time.monotonic()
+        opened = subprocess.run(["tmux", "new-session", "-d", "-s", SESSION, "-x", "110",
+                                 "-y", "34", command], capture_output=True, text=True)
+        if opened.returncode == 0:
+            return launched
+        time.sleep(0.5)  # the server of the session just killed may still be exiting
+    raise AssertionError(f"tmux new-session failed: {opened.stderr}")
 
 
 def first_frame_seconds(program: Sequence[str], launches: int) -> list[float]:

@@ -24,8 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import make_settings, start_gateway_process  # noqa: E402
-from tests.reliability.conftest import start_scripted_worker, wait_for_scripted  # noqa: E402
-from tests.reliability.test_load import rss_bytes  # noqa: E402
+from tests.reliability.conftest import (  # noqa: E402
+    rss_bytes,
+    start_scripted_worker,
+    wait_for_scripted,
+)
 
 CHAT = {"model": "scripted-model", "stream": True,
         "messages": [{"role": "user", "content": "Count."}]}

@@ -26,8 +26,7 @@ async def test_escape_keeps_what_arrived_and_pays_only_for_it(gw, tmp_path: Path
                             api_key=account.api_key)
     app = NexusApp(settings)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: app.connection.state == "online" and
-                         app.screen.query_one("#model").value == "scripted-model")
+        await scripted_model_chosen(pilot, app)
         await wait_until(pilot, lambda: "credit: 0.05" in text_of(pilot, "#balance"))
         app.screen.query_one("#prompt", Input).value = "Count."
         await pilot.press("enter")
@@ -75,6 +74,12 @@ async def test_escape_keeps_what_arrived_and_pays_only_for_it(gw, tmp_path: Path
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def scripted_model_chosen(pilot, app: NexusApp) -> None:  # type: ignore[no-untyped-def]
+    """Until the app is online with the scripted worker's model picked in the chat."""
+    await wait_until(pilot, lambda: app.connection.state == "online" and
+                     app.screen.query_one("#model").value == "scripted-model")
+
+
 def store_titles(settings) -> list[str]:  # type: ignore[no-untyped-def]
     store = ConversationStore(settings.data_dir / "conversations.sqlite3")
     try:
@@ -91,8 +96,7 @@ async def test_a_long_conversation_is_trimmed_to_the_models_context(gw, tmp_path
                             api_key=account.api_key)
     app = NexusApp(settings)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: app.connection.state == "online" and
-                         app.screen.query_one("#model").value == "scripted-model")
+        await scripted_model_chosen(pilot, app)
         for turn in range(4):
             app.screen.query_one("#prompt", Input).value = f"Turn {turn}."
             await pilot.press("enter")

@@ -48,12 +48,7 @@ class Payouts:
     async def claim(self, wallet: str) -> Payout:
         """Pay all of `wallet`'s pending earnings; returns the payout (status `paid`, or
         `sent` when the chain has not confirmed it yet)."""
-        claimable_from = self.claimable_from(await self.store.worker_earnings(wallet))
-        if claimable_from is not None and time.time() < claimable_from:
-            wait = math.ceil(claimable_from - time.time())
-            raise Conflict(f"A new worker's earnings are held for {self.hold_s:g} s after its "
-                           f"first earning: claimable in {wait} s. They stay yours meanwhile.",
-                           code="earnings_held", retry_after=wait)
+        await self._refuse_while_held(wallet)
         payout = await self.store.begin_payout(new_id("pay"), wallet)
         if payout is None:
             raise Conflict("No unpaid earnings to claim.", code="nothing_to_claim")
@@ -62,6 +57,18 @@ class Payouts:
             return await self._pay(payout)
         finally:
             self._in_progress.discard(payout.id)
+
+    async def _refuse_while_held(self, wallet: str) -> None:
+        """A 409 while the hold on a new worker's earnings lasts (no ledger read without one)."""
+        if not self.hold_s:
+            return
+        claimable_from = self.claimable_from(await self.store.worker_earnings(wallet))
+        now = time.time()
+        if claimable_from is not None and now < claimable_from:
+            wait = math.ceil(claimable_from - now)
+            raise Conflict(f"A new worker's earnings are held for {self.hold_s:g} s after its "
+                           f"first earning: claimable in {wait} s. They stay yours meanwhile.",
+                           code="earnings_held", retry_after=wait)
 
     def claimable_from(self, earnings: WorkerEarnings) -> float | None:
         """When the hold on a new worker's earnings ends (unix time), if there is one."""

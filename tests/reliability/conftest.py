@@ -1,5 +1,5 @@
 """Helpers of the reliability suite: scripted workers (TEST DOUBLES, no model) in processes of
-their own, so that they can be killed like real ones."""
+their own, so that they can be killed like real ones, and a process's resident memory."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, clean_environ
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
 
 @pytest.fixture

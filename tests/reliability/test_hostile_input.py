@@ -20,7 +20,7 @@ import websockets
 from nexus_app.gateway.worker_link import HANDSHAKES_PER_ADDRESS
 from nexus_app.protocol import Status, encode
 from tests.conftest import auth, make_settings, running_gateway, signed_in_account
-from tests.reliability.test_load import rss_bytes
+from tests.reliability.conftest import rss_bytes
 from tests.scripted_worker import ScriptedWorker
 from tests.test_worker_link import closed_reason, handshake
 

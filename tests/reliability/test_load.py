@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import GatewayProcess, auth, make_settings
-from tests.reliability.conftest import start_scripted_worker, wait_for_scripted
+from tests.reliability.conftest import rss_bytes, start_scripted_worker, wait_for_scripted
 
 pytestmark = pytest.mark.slow
 
@@ -27,13 +27,6 @@ REPLY = " ".join(f"word{i}" for i in range(40))
 MEMORY_GROWTH_LIMIT = 24 * 2**20  # bytes, from the first round's end to the last's
 CHAT = {"model": "scripted-model", "stream": True, "stream_options": {"include_usage": True},
         "messages": [{"role": "user", "content": "Count to forty."}]}
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 async def stream_once(http: httpx.AsyncClient, key: str) -> int:

@@ -28,10 +28,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    _common(parser)
-    parser.add_argument("--gateway", dest="gateway_url", metavar="URL",
+    """A command's options. They may also come before the command (`nexus-app --gateway URL
+    faucet 100`): with no default here, an option not given after the command keeps the
+    value given before it instead of being reset."""
+    unset = argparse.SUPPRESS
+    parser.add_argument("--data-dir", type=Path, default=unset,
+                        help="data directory (env NEXUS_DATA_DIR)")
+    parser.add_argument("--config", type=Path, default=unset,
+                        help="TOML config file (env NEXUS_CONFIG)")
+    parser.add_argument("--gateway", dest="gateway_url", metavar="URL", default=unset,
                         help="gateway URL (env NEXUS_GATEWAY_URL)")
-    parser.add_argument("--wallet", type=Path, help="Solana keypair file (env NEXUS_WALLET)")
+    parser.add_argument("--wallet", type=Path, default=unset,
+                        help="Solana keypair file (env NEXUS_WALLET)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -94,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
         "worker earnings + treasury fees)"
     ))
     return parser
+
+
+FACE_OPTIONS = {"worker": "--worker", "host": "--host", "port": "--port", "chain": "--chain",
+                "rpc_url": "--rpc-url", "model": "--model", "slots": "--slots",
+                "threads": "--threads"}
+
+
+def command_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    """The settings of a management command. Its options mean the same before or after the
+    command (given in both places, the one after wins, as for any repeated option); an option
+    of the gateway or worker face is refused, since a command does not use it."""
+    for name, flag in FACE_OPTIONS.items():
+        if getattr(args, name) not in (None, False):
+            parser.error(f"{flag} is an option of the gateway or worker, not of the "
+                         f"'{args.command}' command")
+    if args.gateway is not None:  # --gateway given before the command
+        if not args.gateway:
+            parser.error(f"--gateway needs a URL: nexus-app --gateway URL {args.command} …")
+        if getattr(args, "gateway_url", None) is None:
+            args.gateway_url = args.gateway
+    return _settings(args)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -249,7 +278,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         run_tui(_settings(args))
         return 0
-    settings = _settings(args)
+    settings = command_settings(parser, args)
     try:
         if args.command == "keys":
             asyncio.run(_keys(args, settings))

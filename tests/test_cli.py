@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from solders.pubkey import Pubkey
 
-from nexus_app.cli import build_parser
+from nexus_app.chain import token
+from nexus_app.cli import build_parser, command_settings
 from nexus_app.units import AmountError, to_base_units
 from nexus_app.worker.models import bundled_model_path
 from tests.conftest import ROOT, env_for
@@ -31,6 +34,62 @@ def test_help_lists_every_face_and_command() -> None:
                     ["admin", "grant", "a", "1"], ["admin", "audit"]):
         args = parser.parse_args([*command, "--json", "--data-dir", "/tmp/x"])
         assert args.json
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_command_options_mean_the_same_before_or_after_the_command(tmp_path: Path,
+                                                                   order: str) -> None:
+    options = ["--gateway", "http://gateway.example:9000", "--data-dir", str(tmp_path / "d"),
+               "--config", str(tmp_path / "none.toml"), "--wallet", str(tmp_path / "w.json")]
+    command = ["faucet", "100"]
+    argv = [*options, *command] if order == "before" else [*command, *options]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = command_settings(parser, args)
+    assert settings.gateway_url == "http://gateway.example:9000"
+    assert settings.data_dir == tmp_path / "d"
+    assert settings.config == tmp_path / "none.toml"
+    assert settings.wallet_path == tmp_path / "w.json"
+    assert (args.command, args.amount) == ("faucet", "100")
+
+
+def test_an_option_after_the_command_wins_over_one_before(tmp_path: Path) -> None:
+    parser = build_parser()
+    args = parser.parse_args(["--gateway", "http://before:1", "--data-dir", str(tmp_path / "a"),
+                              "keys", "list", "--gateway", "http://after:2",
+                              "--data-dir", str(tmp_path / "b"), "--config",
+                              str(tmp_path / "none.toml")])
+    settings = command_settings(parser, args)
+    assert (settings.gateway_url, settings.data_dir) == ("http://after:2", tmp_path / "b")
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--port", "9000", "balance"], "--port is an option of the gateway or worker"),
+    (["--worker", "claim"], "--worker is an option of the gateway or worker"),
+    (["--model", "m", "keys", "list"], "--model is an option"),
+])
+def test_face_options_with_a_command_are_refused(tmp_path: Path, argv: list[str],
+                                                 words: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "NEXUS_DATA_DIR": str(tmp_path),
+           "NEXUS_CONFIG": str(tmp_path / "none.toml")}
+    result = run_cli(*argv, env=env)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+async def test_gateway_given_before_the_command_is_the_one_used(gw, tmp_path: Path) -> None:
+    """`nexus-app --gateway URL faucet 100` talks to URL (no gateway on the default port)."""
+    env = {"PATH": "/usr/bin:/bin", "NEXUS_DATA_DIR": str(tmp_path / "cli"),
+           "NEXUS_CONFIG": str(tmp_path / "none.toml")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "nexus_app", "--gateway", gw.url, "faucet", "100", "--json",
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    minted = json.loads(stdout)
+    assert minted["amount"] == 100_000_000  # 6 decimals
+    owner = Pubkey.from_string(minted["wallet"])
+    account = token.associated_token_address(owner, gw.gateway.treasury.mint)
+    assert await gw.gateway.chain.token_balance(account) == minted["amount"]
 
 
 @pytest.mark.parametrize(("amount", "units"), [("25", 25_000_000), ("0.5", 500_000),

@@ -12,6 +12,7 @@ import pytest
 from solders.keypair import Keypair
 
 from nexus_app.chain.wallet import sign
+from nexus_app.gateway import coordinator
 from tests.conftest import auth, make_settings, running_gateway
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -143,6 +144,57 @@ async def test_text_parts_are_joined_and_params_pass_through(gw, http) -> None:
     }
     response = await http.post("/v1/chat/completions", json=body, headers=auth(account.api_key))
     assert response.status_code == 200, response.text
+async def wait_until_unserved(gw, model: str) -> None:
+    for _ in range(200):
+        if not gw.gateway.coordinator.serves(model):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{model} is still served")
+
+
+async def test_a_model_whose_workers_left_is_503_with_retry_after(gw, http) -> None:
+    """A model served earlier may come back: 503 `model_unavailable`, not the 404 of a model
+    that never existed."""
+    account = await gw.account(credit=100_000)
+    worker = await gw.worker(models=["passing-model"])
+    chat = {**CHAT, "model": "passing-model"}
+    assert (await http.post("/v1/chat/completions", json=chat,
+                            headers=auth(account.api_key))).status_code == 200
+    await worker.stop()
+    await wait_until_unserved(gw, "passing-model")
+    for path, body in (("/v1/chat/completions", chat),
+                       ("/v1/embeddings", {"model": "passing-model", "input": "a"}),
+                       ("/v1/completions", {"model": "passing-model", "prompt": "a"})):
+        response = await http.post(path, json=body, headers=auth(account.api_key))
+        error = assert_openai_error(response, 503, "model_unavailable")
+        assert error["param"] == "model" and int(response.headers["retry-after"]) > 0
+    response = await http.post("/v1/chat/completions", json={**CHAT, "model": "never-served"},
+                               headers=auth(account.api_key))
+    assert_openai_error(response, 404, "model_not_found")
+    assert (await gw.store.balance(account.wallet)).reserved == 0
+
+
+async def test_models_served_earlier_are_remembered_within_a_bound(gw, http,
+                                                                  monkeypatch) -> None:
+    monkeypatch.setattr(coordinator, "MAX_REMEMBERED_MODELS", 3)
+    account = await gw.account(credit=100_000)
+    kept = await gw.worker(models=["kept-model"])
+    for number in range(4):
+        passing = await gw.worker(models=[f"model-{number}"])
+        await passing.stop()
+        await wait_until_unserved(gw, f"model-{number}")
+    assert len(gw.gateway.coordinator.first_seen) == 3
+    statuses = {}
+    for model in ("kept-model", "model-0", "model-1", "model-2", "model-3"):
+        response = await http.post("/v1/chat/completions", json={**CHAT, "model": model},
+                                   headers=auth(account.api_key))
+        statuses[model] = response.status_code
+    # the oldest ids no worker serves are forgotten first; one served now is kept
+    assert statuses == {"kept-model": 200, "model-0": 404, "model-1": 404, "model-2": 503,
+                        "model-3": 503}
+    assert len(kept.jobs) == 1
+
+
     assert response.json()["choices"][0]["finish_reason"] == "length"
     request = worker.jobs[0].request
     assert request["messages"][1]["content"] == "Hello, world"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from nexus_app.protocol import (
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5
+MAX_REMEMBERED_MODELS = 4096  # model ids served since start that are kept (see `has_served`)
 CANCEL_GRACE_S = 2.0
 WORKER_REQUEST_ERRORS = {"invalid_request", "context_length_exceeded", "unsupported"}
 
@@ -119,7 +121,7 @@ class Coordinator:
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self.jobs_per_min = RollingCounter(60)
         self.tokens_per_min = RollingCounter(60)
-        self.first_seen: dict[str, float] = {}
+        self.first_seen: dict[str, float] = {}  # model ids served since start, oldest first
         self.earnings_changed: set[str] = set()
         self.on_model_gone: Callable[[str], None] | None = None  # no worker serves it now
 
@@ -128,7 +130,7 @@ class Coordinator:
     def register(self, worker: WorkerLink) -> None:
         self.workers[worker.id] = worker
         for model in worker.models:
-            self.first_seen.setdefault(model, time.time())
+            self._remember(model)
             for _ in range(worker.slots):
                 self._wake(model)
         log.info("worker %s online: %d slot(s), models %s", worker.id, worker.slots,
@@ -142,6 +144,23 @@ class Coordinator:
         for model in worker.models:
             if not self.serves(model) and self.on_model_gone is not None:
                 self.on_model_gone(model)
+
+    def _remember(self, model: str) -> None:
+        """Note when `model` was first served. Memory stays bounded (workers may advertise
+        any ids): past the limit, the oldest id no worker serves now is forgotten."""
+        if model in self.first_seen:
+            return
+        if len(self.first_seen) >= MAX_REMEMBERED_MODELS:
+            served = {m for w in self.workers.values() for m in w.models}
+            oldest = next((m for m in self.first_seen if m not in served), None)
+            if oldest is not None:
+                del self.first_seen[oldest]
+        self.first_seen[model] = time.time()
+
+    def has_served(self, model: str) -> bool:
+        """Whether a worker served `model` since the gateway started (among the last
+        MAX_REMEMBERED_MODELS ids)."""
+        return model in self.first_seen
 
     def model_cards(self) -> dict[str, tuple[ModelCard, int]]:
         """Each model served now, with one card and the number of workers serving it."""
@@ -228,6 +247,12 @@ class Coordinator:
         return any(model in w.models and self.health.available(w.wallet)
                    for w in self.workers.values())
 
+    def _bench_ends_in(self, model: str) -> int:
+        """Whole seconds until the first benched worker serving `model` may take jobs."""
+        left = min((self.health.benched_for(w.wallet) for w in self.workers.values()
+                    if model in w.models), default=0.0)
+        return max(1, math.ceil(left))
+
     def _wake(self, model: str) -> None:
         waiters = self._waiters.get(model)
         while waiters:
@@ -251,7 +276,7 @@ class Coordinator:
                                retry_after=RETRY_AFTER_S)
             if not self._may_serve(model):
                 raise NoWorker(f"The workers of model '{model}' are cooling down after failed "
-                               "jobs.", retry_after=RETRY_AFTER_S)
+                               "jobs.", retry_after=self._bench_ends_in(model))
             if self.queue_depth() >= self.queue_max:
                 raise NoWorker("All workers are busy and the queue is full.",
                                retry_after=RETRY_AFTER_S)

@@ -17,9 +17,9 @@ from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
 from nexus_app.gateway.auth import Authenticator, Caller
 from nexus_app.gateway.billing import BilledUsage, Billing, Reservation
-from nexus_app.gateway.coordinator import Coordinator, JobStream
+from nexus_app.gateway.coordinator import RETRY_AFTER_S, Coordinator, JobStream
 from nexus_app.gateway.deposits import Deposits
-from nexus_app.gateway.errors import NotFound
+from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.free_credit import FreeCredit
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.payouts import Payouts
@@ -173,8 +173,14 @@ class Gateway:
             await self.coordinator.send_earnings(wallet, earnings.earned, earnings.paid)
 
     def model_card(self, model: str) -> ModelCard | None:
-        """The served model's card; 404 for a model nobody serves or prices."""
+        """The served model's card. When no worker serves it now: a 503 for a model served
+        since the gateway started (its workers may come back), a 404 for one never served
+        nor priced; None for a priced one (the coordinator answers, or queues the job)."""
         card = self.coordinator.card(model)
+        if card is None and self.coordinator.has_served(model):
+            raise NoWorker(f"No worker serves the model '{model}' now; it was served "
+                           "earlier and may come back, try again later.", param="model",
+                           code="model_unavailable", retry_after=RETRY_AFTER_S)
         if card is None and not self.prices.configured(model):
             raise NotFound(f"The model '{model}' does not exist.", param="model",
                            code="model_not_found")

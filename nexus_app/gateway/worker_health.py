@@ -45,6 +45,11 @@ class WorkerHealth:
     def available(self, wallet: str) -> bool:
         return self.state(wallet) is None
 
+    def benched_for(self, wallet: str) -> float:
+        """Seconds until the wallet may take jobs again (0 when it may now)."""
+        record = self._records.get(wallet)
+        return max(0.0, record.benched_until - self._clock()) if record else 0.0
+
     def succeeded(self, wallet: str) -> None:
         self._records.pop(wallet, None)
 

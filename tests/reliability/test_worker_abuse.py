@@ -86,6 +86,18 @@ async def test_a_failing_worker_is_cooled_down_then_paused(tmp_path: Path) -> No
         assert (await gw.store.audit()).ok
 
 
+async def test_retry_after_of_a_cooldown_is_the_time_it_has_left(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, dispatch_attempts=1, worker_failures_before_cooldown=1,
+                             worker_cooldown_s=60, worker_cooldowns_before_pause=5)
+    async with running_gateway(settings) as gw:
+        account = await gw.account(credit=100_000)
+        await gw.worker(fail_with="internal_error")
+        assert (await chat(gw, account.api_key)).status_code == 503  # the failure: benched
+        refused = await chat(gw, account.api_key)
+        assert refused.status_code == 503 and "cooling down" in refused.json()["error"]["message"]
+        assert 55 <= int(refused.headers["retry-after"]) <= 60
+
+
 def test_a_job_served_clears_the_failure_record() -> None:
     now = [0.0]
     health = WorkerHealth(failures_before_cooldown=2, cooldown_s=10, cooldowns_before_pause=2,

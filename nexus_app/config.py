@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -15,10 +16,19 @@ from typing import Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 APP_NAME = "nexus-app"
 ENV_PREFIX = "NEXUS_"
+ORIGIN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+")  # a web origin: scheme://host[:port]
 
 
 class ConfigError(Exception):
@@ -117,6 +127,10 @@ class Settings(BaseModel):
         300, ge=1, description="unauthenticated requests per minute per client address"
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body")
+    cors_allowed_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API (CORS), "
+        "e.g. `[\"https://app.example.com\"]`; `\"*\"` allows any origin (empty: CORS off)"
+    )
     max_frame_bytes: int = Field(1024 * 1024, ge=1024, description="largest worker frame")
     queue_max: int = Field(256, ge=0, description="requests waiting for a free worker slot")
     queue_timeout_s: float = Field(30.0, gt=0, description="wait for a free slot, then 503")
@@ -181,6 +195,15 @@ class Settings(BaseModel):
     status_interval_s: float = Field(5.0, gt=0, description="worker status frame period")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
     drain_timeout_s: float = Field(60.0, gt=0, description="wait for jobs to finish on stop")
+
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin.rstrip("/")):
+                raise ValueError(f"'{origin}' is not an origin: give scheme://host[:port], "
+                                 "without a path, or \"*\"")
+        return origins
 
     @model_validator(mode="after")
     def _rpc_chain_is_complete(self) -> Settings:

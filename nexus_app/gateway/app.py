@@ -18,6 +18,7 @@ from nexus_app.gateway import (
     responses,
     webhook_routes,
 )
+from nexus_app.gateway.cors import CorsMiddleware
 from nexus_app.gateway.errors import install_error_handlers
 from nexus_app.gateway.middleware import GatewayMiddleware
 from nexus_app.gateway.openapi import install_openapi
@@ -70,4 +71,6 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         on_status=gateway.metrics.count_response,
     )
+    if settings.cors_allowed_origins:  # outermost: preflights skip the rate limit
+        app.add_middleware(CorsMiddleware, allowed_origins=settings.cors_allowed_origins)
     return app

@@ -32,13 +32,13 @@ async def test_a_plain_turn_has_the_response_envelope(gw, http) -> None:
     response = await http.post("/v1/responses", headers=auth(account.api_key), json={
         "model": "scripted-model", "input": "Say hi", "instructions": "Be brief.",
         "max_output_tokens": 50, "temperature": 0.5, "top_p": 0.9,
-        "metadata": {"suite": "api"}, "previous_response_id": "resp_earlier"})
+        "metadata": {"suite": "api"}})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"].startswith("resp_") and body["object"] == "response"
     assert body["status"] == "completed" and body["error"] is None
     assert body["metadata"] == {"suite": "api"}
-    assert body["previous_response_id"] == "resp_earlier"
+    assert body["previous_response_id"] is None
     assert (body["instructions"], body["max_output_tokens"]) == ("Be brief.", 50)
     assert (body["temperature"], body["top_p"]) == (0.5, 0.9)
     [item] = body["output"]
@@ -212,4 +212,29 @@ async def test_a_worker_failing_mid_stream_ends_with_response_failed(gw, http) -
               if line.startswith("data: ") and '"response.failed"' in line]
     assert failed and failed[0]["response"]["status"] == "failed"
     assert failed[0]["response"]["error"]["code"]
+@pytest.mark.parametrize(("field", "value", "param", "code", "words"), [
+    ("previous_response_id", "resp_invented", "previous_response_id",
+     "previous_response_not_found", "Previous response with id 'resp_invented' not found."),
+    ("conversation", "conv_invented", "conversation", "conversation_not_found",
+     "Conversation with id 'conv_invented' not found."),
+    ("conversation", {"id": "conv_object"}, "conversation", "conversation_not_found",
+     "Conversation with id 'conv_object' not found."),
+])
+async def test_stored_state_is_never_ignored(gw, http, field, value, param, code,
+                                             words) -> None:
+    """No response or conversation is stored, so any reference to one is a 400, as OpenAI
+    answers for an id it does not know, and nothing runs or is billed."""
+    account = await gw.account(credit=1_000_000)
+    worker = await gw.worker()
+    for stream in (False, True):
+        response = await http.post("/v1/responses", headers=auth(account.api_key), json={
+            "model": "scripted-model", "input": "continue", field: value, "stream": stream})
+        error = assert_openai_error(response, 400, code)
+        assert error["param"] == param and error["type"] == "invalid_request_error"
+        assert words in error["message"]
+    assert worker.jobs == []
+    balance = (await http.get("/v1/balance", headers=auth(account.api_key))).json()
+    assert balance["total_spent"] in (0, "0")
+
+
     assert (await gw.store.audit()).ok

@@ -2,8 +2,9 @@
 event lifecycle (`response.created` ... `response.completed`).
 
 A turn runs as a chat job (see `responses_input`); its text becomes a `message` output item
-and its tool calls become `function_call` items. Responses are not stored:
-`previous_response_id` is echoed, and earlier turns are sent again as input items.
+and its tool calls become `function_call` items. Responses and conversations are not
+stored: earlier turns are sent again as input items, and a request naming a stored one
+(`previous_response_id`, `conversation`) is a 400, as OpenAI answers for an id it does not know.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from nexus_app.gateway.chat import open_chat, tool_calls_of
-from nexus_app.gateway.errors import ApiError, parse_body
+from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import collect, event_stream, usage_body
 from nexus_app.gateway.responses_input import chat_request
@@ -196,11 +197,27 @@ def _function_call(call: dict[str, Any], status: str) -> dict[str, Any]:
             "status": status}
 
 
+def refuse_stored_state(body: ResponsesRequest) -> None:
+    """A 400 for a request that continues a stored response or conversation: none is stored,
+    and running the turn without the earlier ones would answer something else."""
+    if body.previous_response_id is not None:
+        raise BadRequest(f"Previous response with id '{body.previous_response_id}' not found. "
+                         "Responses are not stored: send the earlier turns as input items.",
+                         param="previous_response_id", code="previous_response_not_found")
+    if body.conversation is not None:
+        conversation = body.conversation
+        name = conversation if isinstance(conversation, str) else conversation.id
+        raise BadRequest(f"Conversation with id '{name}' not found. Conversations are not "
+                         "stored: send the earlier turns as input items.",
+                         param="conversation", code="conversation_not_found")
+
+
 async def responses(request: Request) -> Response:
     """Create a model response (set `stream` for the named Server-Sent Events)."""
     gateway = gateway_of(request)
     caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
     body = await parse_body(request, ResponsesRequest)
+    refuse_stored_state(body)
     ticket = await open_chat(gateway, caller, chat_request(body))
     shapes = ResponseShapes(body)
     if body.stream:

@@ -6,7 +6,7 @@ out of range are a 400 naming the field.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -144,6 +144,15 @@ class ResponseText(_Body):
     format: ResponseTextFormat | None = None
 
 
+ConversationId = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ConversationRef(_Body):
+    """A conversation named by its id (the object form of `conversation`)."""
+
+    id: str = Field(min_length=1, max_length=256)
+
+
 class ResponsesRequest(_Body):
     """OpenAI Responses API: one model turn from an input (text or items)."""
 
@@ -161,7 +170,12 @@ class ResponsesRequest(_Body):
     text: ResponseText | None = None
     metadata: dict[str, str] | None = Field(None, description="up to 16 pairs, echoed")
     previous_response_id: str | None = Field(
-        None, max_length=256, description="echoed; earlier turns are not stored, send them")
+        None, max_length=256,
+        description="always a 400 (previous_response_not_found): responses are not stored, "
+                    "send the earlier turns as input items")
+    conversation: ConversationId | ConversationRef | None = Field(
+        None, description="always a 400 (conversation_not_found): conversations are not "
+                          "stored, send the earlier turns as input items")
     stream: bool = False
     store: bool | None = Field(None, description="accepted; responses are never stored")
     user: str | None = Field(None, description="accepted for compatibility, never forwarded")

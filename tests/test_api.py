@@ -68,6 +68,43 @@ async def test_malformed_bodies_are_400(gw, http) -> None:
     assert_openai_error(await http.post(post, json=[1, 2], headers=headers), 400)
 
 
+@pytest.mark.parametrize(("path", "field", "value"), [
+    ("/v1/embeddings", "input", [[9906, 1917]]),  # LangChain's OpenAIEmbeddings by default
+    ("/v1/embeddings", "input", [9906, 1917]),
+    ("/v1/completions", "prompt", [9906, 1917]),
+    ("/v1/completions", "prompt", [[9906, 1917]]),
+])
+async def test_token_ids_are_refused_with_a_clear_400(gw, http, path, field, value) -> None:
+    """Token ids of OpenAI's tokenizer mean other text to this network's models: a 400 that
+    says so and asks for text, before anything is reserved or dispatched."""
+    account = await gw.account(credit=5000)
+    worker = await gw.worker()
+    response = await http.post(path, headers=auth(account.api_key),
+                               json={"model": "scripted-model", field: value})
+    error = assert_openai_error(response, 400, "token_input_not_supported")
+    assert error["param"] == field
+    assert "token ids" in error["message"] and "text" in error["message"]
+    if path == "/v1/embeddings":
+        assert "check_embedding_ctx_length=False" in error["message"]
+    assert worker.jobs == []
+    assert (await gw.store.balance(account.wallet)).balance == 5000
+
+
+@pytest.mark.parametrize(("path", "field", "value"), [
+    ("/v1/embeddings", "input", 5), ("/v1/embeddings", "input", {"text": "a"}),
+    ("/v1/embeddings", "input", [None]), ("/v1/embeddings", "input", [["a"]]),
+    ("/v1/embeddings", "input", ["a", 1]), ("/v1/embeddings", "input", [True]),
+    ("/v1/completions", "prompt", 5), ("/v1/completions", "prompt", [1.5]),
+    ("/v1/completions", "prompt", [[1, "a"]]),
+])
+async def test_other_malformed_inputs_stay_400s(gw, http, path, field, value) -> None:
+    account = await gw.account(credit=5000)
+    response = await http.post(path, headers=auth(account.api_key),
+                               json={"model": "scripted-model", field: value})
+    error = assert_openai_error(response, 400)
+    assert error["code"] == "invalid_request" and error["param"].startswith(field)
+
+
 async def test_oversize_body_is_413(tmp_path: Path) -> None:
     async with running_gateway(make_settings(tmp_path, max_body_bytes=4096)) as gw:
         account = await gw.account(credit=5000)
@@ -107,43 +144,6 @@ async def test_unknown_model_is_404_and_known_model_without_worker_is_503(gw, ht
     assert (await gw.store.balance(account.wallet)).balance == 5000  # refunded
 
 
-async def test_insufficient_credit_is_402_and_charges_nothing(gw, http) -> None:
-    account = await gw.account(credit=999)
-    worker = await gw.worker()
-    response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
-    assert_openai_error(response, 402, "insufficient_credit")
-    assert (await gw.store.balance(account.wallet)).balance == 999
-    assert worker.jobs == []
-
-
-async def test_image_parts_to_a_text_model_are_refused(gw, http) -> None:
-    account = await gw.account(credit=5000)
-    worker = await gw.worker()
-    content = [{"type": "text", "text": "what is this?"},
-               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
-    response = await http.post("/v1/chat/completions", headers=auth(account.api_key),
-                               json={**CHAT, "messages": [{"role": "user", "content": content}]})
-    error = assert_openai_error(response, 400, "image_input_not_supported")
-    assert "text only" in error["message"]
-    assert worker.jobs == []
-
-
-async def test_text_parts_are_joined_and_params_pass_through(gw, http) -> None:
-    account = await gw.account(credit=50_000)
-    worker = await gw.worker()
-    content = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
-    body = {
-        "model": "scripted-model",
-        "messages": [{"role": "system", "content": "be brief"},
-                     {"role": "user", "content": content}],
-        "temperature": 0.3, "top_p": 0.9, "max_tokens": 5, "stop": "\n", "seed": 7,
-        "frequency_penalty": 0.5, "presence_penalty": -0.5, "user": "someone@example.com",
-        "response_format": {"type": "json_object"},
-        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
-        "tool_choice": "auto", "parallel_tool_calls": False,
-    }
-    response = await http.post("/v1/chat/completions", json=body, headers=auth(account.api_key))
-    assert response.status_code == 200, response.text
 async def wait_until_unserved(gw, model: str) -> None:
     for _ in range(200):
         if not gw.gateway.coordinator.serves(model):
@@ -195,6 +195,43 @@ async def test_models_served_earlier_are_remembered_within_a_bound(gw, http,
     assert len(kept.jobs) == 1
 
 
+async def test_insufficient_credit_is_402_and_charges_nothing(gw, http) -> None:
+    account = await gw.account(credit=999)
+    worker = await gw.worker()
+    response = await http.post("/v1/chat/completions", json=CHAT, headers=auth(account.api_key))
+    assert_openai_error(response, 402, "insufficient_credit")
+    assert (await gw.store.balance(account.wallet)).balance == 999
+    assert worker.jobs == []
+
+
+async def test_image_parts_to_a_text_model_are_refused(gw, http) -> None:
+    account = await gw.account(credit=5000)
+    worker = await gw.worker()
+    content = [{"type": "text", "text": "what is this?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    response = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                               json={**CHAT, "messages": [{"role": "user", "content": content}]})
+    error = assert_openai_error(response, 400, "image_input_not_supported")
+    assert "text only" in error["message"]
+    assert worker.jobs == []
+
+
+async def test_text_parts_are_joined_and_params_pass_through(gw, http) -> None:
+    account = await gw.account(credit=50_000)
+    worker = await gw.worker()
+    content = [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "world"}]
+    body = {
+        "model": "scripted-model",
+        "messages": [{"role": "system", "content": "be brief"},
+                     {"role": "user", "content": content}],
+        "temperature": 0.3, "top_p": 0.9, "max_tokens": 5, "stop": "\n", "seed": 7,
+        "frequency_penalty": 0.5, "presence_penalty": -0.5, "user": "someone@example.com",
+        "response_format": {"type": "json_object"},
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        "tool_choice": "auto", "parallel_tool_calls": False,
+    }
+    response = await http.post("/v1/chat/completions", json=body, headers=auth(account.api_key))
+    assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["finish_reason"] == "length"
     request = worker.jobs[0].request
     assert request["messages"][1]["content"] == "Hello, world"

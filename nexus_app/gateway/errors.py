@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -117,12 +118,23 @@ def error_response(exc: ApiError) -> Response:
     )
 
 
+REFUSAL = "refused:"  # the error type prefix of `refusal`
+
+
+def refusal(code: str, message: str) -> PydanticCustomError:
+    """A validation error (raise it in a validator) that leaves as a 400 with its own `code`
+    and `message` rather than the generic `invalid_request` wording; no braces in `message`."""
+    return PydanticCustomError(REFUSAL + code, message)
+
+
 def invalid_body(errors: Sequence[Any]) -> BadRequest:
     """The 400 for a body that failed validation, naming the first offending field."""
     err = errors[0]
     if err.get("type") == "json_invalid":
         return BadRequest("The request body is not valid JSON.")
     param = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or None
+    if str(err.get("type", "")).startswith(REFUSAL):
+        return BadRequest(err["msg"], param=param, code=err["type"].removeprefix(REFUSAL))
     where = f" at '{param}'" if param else ""
     return BadRequest(f"Invalid request{where}: {err.get('msg', 'invalid value')}.", param=param)
 

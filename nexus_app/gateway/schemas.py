@@ -18,12 +18,34 @@ from pydantic import (
     model_validator,
 )
 
+from nexus_app.gateway.errors import refusal
+
 TOKENS_MAX = 2**31 - 1  # the most tokens a request may ask for (a worker engine's int32)
 LEDGER_INT_MAX = 2**63 - 1  # the ledger stores integers as SQLite INTEGER (signed 64-bit)
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+def _is_token_ids(value: Any) -> bool:
+    """Whether `value` is a token array, or a list of them (`[1, 2]`, `[[1, 2]]`)."""
+    def ints(items: Any) -> bool:
+        return isinstance(items, list) and all(
+            isinstance(item, int) and not isinstance(item, bool) for item in items)
+
+    return isinstance(value, list) and bool(value) and (
+        ints(value) or all(ints(item) for item in value))
+
+
+def _refuse_token_ids(value: Any, field: str, advice: str) -> Any:
+    """Token ids come from the client's tokenizer (OpenAI's), not the model's: refuse them
+    with a 400 that says so instead of a type error."""
+    if _is_token_ids(value):
+        raise refusal("token_input_not_supported",
+                      f"'{field}' holds token ids: ids from another tokenizer do not mean the "
+                      f"same text to this network's models, so they are not accepted. {advice}")
+    return value
 
 
 class ContentPart(_Body):
@@ -101,19 +123,32 @@ class ChatCompletionRequest(SamplingParams):
 class CompletionRequest(SamplingParams):
     """Legacy completions: continue one text prompt."""
 
-    prompt: str | list[str] = Field(description="the text to continue (one prompt)")
+    prompt: str | list[str] = Field(
+        description="the text to continue (one prompt); token ids are refused")
     max_tokens: int | None = Field(16, ge=1, le=TOKENS_MAX)
     echo: bool = Field(False, description="prepend the prompt to the text")
     suffix: str | None = Field(None, description="not supported")
     logprobs: int | None = Field(None, description="not supported")
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_prompt(cls, value: Any) -> Any:
+        return _refuse_token_ids(value, "prompt", "Send the prompt as text.")
+
 
 class EmbeddingRequest(_Body):
     model: str = Field(min_length=1, max_length=256)
-    input: str | list[str] = Field(description="a text, or up to 256 texts")
+    input: str | list[str] = Field(
+        description="a text, or up to 256 texts; token ids are refused")
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1, description="not supported: the model's own")
     user: str | None = Field(None, description="accepted for compatibility, never forwarded")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _text_input(cls, value: Any) -> Any:
+        return _refuse_token_ids(value, "input", "Send the texts instead (with LangChain: "
+                                 "OpenAIEmbeddings(check_embedding_ctx_length=False)).")
 
 
 class ResponseFunctionTool(_Body):

@@ -244,6 +244,52 @@ async def test_text_parts_are_joined_and_params_pass_through(gw, http) -> None:
     assert "someone@example.com" not in json.dumps(worker.jobs[0].model_dump())
 
 
+def function_tool(name: str) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize("mode", ["auto", "required"])
+async def test_allowed_tools_offer_only_the_allowed_functions(gw, http, mode) -> None:
+    """OpenAI's `allowed_tools` choice: the worker is offered only the allowed tools, with
+    `auto` or `required` as the choice."""
+    account = await gw.account(credit=100_000)
+    worker = await gw.worker()
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": [
+        {"type": "function", "function": {"name": "get_weather"}},
+        {"type": "function", "function": {"name": "get_time"}}]}}
+    body = {**CHAT, "tools": [function_tool(n) for n in ("get_weather", "send_mail", "get_time")],
+            "tool_choice": choice}
+    response = await http.post("/v1/chat/completions", json=body, headers=auth(account.api_key))
+    assert response.status_code == 200, response.text
+    request = worker.jobs[0].request
+    assert [t["function"]["name"] for t in request["tools"]] == ["get_weather", "get_time"]
+    assert request["tool_choice"] == mode
+
+
+@pytest.mark.parametrize(("choice", "words"), [
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "delete_everything"}}]}},
+     "'delete_everything', which is not in 'tools'"),
+    ({"type": "function", "function": {"name": "delete_everything"}},
+     "'delete_everything', which is not in 'tools'"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "sometimes", "tools": [
+        {"type": "function", "function": {"name": "get_weather"}}]}}, "mode"),
+    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}}, "at least 1"),
+    ({"type": "allowed_tools"}, "allowed_tools"),
+    ({"type": "web_search"}, "must be 'none', 'auto', 'required', a function or allowed_tools"),
+    ("sometimes", "'none', 'auto' or 'required'"),
+])
+async def test_bad_tool_choices_are_400s(gw, http, choice, words) -> None:
+    account = await gw.account(credit=100_000)
+    worker = await gw.worker()
+    body = {**CHAT, "tools": [function_tool("get_weather")], "tool_choice": choice}
+    response = await http.post("/v1/chat/completions", json=body, headers=auth(account.api_key))
+    error = assert_openai_error(response, 400)
+    assert error["param"].startswith("tool_choice") and words in error["message"]
+    assert worker.jobs == []
+    assert (await gw.store.balance(account.wallet)).balance == 100_000
+
+
 async def test_rate_limit_per_key_with_retry_after(gw, http) -> None:
     account = await gw.account(credit=100_000)
     await gw.worker()

@@ -132,6 +132,32 @@ async def test_function_calls_become_output_items(gw, http) -> None:
     assert events[-1][1]["response"]["output"][0]["type"] == "function_call"
 
 
+async def test_allowed_tools_restrict_the_functions_offered(gw, http) -> None:
+    account = await gw.account(credit=1_000_000)
+    worker = await gw.worker(tool_calls=[CALL])
+    clock = {"type": "function", "name": "get_time", "parameters": {"type": "object"}}
+    choice = {"type": "allowed_tools", "mode": "required",
+              "tools": [{"type": "function", "name": "get_weather"}]}
+    response = await http.post("/v1/responses", headers=auth(account.api_key), json={
+        "model": "scripted-model", "input": "Weather in Paris?",
+        "tools": [clock, WEATHER_TOOL], "tool_choice": choice})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["tool_choice"] == choice
+    assert [tool["name"] for tool in body["tools"]] == ["get_time", "get_weather"]
+    job = worker.jobs[0].request
+    assert [tool["function"]["name"] for tool in job["tools"]] == ["get_weather"]
+    assert job["tool_choice"] == "required"
+
+    unknown = {**choice, "tools": [{"type": "function", "name": "get_stock_price"}]}
+    response = await http.post("/v1/responses", headers=auth(account.api_key), json={
+        "model": "scripted-model", "input": "x", "tools": [WEATHER_TOOL],
+        "tool_choice": unknown})
+    error = assert_openai_error(response, 400)
+    assert error["param"] == "tool_choice" and "'get_stock_price'" in error["message"]
+    assert len(worker.jobs) == 1
+
+
 async def test_input_items_map_to_chat_messages(gw, http) -> None:
     account = await gw.account(credit=1_000_000)
     worker = await gw.worker()

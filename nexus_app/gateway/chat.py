@@ -22,6 +22,7 @@ from nexus_app.gateway.relay import (
 from nexus_app.gateway.schemas import ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.service import Gateway, Ticket, gateway_of
 from nexus_app.gateway.sse import sse_data
+from nexus_app.gateway.tool_choice import worker_tools
 from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done, ModelCard
 
@@ -72,16 +73,17 @@ def worker_request(body: ChatCompletionRequest, card: ModelCard | None, default_
     max_tokens = body.max_completion_tokens or body.max_tokens or default_max
     if card is not None:
         max_tokens = min(max_tokens, card.context_length)
+    tools, tool_choice = worker_tools(body.tools, body.tool_choice)
     request: dict[str, Any] = {
         "messages": messages,
         "max_tokens": max_tokens,
         "stop": body.stop_list(),
-        "tool_choice": body.tool_choice,
+        "tool_choice": tool_choice,
         "parallel_tool_calls": body.parallel_tool_calls,
         **body.sampling(),
     }
-    if body.tools:
-        request["tools"] = [tool.model_dump(exclude_none=True) for tool in body.tools]
+    if tools:
+        request["tools"] = tools
     if body.response_format is not None:
         request["response_format"] = body.response_format.model_dump(exclude_none=True)
     return {k: v for k, v in request.items() if v is not None}

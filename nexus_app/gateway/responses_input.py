@@ -13,7 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from nexus_app.gateway.errors import BadRequest, invalid_body
-from nexus_app.gateway.schemas import ChatCompletionRequest, ResponsesRequest
+from nexus_app.gateway.schemas import (
+    ChatCompletionRequest,
+    ResponseAllowedToolsChoice,
+    ResponsesRequest,
+)
 
 _ROLES = {"user", "assistant", "system", "developer"}
 _TEXT_PARTS = {"input_text", "output_text", "text"}
@@ -117,6 +121,11 @@ def _tool_choice(body: ResponsesRequest) -> str | dict[str, Any] | None:
     choice = body.tool_choice
     if choice is None or isinstance(choice, str):
         return choice
+    if isinstance(choice, ResponseAllowedToolsChoice):
+        return {"type": "allowed_tools", "allowed_tools": {
+            "mode": choice.mode,
+            "tools": [{"type": "function", "function": {"name": tool.name}}
+                      for tool in choice.tools]}}
     return {"type": "function", "function": {"name": choice.name}}
 
 

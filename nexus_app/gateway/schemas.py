@@ -11,14 +11,16 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictInt,
     StrictStr,
+    Tag,
     field_validator,
     model_validator,
 )
 
-from nexus_app.gateway.errors import refusal
+from nexus_app.gateway.errors import REFUSAL, refusal
 
 TOKENS_MAX = 2**31 - 1  # the most tokens a request may ask for (a worker engine's int32)
 LEDGER_INT_MAX = 2**63 - 1  # the ledger stores integers as SQLite INTEGER (signed 64-bit)
@@ -79,6 +81,51 @@ class Tool(_Body):
     function: FunctionDefinition
 
 
+def _tool_choice_kind(value: Any) -> str | None:
+    """Which shape of `tool_choice` a value has: a mode string, or an object's `type`."""
+    if isinstance(value, str):
+        return "mode"
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
+# `tool_choice` is a mode, a function to call, or the tools allowed; validation errors name
+# the shape the value has (not every shape it does not have)
+TOOL_CHOICE_SHAPES = Discriminator(
+    _tool_choice_kind, custom_error_type=REFUSAL + "invalid_tool_choice",
+    custom_error_message="'tool_choice' must be 'none', 'auto', 'required', a function or "
+                         "allowed_tools")
+ToolMode = Annotated[Literal["none", "auto", "required"], Tag("mode")]
+
+
+class FunctionName(_Body):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ChatFunctionChoice(_Body):
+    """`tool_choice` forcing a call of one function."""
+
+    type: Literal["function"]
+    function: FunctionName
+
+
+class ChatAllowedTools(_Body):
+    mode: Literal["auto", "required"]
+    tools: list[ChatFunctionChoice] = Field(min_length=1, max_length=128)
+
+
+class ChatAllowedToolsChoice(_Body):
+    """`tool_choice` restricting the model to some of `tools`: `auto` may call one of them
+    (or none), `required` must call one of them."""
+
+    type: Literal["allowed_tools"]
+    allowed_tools: ChatAllowedTools
+
+
+ChatToolChoice = Annotated[
+    ToolMode | Annotated[ChatFunctionChoice, Tag("function")]
+    | Annotated[ChatAllowedToolsChoice, Tag("allowed_tools")], TOOL_CHOICE_SHAPES]
+
+
 class ResponseFormat(_Body):
     type: Literal["text", "json_object", "json_schema"]
     json_schema: dict[str, Any] | None = None
@@ -115,7 +162,7 @@ class ChatCompletionRequest(SamplingParams):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=TOKENS_MAX)
     tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    tool_choice: ChatToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
 
@@ -161,9 +208,24 @@ class ResponseFunctionTool(_Body):
     strict: bool | None = None
 
 
-class ResponseToolChoice(_Body):
+class ResponseFunctionChoice(_Body):
+    """`tool_choice` forcing a call of one function."""
+
     type: Literal["function"]
     name: str = Field(min_length=1, max_length=64)
+
+
+class ResponseAllowedToolsChoice(_Body):
+    """`tool_choice` restricting the model to some of `tools` (see `ChatAllowedToolsChoice`)."""
+
+    type: Literal["allowed_tools"]
+    mode: Literal["auto", "required"]
+    tools: list[ResponseFunctionChoice] = Field(min_length=1, max_length=128)
+
+
+ResponseToolChoice = Annotated[
+    ToolMode | Annotated[ResponseFunctionChoice, Tag("function")]
+    | Annotated[ResponseAllowedToolsChoice, Tag("allowed_tools")], TOOL_CHOICE_SHAPES]
 
 
 class ResponseTextFormat(_Body):
@@ -200,7 +262,7 @@ class ResponsesRequest(_Body):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     tools: list[ResponseFunctionTool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ResponseToolChoice | None = None
+    tool_choice: ResponseToolChoice | None = None
     parallel_tool_calls: bool | None = None
     text: ResponseText | None = None
     metadata: dict[str, str] | None = Field(None, description="up to 16 pairs, echoed")

@@ -15,6 +15,8 @@ PROTOCOL_VERSION = 1
 WORKER_PATH = "/v1/workers/connect"  # the gateway's WebSocket endpoint for workers
 JobKind = Literal["chat", "completion", "embeddings"]
 MAX_EMBEDDING_INPUTS = 256  # texts in one embeddings job
+MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI allows
+MAX_CHUNK_LOGPROBS = 4096  # tokens whose log probabilities one chunk carries
 
 
 class ProtocolError(ValueError):
@@ -113,11 +115,28 @@ class Earnings(_Frame):
     paid: int
 
 
+class TopLogprob(BaseModel):
+    """One token and its log probability (OpenAI's `top_logprobs` entry)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    token: str = Field(max_length=256)
+    logprob: float = Field(le=0, allow_inf_nan=False)
+    bytes: list[Annotated[int, Field(ge=0, le=255)]] = Field(max_length=128)
+
+
+class TokenLogprob(TopLogprob):
+    """A generated token's log probability and the most likely alternatives at its place."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list, max_length=MAX_TOP_LOGPROBS)
+
+
 class Chunk(_Frame):
     type: Literal["chunk"] = "chunk"
     job_id: str
     text: str = ""
     tool_calls: list[dict[str, Any]] | None = None
+    logprobs: list[TokenLogprob] | None = Field(None, max_length=MAX_CHUNK_LOGPROBS)
 
 
 class Done(_Frame):

@@ -98,5 +98,5 @@ async def test_cors_is_off_by_default_and_any_origin_can_be_allowed(tmp_path: Pa
 
 @pytest.mark.parametrize("origin", ["https://app.example.com/chat", "app.example.com", ""])
 def test_a_setting_that_is_not_an_origin_is_refused(tmp_path: Path, origin: str) -> None:
-    with pytest.raises(ConfigError, match="cors_allowed_origins.*is not an origin"):
+    with pytest.raises(ConfigError, match=r"cors_allowed_origins.*is not an origin"):
         make_settings(tmp_path, cors_allowed_origins=[origin])

@@ -8,7 +8,7 @@ import asyncio
 import json
 
 import pytest
-from openai import OpenAI
+from openai import BadRequestError, OpenAI
 
 from tests.conftest import MODEL_ID, wait_for_workers
 
@@ -67,14 +67,16 @@ def test_responses_plain_streamed_and_with_a_function_call(client: OpenAI) -> No
     assert isinstance(json.loads(call.arguments), dict)
     answer = client.responses.create(
         model=MODEL_ID, max_output_tokens=24, temperature=0, tools=tools,
-        previous_response_id=called.id,
         input=[{"role": "user", "content": "What is the weather in Paris?"},
                {"type": "function_call", "call_id": call.call_id, "name": call.name,
                 "arguments": call.arguments},
                {"type": "function_call_output", "call_id": call.call_id,
                 "output": '{"temp_c": 21}'}])
-    assert answer.previous_response_id == called.id
     assert answer.output[0].type == "message" and answer.output_text.strip()
+    with pytest.raises(BadRequestError) as refused:  # not stored: never silently ignored
+        client.responses.create(model=MODEL_ID, input="And tomorrow?",
+                                previous_response_id=called.id)
+    assert refused.value.code == "previous_response_not_found"
 
 
 @pytest.mark.slow
@@ -89,6 +91,7 @@ def test_a_two_step_tool_conversation_with_chat_completions(client: OpenAI) -> N
     [call] = choice.message.tool_calls or []
     assert call.type == "function" and call.id and call.function.name == "get_weather"
     assert isinstance(json.loads(call.function.arguments), dict)
+    assert choice.message.content is None  # as OpenAI sends a tool-call message
 
     stream = client.chat.completions.create(model=MODEL_ID, messages=messages, tools=tools,
                                             tool_choice=forced, max_tokens=64, temperature=0,
@@ -100,8 +103,19 @@ def test_a_two_step_tool_conversation_with_chat_completions(client: OpenAI) -> N
             reasons.append(c.finish_reason)
     assert reasons[-1] == "tool_calls"
     assert {d.index for d in deltas} == {0} and deltas[0].id and deltas[0].type == "function"
+    assert deltas[0].function.name == "get_weather" and len(deltas) > 2  # arguments stream
     arguments = "".join(d.function.arguments or "" for d in deltas)
     assert json.loads(arguments) == json.loads(call.function.arguments)
+
+    assert first.usage is not None
+    cut = client.chat.completions.create(model=MODEL_ID, messages=messages, tools=tools,
+                                         tool_choice=forced, temperature=0,
+                                         max_tokens=first.usage.completion_tokens - 3)
+    assert cut.choices[0].finish_reason == "length"  # a partial call, never raw markup
+    assert "<tool_call>" not in (cut.choices[0].message.content or "")
+    [partial] = cut.choices[0].message.tool_calls or []
+    assert partial.function.name == "get_weather"
+    assert call.function.arguments.startswith(partial.function.arguments)
 
     messages += [choice.message.model_dump(exclude_none=True),
                  {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'}]
@@ -110,3 +124,42 @@ def test_a_two_step_tool_conversation_with_chat_completions(client: OpenAI) -> N
     reply = second.choices[0]
     assert reply.finish_reason in ("stop", "length") and not reply.message.tool_calls
     assert reply.message.content and reply.message.content.strip()
+
+
+@pytest.mark.slow
+def test_every_sampling_parameter_and_log_probabilities(client: OpenAI) -> None:
+    """A penalty once killed the worker's engine: every parameter at a non-default value,
+    then the worker must still answer."""
+    messages = [{"role": "user", "content": "Name three colours."}]
+    varied = client.chat.completions.create(
+        model=MODEL_ID, messages=messages, max_tokens=16, temperature=0.7, top_p=0.9,
+        frequency_penalty=0.1, presence_penalty=-0.3, seed=5, stop=["zzz"])
+    assert varied.choices[0].message.content and varied.usage.completion_tokens > 0
+    text = client.completions.create(model=MODEL_ID, prompt="Once upon a time", max_tokens=8,
+                                     frequency_penalty=1.5, presence_penalty=1.5, seed=2)
+    assert text.choices[0].text
+
+    greedy = client.chat.completions.create(model=MODEL_ID, messages=messages, max_tokens=8,
+                                            temperature=0, logprobs=True, top_logprobs=3)
+    content = greedy.choices[0].logprobs.content
+    assert len(content) == greedy.usage.completion_tokens == 8
+    assert "".join(t.token for t in content) == greedy.choices[0].message.content
+    for token in content:
+        assert len(token.top_logprobs) == 3 and token.top_logprobs[0].token == token.token
+        assert token.logprob <= 0 and bytes(token.bytes).decode() == token.token
+    streamed = []
+    for chunk in client.chat.completions.create(model=MODEL_ID, messages=messages, max_tokens=8,
+                                                temperature=0, logprobs=True, stream=True):
+        for choice in chunk.choices:
+            streamed.extend(choice.logprobs.content if choice.logprobs else [])
+    assert [t.token for t in streamed] == [t.token for t in content]
+    assert all(t.top_logprobs == [] for t in streamed)
+    plain = client.chat.completions.create(model=MODEL_ID, messages=messages, max_tokens=4)
+    assert plain.choices[0].logprobs is None
+
+    legacy = client.completions.create(model=MODEL_ID, prompt="Once upon a time", max_tokens=6,
+                                       temperature=0, logprobs=2)
+    scored = legacy.choices[0].logprobs
+    assert "".join(scored.tokens) == legacy.choices[0].text and len(scored.tokens) == 6
+    assert all(len(alts) == 2 for alts in scored.top_logprobs)
+    assert scored.text_offset[0] == 0 and scored.text_offset == sorted(scored.text_offset)

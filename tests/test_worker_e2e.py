@@ -17,6 +17,7 @@ from openai import AsyncOpenAI
 from solders.keypair import Keypair
 
 from nexus_app.gateway.pricing import resolve_price
+from nexus_app.worker.engine import Failed
 from nexus_app.worker.models import resolve
 from nexus_app.worker.node import WorkerNode
 from tests.conftest import (
@@ -27,7 +28,9 @@ from tests.conftest import (
     make_settings,
     start_gateway_process,
     wait_for_workers,
+    workers_serving,
 )
+from tests.faulty_sampling import FatalSampling
 
 pytestmark = pytest.mark.slow
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
@@ -201,3 +204,30 @@ async def test_sigterm_drains_the_job_in_flight_then_exits(
             assert chunk.usage.completion_tokens == 120
     assert worker.wait(20) == 0
     wait_for_workers(gateway.url, 0, timeout=5)
+
+
+async def test_a_worker_whose_engine_stops_leaves_the_gateway_instead_of_staying_online(
+    gateway_process: StartGateway, tmp_path: Path
+) -> None:
+    """A fault the engine cannot survive: the node must not keep offering the model."""
+    gateway = gateway_process()
+    settings = make_settings(tmp_path / "worker", gateway_url=gateway.url)
+    node = WorkerNode(settings, resolve([], settings.models_path), Keypair())
+    await node.start()
+    running = asyncio.create_task(node.run())
+    try:
+        await asyncio.to_thread(wait_for_workers, gateway.url, 1)
+        engine = node.servers[MODEL_ID].engine
+        stream = engine.generate([1, 2, 3], FatalSampling(max_tokens=4), time.monotonic() + 30)
+        failed = [event async for event in stream]
+        assert failed[-1] == Failed("engine_failed",
+                                    "the model's engine stopped after a fault (EngineKiller)")
+        await asyncio.wait_for(running, 15)  # its only model is gone: the node stops
+        assert node.out_of_service and MODEL_ID not in node.servers
+        assert "the engine of smollm2-135m-instruct-q4_1 stopped" in node.status.last_error
+        assert await asyncio.to_thread(workers_serving, gateway.url) == 0
+    finally:
+        await node.stop()
+        if not running.done():
+            await running
+        node.close()

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nexus_app.worker.models import bundled_model_path, describe
-from nexus_app.worker.prompts import ChatTemplate, may_be_tool_call, parse_tool_calls
+from nexus_app.worker.prompts import ChatTemplate, parse_tool_calls
 from nexus_app.worker.sampling import RequestError, Sampling
 
 WEATHER = {"type": "function", "function": {
@@ -110,8 +110,28 @@ def test_tool_call_replies_are_parsed_into_openai_calls() -> None:
     assert json.loads(calls[1]["function"]["arguments"]) == {}
     assert parse_tool_calls("The weather is fine.") is None
     assert parse_tool_calls("<tool_call>not json</tool_call>") is None
-    assert may_be_tool_call("  <tool") and may_be_tool_call("<tool_call>{")
-    assert not may_be_tool_call("The")
+
+
+def test_json_schema_strings_allow_only_json_characters() -> None:
+    """Raw newlines and control characters inside strings are not JSON."""
+    template = ChatTemplate(None, "", "")
+    schema = {"type": "object", "properties": {"poem": {"type": "string"},
+                                               "code": {"type": "string", "pattern": "^a.c$"}}}
+    grammar = template.prompt({"messages": [{"role": "user", "content": "x"}], "response_format": {
+        "type": "json_schema", "json_schema": {"schema": schema}}}).grammar
+    assert grammar is not None
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+    json_char = r'[^"\\\x7F\x00-\x1F]'  # what JSON allows unescaped in a string
+    assert rules["char"].startswith(json_char)
+    assert rules.get("dot", json_char) == json_char
+
+
+def test_a_forced_tool_without_parameters_takes_no_arguments() -> None:
+    template = ChatTemplate(None, "", "")
+    tools = [{"type": "function", "function": {"name": "now"}}]
+    grammar = template.prompt({"messages": [{"role": "user", "content": "x"}], "tools": tools,
+                               "tool_choice": "required"}).grammar
+    assert grammar is not None and '"{" space "}"' in grammar.replace("  ", " ")
 
 
 def test_sampling_parameters_are_validated() -> None:

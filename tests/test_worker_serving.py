@@ -66,11 +66,14 @@ async def test_a_forced_tool_choice_returns_a_call_with_json_arguments(server: M
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
         "tools": [tool], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "max_tokens": 60, "temperature": 0}))
-    [call_chunk, done] = frames
-    assert isinstance(call_chunk, Chunk) and call_chunk.tool_calls is not None
-    [call] = call_chunk.tool_calls
-    assert call["type"] == "function" and call["function"]["name"] == "get_weather"
-    assert isinstance(json.loads(call["function"]["arguments"])["city"], str)
+    *chunks, done = frames
+    assert all(isinstance(c, Chunk) and c.tool_calls and not c.text for c in chunks)
+    assert len(chunks) > 2  # the arguments stream as they are generated
+    first = chunks[0].tool_calls[0]  # type: ignore[union-attr,index]
+    assert first["type"] == "function" and first["function"]["name"] == "get_weather"
+    arguments = "".join(d["function"].get("arguments", "")
+                        for c in chunks for d in c.tool_calls or ())  # type: ignore[union-attr]
+    assert isinstance(json.loads(arguments)["city"], str)
     assert isinstance(done, Done) and done.finish_reason == "tool_calls"
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from nexus_app.gateway.auth import Caller
 from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
+from nexus_app.gateway.logprobs import chat_logprobs
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import (
     END_OF_STREAM,
@@ -24,7 +25,7 @@ from nexus_app.gateway.service import Gateway, Ticket, gateway_of
 from nexus_app.gateway.sse import sse_data
 from nexus_app.gateway.tool_choice import worker_tools
 from nexus_app.ids import new_id
-from nexus_app.protocol import Chunk, Done, ModelCard
+from nexus_app.protocol import Chunk, Done, ModelCard, TokenLogprob
 
 MESSAGE_OVERHEAD_TOKENS = 16  # role markers and separators a chat template adds per message
 PROMPT_OVERHEAD_TOKENS = 64  # the template's start, generation prompt and tool preamble
@@ -80,6 +81,7 @@ def worker_request(body: ChatCompletionRequest, card: ModelCard | None, default_
         "stop": body.stop_list(),
         "tool_choice": tool_choice,
         "parallel_tool_calls": body.parallel_tool_calls,
+        "logprobs": body.logprobs_asked(),
         **body.sampling(),
     }
     if tools:
@@ -92,12 +94,15 @@ def worker_request(body: ChatCompletionRequest, card: ModelCard | None, default_
 class ChatShapes:
     """Builds the OpenAI response objects of one chat completion (and its stream chunks)."""
 
-    def __init__(self, model: str, include_usage: bool = False) -> None:
+    def __init__(self, model: str, include_usage: bool = False, logprobs: int | None = None
+                 ) -> None:
         self.id = new_id("chatcmpl").replace("_", "-", 1)
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
+        self.logprobs = logprobs  # alternatives per token, None when not asked
         self.tool_calls = False
+        self._opened = False  # the first delta (with the role) was sent
 
     def _chunk(self, choices: list[dict[str, Any]], usage: Any = None, with_usage: bool = False
                ) -> bytes:
@@ -109,24 +114,38 @@ class ChatShapes:
             body["usage"] = usage
         return sse_data(orjson.dumps(body))
 
-    def delta(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def delta(self, delta: dict[str, Any], finish_reason: str | None = None,
+              logprobs: dict[str, Any] | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs,
+                  "finish_reason": finish_reason}
         return self._chunk([choice], None, self.include_usage)
 
-    def opening(self) -> bytes:
-        return self.delta({"role": "assistant", "content": ""})
+    def opening(self) -> bytes | None:
+        return None  # the role goes with the first delta, once it is known to be text or calls
+
+    def _first(self, content: str | None) -> dict[str, Any]:
+        self._opened = True
+        return {"role": "assistant", "content": content}
 
     def chunk(self, event: Chunk) -> bytes | None:
-        delta: dict[str, Any] = {}
+        delta: dict[str, Any] = {} if self._opened else self._first(
+            None if event.tool_calls and not event.text else "")
         if event.text:
             delta["content"] = event.text
         if event.tool_calls:
             delta["tool_calls"] = event.tool_calls
             self.tool_calls = True
-        return self.delta(delta) if delta else None
+        logprobs = self._logprobs(event.logprobs or [])
+        return self.delta(delta, logprobs=logprobs) if delta or logprobs else None
+
+    def _logprobs(self, tokens: list[TokenLogprob]) -> dict[str, Any] | None:
+        if self.logprobs is None:
+            return None
+        return chat_logprobs(tokens, self.logprobs)
 
     def closing(self, done: Done, usage: dict[str, int]) -> bytes:
-        last = self.delta({}, finish_reason(done, self.tool_calls))
+        first = b"" if self._opened else self.delta(self._first(""))
+        last = first + self.delta({}, finish_reason(done, self.tool_calls))
         if self.include_usage:
             last += self._chunk([], usage, True)
         return last + END_OF_STREAM
@@ -134,16 +153,22 @@ class ChatShapes:
     def failure(self, error: ApiError) -> bytes:
         return error_event(error)
 
-    def completion(self, content: str | None, tool_calls: list[dict[str, Any]],
-                   finish_reason: str, usage: dict[str, int]) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    def completion(self, chunks: list[Chunk], done: Done, usage: dict[str, int]
+                   ) -> dict[str, Any]:
+        """The whole `chat.completion` of a collected job."""
+        tool_calls = tool_calls_of(chunks)
+        text = "".join(chunk.text for chunk in chunks)
+        message: dict[str, Any] = {"role": "assistant",
+                                   "content": text if text or not tool_calls else None,
+                                   "refusal": None}
         if tool_calls:
             message["tool_calls"] = tool_calls
+        tokens = [token for chunk in chunks for token in chunk.logprobs or ()]
         return {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "message": message, "logprobs": self._logprobs(tokens),
+                         "finish_reason": finish_reason(done, bool(tool_calls))}],
             "usage": usage,
         }
 
@@ -161,8 +186,12 @@ def merge_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[dict[str, An
 
 
 def finish_reason(done: Done, tool_calls: bool) -> str:
+    """OpenAI's finish reason: a reply cut off by the token limit stays `length`, even when
+    it holds a (partial) tool call."""
     if done.finish_reason == "cancelled":
         return "stop"
+    if done.finish_reason == "length":
+        return "length"
     return "tool_calls" if tool_calls else done.finish_reason
 
 
@@ -191,16 +220,11 @@ async def chat_completions(request: Request) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     ticket = await open_chat(gateway, caller, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    shapes = ChatShapes(body.model, include_usage)
+    shapes = ChatShapes(body.model, include_usage, body.logprobs_asked())
     if body.stream:
         return await event_stream(gateway, ticket, shapes)
     chunks, done = await collect(gateway, ticket)
-    tool_calls = tool_calls_of(chunks)
-    content = "".join(chunk.text for chunk in chunks)
-    body_out = shapes.completion(
-        content if chunks or not tool_calls else None,
-        tool_calls, finish_reason(done, bool(tool_calls)), usage_body(ticket),
-    )
+    body_out = shapes.completion(chunks, done, usage_body(ticket))
     return Response(orjson.dumps(body_out), media_type="application/json")
 
 

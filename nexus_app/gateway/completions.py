@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from nexus_app.gateway.chat import finish_reason
 from nexus_app.gateway.errors import ApiError, BadRequest, UpstreamFailed, parse_body
+from nexus_app.gateway.logprobs import completion_logprobs
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import (
     END_OF_STREAM,
@@ -26,7 +27,7 @@ from nexus_app.gateway.schemas import CompletionRequest, EmbeddingRequest
 from nexus_app.gateway.service import gateway_of
 from nexus_app.gateway.sse import sse_data
 from nexus_app.ids import new_id
-from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done
+from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done, TokenLogprob
 
 SPECIAL_TOKENS = 2  # BOS and EOS a tokenizer may add around each text
 
@@ -39,20 +40,29 @@ def _text_bound(text: str) -> int:
 class CompletionShapes:
     """Builds the OpenAI `text_completion` objects of one completion (and its chunks)."""
 
-    def __init__(self, model: str, include_usage: bool, echo: str) -> None:
+    def __init__(self, model: str, include_usage: bool, echo: str,
+                 logprobs: int | None = None) -> None:
         self.id = new_id("cmpl").replace("_", "-", 1)
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
         self.echo = echo
+        self.logprobs = logprobs  # alternatives per token, None when not asked
+        self._offset = len(echo)  # where the next chunk's text starts
+
+    def _logprobs(self, tokens: list[TokenLogprob], offset: int) -> dict[str, Any] | None:
+        if self.logprobs is None:
+            return None
+        return completion_logprobs(tokens, self.logprobs, offset)
 
     def _envelope(self, choices: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
         return {"id": self.id, "object": "text_completion", "created": self.created,
                 "model": self.model, "system_fingerprint": None, "choices": choices,
                 "usage": usage}
 
-    def _chunk(self, text: str, reason: str | None = None) -> bytes:
-        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": reason}
+    def _chunk(self, text: str, reason: str | None = None,
+               logprobs: dict[str, Any] | None = None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": logprobs, "finish_reason": reason}
         body = self._envelope([choice], None)
         if not self.include_usage:
             del body["usage"]
@@ -62,7 +72,9 @@ class CompletionShapes:
         return self._chunk(self.echo) if self.echo else None
 
     def chunk(self, event: Chunk) -> bytes | None:
-        return self._chunk(event.text) if event.text else None
+        logprobs = self._logprobs(event.logprobs or [], self._offset)
+        self._offset += len(event.text)
+        return self._chunk(event.text, None, logprobs) if event.text or logprobs else None
 
     def closing(self, done: Done, usage: dict[str, int]) -> bytes:
         last = self._chunk("", finish_reason(done, False))
@@ -73,16 +85,23 @@ class CompletionShapes:
     def failure(self, error: ApiError) -> bytes:
         return error_event(error)
 
-    def completion(self, text: str, reason: str, usage: dict[str, int]) -> dict[str, Any]:
-        choice = {"text": self.echo + text, "index": 0, "logprobs": None,
-                  "finish_reason": reason}
+    def completion(self, chunks: list[Chunk], done: Done, usage: dict[str, int]
+                   ) -> dict[str, Any]:
+        """The whole `text_completion` of a collected job."""
+        text = "".join(chunk.text for chunk in chunks)
+        tokens = [token for chunk in chunks for token in chunk.logprobs or ()]
+        choice = {"text": self.echo + text, "index": 0,
+                  "logprobs": self._logprobs(tokens, len(self.echo)),
+                  "finish_reason": finish_reason(done, False)}
         return self._envelope([choice], usage)
 
 
 def _one_prompt(body: CompletionRequest) -> str:
-    if body.suffix is not None or body.logprobs is not None:
-        raise BadRequest("'suffix' and 'logprobs' are not supported.",
-                         param="suffix" if body.suffix is not None else "logprobs")
+    if body.suffix is not None:
+        raise BadRequest("'suffix' is not supported.", param="suffix")
+    if body.echo and body.logprobs is not None:
+        raise BadRequest("'logprobs' with 'echo' is not supported: the prompt's tokens are "
+                         "not scored.", param="logprobs")
     if isinstance(body.prompt, str):
         return body.prompt
     if len(body.prompt) != 1:
@@ -101,18 +120,18 @@ async def completions(request: Request) -> Response:
     if card is not None:
         max_tokens = min(max_tokens, card.context_length)
     job = {"prompt": prompt, "max_tokens": max_tokens, "stop": body.stop_list(),
-           **body.sampling()}
+           "logprobs": body.logprobs, **body.sampling()}
     ticket = await gateway.open_ticket(
         caller, "completion", body.model, {k: v for k, v in job.items() if v is not None},
         _text_bound(prompt), max_tokens,
     )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    shapes = CompletionShapes(body.model, include_usage, prompt if body.echo else "")
+    shapes = CompletionShapes(body.model, include_usage, prompt if body.echo else "",
+                              body.logprobs)
     if body.stream:
         return await event_stream(gateway, ticket, shapes)
     chunks, done = await collect(gateway, ticket)
-    text = "".join(chunk.text for chunk in chunks)
-    out = shapes.completion(text, finish_reason(done, False), usage_body(ticket))
+    out = shapes.completion(chunks, done, usage_body(ticket))
     return Response(orjson.dumps(out), media_type="application/json")
 
 

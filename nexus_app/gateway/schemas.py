@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from nexus_app.gateway.errors import REFUSAL, refusal
+from nexus_app.protocol import MAX_TOP_LOGPROBS
 
 TOKENS_MAX = 2**31 - 1  # the most tokens a request may ask for (a worker engine's int32)
 LEDGER_INT_MAX = 2**63 - 1  # the ledger stores integers as SQLite INTEGER (signed 64-bit)
@@ -165,6 +166,20 @@ class ChatCompletionRequest(SamplingParams):
     tool_choice: ChatToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    logprobs: bool | None = Field(None, description="return each token's log probability")
+    top_logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_LOGPROBS,
+        description="also the most likely alternatives at each token (needs logprobs)")
+
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("'top_logprobs' needs 'logprobs' set to true")
+        return self
+
+    def logprobs_asked(self) -> int | None:
+        """The alternatives per token to return, or None when no log probabilities."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(SamplingParams):
@@ -175,7 +190,9 @@ class CompletionRequest(SamplingParams):
     max_tokens: int | None = Field(16, ge=1, le=TOKENS_MAX)
     echo: bool = Field(False, description="prepend the prompt to the text")
     suffix: str | None = Field(None, description="not supported")
-    logprobs: int | None = Field(None, description="not supported")
+    logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_LOGPROBS,
+        description="the log probabilities of each token and of this many alternatives")
 
     @field_validator("prompt", mode="before")
     @classmethod

@@ -6,12 +6,18 @@ samples each sequence with its own sampler chain — the llama.cpp server's para
 Results reach the event loop through `loop.call_soon_threadsafe`; the loop never waits on
 model computation. Cancellation and deadlines are checked before every step, so generation
 stops within a token.
+
+A request that fails (a sampler llama.cpp refuses, a bug in one sequence's sampling) fails
+alone; the engine serves the next. Only a fault the engine cannot recover from (llama.cpp's
+fatal decode status, an exception escaping the loop) stops it: every queued request fails,
+later ones fail at once, and `on_fault` tells the owner, which stops offering the model.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import threading
 import time
@@ -22,8 +28,10 @@ from typing import Any
 
 import llama_cpp
 
-from nexus_app.worker.llamacpp import Batch, Context, LlamaError, Model
-from nexus_app.worker.sampling import Sampling, free_chain
+from nexus_app.protocol import TokenLogprob
+from nexus_app.worker.llamacpp import Batch, Context, LlamaError, LlamaFatal, Model
+from nexus_app.worker.logprobs import token_logprob
+from nexus_app.worker.sampling import RequestError, Sampling, free_chain
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Text:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens that made this text, if asked
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,9 @@ class Stream:
         self.cancelled = False
 
     def put(self, event: Event) -> None:
-        """Called from the engine thread."""
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        """Called from the engine thread; a consumer whose loop has closed gets nothing."""
+        with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
 
     def cancel(self) -> None:
         """Stop generating at the next step (any thread)."""
@@ -95,6 +105,7 @@ class _Sequence:
     logits_at: int | None = None  # batch index of this sequence's logits
     generated: int = 0
     held: str = ""  # text that may be the start of a stop string
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of tokens not yet sent
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
     )
@@ -114,8 +125,11 @@ class _EmbedJob:
 class Engine:
     """Serves one loaded model to up to `slots` concurrent generations."""
 
-    def __init__(self, model: Model, *, slots: int, context_per_slot: int, threads: int) -> None:
+    def __init__(self, model: Model, *, slots: int, context_per_slot: int, threads: int,
+                 on_fault: Callable[[str], None] | None = None) -> None:
         self.model = model
+        self.on_fault = on_fault  # called (from the engine thread) if the engine stops on a fault
+        self.fault: str | None = None
         self.slots = slots
         self.context_per_slot = min(context_per_slot, model.n_ctx_train)
         self.threads = threads
@@ -144,7 +158,9 @@ class Engine:
         """Queue a generation; `deadline` is a `time.monotonic()` instant."""
         stream = Stream(asyncio.get_running_loop())
         room = self.context_per_slot - len(prompt)
-        if not prompt:
+        if self.fault is not None:
+            stream.put(self._out_of_service())
+        elif not prompt:
             stream.put(Failed("invalid_request", "the prompt is empty"))
         elif room < 1:
             stream.put(Failed("context_length_exceeded",
@@ -160,7 +176,9 @@ class Engine:
         """Queue an embeddings request: one pooled, normalised vector per input."""
         stream = Stream(asyncio.get_running_loop())
         limit = self.context_per_slot
-        if any(not tokens or len(tokens) > limit for tokens in inputs):
+        if self.fault is not None:
+            stream.put(self._out_of_service())
+        elif any(not tokens or len(tokens) > limit for tokens in inputs):
             stream.put(Failed("context_length_exceeded",
                               f"each input must be 1 to {limit} tokens"))
         else:
@@ -179,17 +197,34 @@ class Engine:
         with self._wake:
             action()
             self._closing = self._closing or closing
+            if self.fault is not None:  # the thread is gone: nothing queued would be served
+                self._fail_all(self._out_of_service())
             self._wake.notify()
+
+    def _out_of_service(self) -> Failed:
+        return Failed("engine_failed", f"the model's engine stopped after a fault ({self.fault})")
 
     # --- the engine thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve_until_closed()
+        except BaseException as exc:
+            self.fault = type(exc).__name__
+            log.critical("the engine of %s stopped: %s", self.model.name, exc, exc_info=True)
+        with self._wake:
+            self._fail_all(self._out_of_service() if self.fault
+                           else Failed("worker_stopping", "the worker is stopping"))
+        if self.fault is not None and self.on_fault is not None:
+            self.on_fault(self.fault)
+
+    def _serve_until_closed(self) -> None:
         while True:
             with self._wake:
                 while not (self._waiting or self._active or self._embeds or self._closing):
                     self._wake.wait()
                 if self._closing:
-                    break
+                    return
                 self._admit()
             try:
                 self._retire_stopped()
@@ -197,23 +232,36 @@ class Engine:
                     self._embed_next()
                 if self._active:
                     self._step()
-            except Exception:  # a bug must not kill the engine thread
+            except LlamaFatal:
+                raise
+            except Exception:  # a bug in one step fails the sequences in it, not the engine
                 log.exception("engine step failed")
                 for sequence in list(self._active):
                     self._finish(sequence, Failed("worker_error", "the engine failed"))
+
+    def _fail_all(self, event: Failed) -> None:
         for sequence in [*self._active, *self._waiting]:
-            self._finish(sequence, Failed("worker_stopping", "the worker is stopping"))
+            self._finish(sequence, event)
+        self._waiting.clear()
         for job in self._embeds:
-            job.stream.put(Failed("worker_stopping", "the worker is stopping"))
+            job.stream.put(event)
+        self._embeds.clear()
 
     def _admit(self) -> None:
         while self._waiting and self._free_ids:
             sequence = self._waiting.popleft()
             try:
                 sequence.chain = sequence.sampling.chain(self.model)
-            except ValueError as exc:
+            except RequestError as exc:
                 sequence.stream.put(Failed("invalid_request", str(exc)))
                 continue
+            except Exception:  # one request's sampler must not stop the engine
+                log.exception("could not set up sampling for a request")
+                sequence.stream.put(Failed("worker_error", "the sampler could not be set up"))
+                continue
+            except BaseException:
+                self._waiting.appendleft(sequence)  # to be failed with the rest
+                raise
             sequence.seq_id = self._free_ids.pop()
             self._active.append(sequence)
 
@@ -247,6 +295,8 @@ class Engine:
             sequence.fed += take
         try:
             self.context.decode(batch)
+        except LlamaFatal:
+            raise
         except LlamaError as exc:
             log.error("%s", exc)
             for sequence in list(self._active):
@@ -254,9 +304,14 @@ class Engine:
             return
         for sequence in list(self._active):
             if sequence.logits_at is not None:
-                self._sample(sequence)
+                try:
+                    self._sample(sequence)
+                except Exception:  # fails this sequence alone
+                    log.exception("sampling failed")
+                    self._finish(sequence, Failed("worker_error", "sampling failed"))
 
     def _sample(self, sequence: _Sequence) -> None:
+        assert sequence.logits_at is not None
         token = llama_cpp.llama_sampler_sample(sequence.chain, self.context.pointer,
                                                sequence.logits_at)
         if self.model.is_end(token):
@@ -265,21 +320,31 @@ class Engine:
         sequence.generated += 1
         self.tokens_generated += 1
         sequence.next_token = token
-        text = sequence.held + sequence.decoder.decode(self.model.piece(token))
+        piece = self.model.piece(token)
+        if sequence.sampling.logprobs is not None:
+            logits = self.context.logits(sequence.logits_at, self.model.n_vocab)
+            sequence.logprobs.append(token_logprob(self.model, logits, token,
+                                                   sequence.sampling.logprobs))
+        text = sequence.held + sequence.decoder.decode(piece)
         if self._emit_until_stop(sequence, text):
             self._finish(sequence, self._finished(sequence, "stop", flush=False))
         elif sequence.generated >= sequence.max_tokens:
             self._finish(sequence, self._finished(sequence, "length"))
 
     @staticmethod
-    def _emit_until_stop(sequence: _Sequence, text: str) -> bool:
+    def _emit(sequence: _Sequence, text: str) -> None:
+        """Send text with the log probabilities of the tokens sampled since the last send."""
+        sequence.stream.put(Text(text, tuple(sequence.logprobs)))
+        sequence.logprobs.clear()
+
+    def _emit_until_stop(self, sequence: _Sequence, text: str) -> bool:
         """Send `text` except a tail that may begin a stop string; True when a stop matched."""
         stops = sequence.sampling.stop
         hits = [i for i in (text.find(stop) for stop in stops) if i >= 0]
         if hits:
             sequence.held = ""
             if min(hits):
-                sequence.stream.put(Text(text[: min(hits)]))
+                self._emit(sequence, text[: min(hits)])
             return True
         keep = 0
         for stop in stops:
@@ -289,14 +354,16 @@ class Engine:
                     break
         sequence.held = text[len(text) - keep:] if keep else ""
         if len(text) > keep:
-            sequence.stream.put(Text(text[: len(text) - keep]))
+            self._emit(sequence, text[: len(text) - keep])
         return False
 
     def _finished(self, sequence: _Sequence, reason: str, flush: bool = True) -> Finished:
+        """The final event; with `flush`, first send the held text (a character whose bytes
+        were cut off by the end is dropped, not sent as U+FFFD)."""
         if flush:
-            tail = sequence.held + sequence.decoder.decode(b"", final=True)
-            if tail:
-                sequence.stream.put(Text(tail))
+            sequence.decoder.reset()
+            if sequence.held or sequence.logprobs:
+                self._emit(sequence, sequence.held)
             sequence.held = ""
         return Finished(reason, len(sequence.prompt), sequence.generated)
 

@@ -7,11 +7,16 @@ from any thread (tokenizing prompts off the engine thread).
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import math
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+from nexus_app.worker import c_api
 
 log = logging.getLogger("nexus_app.llama")
 _GGML_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
@@ -38,6 +43,28 @@ class LlamaError(RuntimeError):
     """llama.cpp refused to load a model, create a context or decode a batch."""
 
 
+class LlamaFatal(LlamaError):
+    """llama.cpp reported an error its context cannot recover from."""
+
+
+@functools.cache
+def binding_problems() -> tuple[str, ...]:
+    """How the installed llama-cpp-python differs from the C API this module calls."""
+    return tuple(c_api.problems())
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this is an x86 CPU with AMX tiles. llama.cpp's AMX matrix kernels (one of its
+    "extra" CPU buffer types) die with SIGILL where a hypervisor lists AMX but does not
+    enable its tile state, so the worker does not use extra buffer types on such CPUs."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            return any(line.startswith("flags") and " amx_tile" in line for line in info)
+    except OSError:
+        return False
+
+
 def gpu_offload_supported() -> bool:
     """Whether this llama-cpp-python build can offload layers to a GPU."""
     return bool(llama_cpp.llama_supports_gpu_offload())
@@ -47,15 +74,22 @@ class Model:
     """A loaded GGUF model and its vocabulary."""
 
     def __init__(self, path: Path, gpu_layers: int) -> None:
+        if binding_problems():
+            raise LlamaError(
+                f"llama-cpp-python {llama_cpp.__version__} does not match the C API this worker "
+                f"was checked against ({', '.join(c_api.TESTED_VERSIONS)}): "
+                + "; ".join(binding_problems()))
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0 if not gpu_offload_supported() else (
             2**31 - 1 if gpu_layers < 0 else gpu_layers
         )
         self.gpu_layers = params.n_gpu_layers
+        params.use_extra_bufts = not cpu_has_amx()
         pointer = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not pointer:
             raise LlamaError(f"llama.cpp could not load {path}")
         self.pointer = pointer
+        self.name = path.name
         self.vocab = llama_cpp.llama_model_get_vocab(pointer)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_embd = llama_cpp.llama_model_n_embd(pointer)
@@ -136,9 +170,20 @@ class Context:
             self.pointer = None
 
     def decode(self, batch: Batch) -> None:
+        """Decode a batch. 1 (no room in the KV cache), 2 (aborted) and -1 (invalid batch)
+        fail the batch; below -1 llama.cpp's context cannot go on."""
         status = llama_cpp.llama_decode(self.pointer, batch.raw)
+        if status < -1:
+            raise LlamaFatal(f"llama_decode failed with status {status}")
         if status != 0:
             raise LlamaError(f"llama_decode failed with status {status}")
+
+    def logits(self, index: int, n_vocab: int) -> npt.NDArray[np.float32]:
+        """The logits of batch position `index` after the last decode (a view, copy to keep)."""
+        pointer = llama_cpp.llama_get_logits_ith(self.pointer, index)
+        if not pointer:
+            raise LlamaError(f"no logits at batch index {index}")
+        return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
 
     def forget(self, seq_id: int) -> None:
         """Drop a sequence's cells from the KV cache."""

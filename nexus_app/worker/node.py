@@ -91,6 +91,8 @@ class WorkerNode:
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._ws: websockets.ClientConnection | None = None
         self._stopping = asyncio.Event()
+        self._failed: list[ModelServer] = []  # models whose engine stopped on a fault
+        self._closing: set[asyncio.Task[None]] = set()
         self._rate_mark = (time.monotonic(), 0)
 
     @property
@@ -101,6 +103,11 @@ class WorkerNode:
     def capacity(self) -> int:
         """Jobs this node takes at once: the slots of every model it serves."""
         return self.settings.slots * len(self.servers)
+
+    @property
+    def out_of_service(self) -> bool:
+        """Every model's engine stopped on a fault: the node has nothing left to serve."""
+        return bool(self._failed) and not self.servers
 
     @property
     def tokens_generated(self) -> int:
@@ -116,11 +123,15 @@ class WorkerNode:
     async def start(self) -> None:
         """Probe the hardware and load every model (in a thread: loading takes seconds)."""
         self._probe = GpuProbe()
+        loop = asyncio.get_running_loop()
         for local in self.local_models:
+            def on_fault(fault: str, model_id: str = local.id) -> None:
+                loop.call_soon_threadsafe(self._engine_failed, model_id, fault)
+
             server = await asyncio.to_thread(
                 ModelServer, local, slots=self.settings.slots,
                 context_per_slot=self.settings.context_per_slot, threads=self.threads,
-                gpu_layers=self.settings.gpu_layers,
+                gpu_layers=self.settings.gpu_layers, on_fault=on_fault,
             )
             self.servers[local.id] = server
             where = (f"{server.model.gpu_layers} layers on the GPU" if server.model.gpu_layers
@@ -179,11 +190,29 @@ class WorkerNode:
 
     def close(self) -> None:
         """Free the models (after `run()` returned)."""
-        for server in self.servers.values():
+        for server in [*self.servers.values(), *self._failed]:
             server.close()
         self.servers.clear()
+        self._failed.clear()
         if self._probe is not None:
             self._probe.close()
+
+    def _engine_failed(self, model_id: str, fault: str) -> None:
+        """A model's engine stopped: offer the others on a new connection, or stop if none
+        is left — never stay online for a model that cannot serve."""
+        server = self.servers.pop(model_id, None)
+        if server is None:
+            return
+        self._failed.append(server)
+        reason = f"the engine of {model_id} stopped ({fault})"
+        log.error("%s; %s", reason, "reconnecting without it" if self.servers else "stopping")
+        self._update(last_error=reason)
+        if not self.servers:
+            self._stopping.set()
+        if self._ws is not None:
+            closing = asyncio.create_task(self._ws.close(1011, reason[:120]))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
 
     # --- one connection -------------------------------------------------------------------
 

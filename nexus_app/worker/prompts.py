@@ -144,11 +144,25 @@ def _with_tool_preamble(messages: list[dict[str, str]], tools: list[dict[str, An
     return [{"role": "system", "content": preamble}, *messages]
 
 
+# A character inside a JSON string: anything but a quote, a backslash or a control character,
+# or an escape. The converter's own rule lets raw newlines and control characters through,
+# which `json.loads` rejects; `dot` (a pattern's `.`) gets the same bounds.
+_STRING_CHAR_RULES = {
+    "char": r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" '
+            r'[0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])',
+    "dot": r'dot ::= [^"\\\x7F\x00-\x1F]',
+}
+_RULE_LINE = re.compile(r"^(char|dot) ::= .*$", re.M)
+NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
 def _schema_grammar(schema: dict[str, Any], order: list[str] | None = None) -> str:
+    """The GBNF grammar of JSON text matching `schema`, strings limited to valid JSON."""
     try:
-        return json_schema_to_gbnf(json.dumps(schema), prop_order=order)
+        grammar = json_schema_to_gbnf(json.dumps(schema), prop_order=order)
     except Exception as exc:  # the converter raises assorted errors on schemas it cannot do
         raise RequestError(f"unsupported JSON schema: {exc}") from None
+    return _RULE_LINE.sub(lambda rule: _STRING_CHAR_RULES[rule.group(1)], grammar)
 
 
 def _call_grammar(functions: list[dict[str, Any]]) -> str:
@@ -156,7 +170,7 @@ def _call_grammar(functions: list[dict[str, Any]]) -> str:
     options = [
         {"type": "object",
          "properties": {"name": {"const": f["name"]},
-                        "arguments": f.get("parameters") or {"type": "object"}},
+                        "arguments": f.get("parameters") or NO_ARGUMENTS},
          "required": ["name", "arguments"]}
         for f in functions
     ]
@@ -202,9 +216,3 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]] | None:
                          else json.dumps(arguments)},
         })
     return calls or None
-
-
-def may_be_tool_call(text: str) -> bool:
-    """Whether a reply that starts with `text` could still turn out to be a tool call."""
-    stripped = text.lstrip()
-    return TOOL_CALL_OPEN.startswith(stripped) or stripped.startswith(TOOL_CALL_OPEN)

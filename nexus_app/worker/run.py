@@ -32,6 +32,8 @@ async def serve(settings: Settings) -> None:
         await node.start()
         log.info("payout wallet %s", node.wallet)
         await node.run()
+        if node.out_of_service:
+            raise SystemExit(f"worker stopped: {node.status.last_error}")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

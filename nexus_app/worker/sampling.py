@@ -8,6 +8,7 @@ from typing import Any
 
 import llama_cpp
 
+from nexus_app.protocol import MAX_TOP_LOGPROBS
 from nexus_app.worker.llamacpp import Model
 
 DEFAULT_TOP_K = 40  # what llama.cpp and llama-cpp-python use; also keeps sampling cheap
@@ -41,6 +42,7 @@ class Sampling:
     presence_penalty: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: none; n: each token's and its n likeliest alternatives'
     grammar: str | None = field(default=None, repr=False)
 
     @classmethod
@@ -57,6 +59,10 @@ class Sampling:
         seed = request.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise RequestError("'seed' must be an integer")
+        logprobs = request.get("logprobs")
+        if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)
+                                     or not 0 <= logprobs <= MAX_TOP_LOGPROBS):
+            raise RequestError(f"'logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}")
         return cls(
             max_tokens=max_tokens,
             temperature=_number(request, "temperature", 1.0, 0.0, 2.0),
@@ -66,6 +72,7 @@ class Sampling:
             presence_penalty=_number(request, "presence_penalty", 0.0, -2.0, 2.0),
             seed=seed,
             stop=tuple(stop),
+            logprobs=logprobs,
             grammar=grammar,
         )
 
@@ -84,7 +91,8 @@ class Sampling:
                     model.vocab, self.grammar.encode(), b"root"))
             if self.frequency_penalty or self.presence_penalty:
                 add(llama_cpp.llama_sampler_init_penalties(
-                    PENALTY_WINDOW, 1.0, self.frequency_penalty, self.presence_penalty))
+                    model.n_vocab, PENALTY_WINDOW, 1.0, self.frequency_penalty,
+                    self.presence_penalty))
             if self.temperature == 0:
                 add(llama_cpp.llama_sampler_init_greedy())
                 return chain

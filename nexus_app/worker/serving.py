@@ -7,17 +7,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done, Error, Job, ModelCard, Usage
+from nexus_app.protocol import (
+    MAX_EMBEDDING_INPUTS,
+    Chunk,
+    Done,
+    Error,
+    Job,
+    ModelCard,
+    TokenLogprob,
+    Usage,
+)
 from nexus_app.worker.engine import Embedded, Engine, Failed, Finished, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import LocalModel
-from nexus_app.worker.prompts import (
-    ChatPrompt,
-    ChatTemplate,
-    may_be_tool_call,
-    parse_tool_calls,
-)
+from nexus_app.worker.prompts import ChatPrompt, ChatTemplate
 from nexus_app.worker.sampling import RequestError, Sampling
+from nexus_app.worker.tool_calls import Output, ToolCallReader
 
 Send = Callable[[Chunk | Done | Error], Awaitable[None]]
 
@@ -26,11 +31,11 @@ class ModelServer:
     """A loaded model with its engine; `serve` runs one job to its last frame."""
 
     def __init__(self, local: LocalModel, *, slots: int, context_per_slot: int, threads: int,
-                 gpu_layers: int) -> None:
+                 gpu_layers: int, on_fault: Callable[[str], None] | None = None) -> None:
         self.local = local
         self.model = Model(local.path, gpu_layers)
         self.engine = Engine(self.model, slots=slots, context_per_slot=context_per_slot,
-                             threads=threads)
+                             threads=threads, on_fault=on_fault)
         self.template = ChatTemplate(local.chat_template, self.model.bos_text,
                                      self.model.eos_text)
         self.streams: dict[str, Stream] = {}
@@ -99,27 +104,23 @@ class ModelServer:
 
     async def _relay(self, job_id: str, stream: Stream, chat: ChatPrompt | None,
                      send: Send) -> None:
-        tools = chat.tools if chat else "none"
-        held: list[str] = []  # text that may still be a tool call (tools "auto"/"forced")
+        reader = ToolCallReader(chat.one_call) if chat and chat.tools != "none" else None
+
+        async def forward(out: Output, logprobs: tuple[TokenLogprob, ...]) -> None:
+            if out.text or out.tool_calls or logprobs:
+                await send(Chunk(job_id=job_id, text=out.text, tool_calls=out.tool_calls or None,
+                                 logprobs=list(logprobs) or None))
+
         async for event in stream:
             if isinstance(event, Text):
-                if tools != "none" and may_be_tool_call("".join(held) + event.text):
-                    held.append(event.text)
-                    continue
-                if held:
-                    await send(Chunk(job_id=job_id, text="".join(held)))
-                    held.clear()
-                await send(Chunk(job_id=job_id, text=event.text))
+                out = reader.feed(event.text) if reader else Output(text=event.text)
+                await forward(out, event.logprobs)
             elif isinstance(event, Finished):
                 reason = event.reason
-                calls = parse_tool_calls("".join(held)) if held else None
-                if calls and chat and chat.one_call:
-                    calls = calls[:1]
-                if calls:
-                    await send(Chunk(job_id=job_id, tool_calls=calls))
-                    reason = "tool_calls" if reason == "stop" else reason
-                elif held:
-                    await send(Chunk(job_id=job_id, text="".join(held)))
+                if reader is not None:
+                    await forward(reader.finish(), ())
+                    if reader.calls and reason == "stop":
+                        reason = "tool_calls"
                 usage = Usage(prompt_tokens=event.prompt_tokens,
                               completion_tokens=event.completion_tokens)
                 await send(Done(job_id=job_id, finish_reason=reason,  # type: ignore[arg-type]

@@ -59,10 +59,13 @@ def test_the_vercel_ai_sdk_against_the_real_worker(network) -> None:
                 "NEXUS_MODEL": network.model})
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "AI_GATEWAY_API_KEY"):
         env.pop(name, None)  # the script passes its own; keep stray settings out
-    run = subprocess.run(
-        [node, str(SCRIPT)], cwd=JS_DIR, env=env, capture_output=True, text=True,
-        timeout=int(os.environ.get("NEXUS_NODE_E2E_TIMEOUT", "300")), check=False,
-    )
+    try:
+        run = subprocess.run(
+            [node, str(SCRIPT)], cwd=JS_DIR, env=env, capture_output=True, text=True,
+            timeout=int(os.environ.get("NEXUS_NODE_E2E_TIMEOUT", "600")), check=False,
+        )
+    except subprocess.TimeoutExpired as timeout:  # the steps that ended are on its stderr
+        pytest.fail(f"{SCRIPT.name} ran past {timeout.timeout} s:\n{timeout.stderr or ''}")
     report = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}"
     lines = run.stdout.strip().splitlines()
     assert lines, report

@@ -15,8 +15,6 @@ from tests.clients.test_ai_sdk import JS_DIR, install_js_dependencies
 from tests.conftest import ROOT, clean_environ
 from tests.test_readme import code_blocks
 
-pytestmark = pytest.mark.slow
-
 README = (ROOT / "README.md").read_text()
 TITLE = "Clients that are tested"
 
@@ -45,6 +43,7 @@ def test_the_section_has_one_example_per_client() -> None:
     assert "http://127.0.0.1:8080/v1" in text
 
 
+@pytest.mark.slow
 def test_the_langchain_example(network) -> None:
     langchain, _ = code_blocks(section(), "python")
     lines = run_example(network, [sys.executable, "-"], langchain).splitlines()
@@ -52,11 +51,13 @@ def test_the_langchain_example(network) -> None:
     assert "".join(lines[:-1]).strip(), lines
 
 
+@pytest.mark.slow
 def test_the_agents_sdk_example(network) -> None:
     _, agents = code_blocks(section(), "python")
     assert run_example(network, [sys.executable, "-"], agents).strip()
 
 
+@pytest.mark.slow
 def test_the_vercel_ai_sdk_example(network) -> None:
     node = shutil.which("node")
     if node is None or shutil.which("npm") is None:

@@ -3,8 +3,9 @@
 // API, its default for `openai(model)`).
 //
 // Environment: NEXUS_BASE_URL (e.g. http://127.0.0.1:8080/v1), NEXUS_API_KEY, NEXUS_MODEL.
-// Runs every step in order (a failed step does not stop the later ones), then prints one JSON
-// summary line to stdout: {"ok", "node", "ai", "steps": [{"name", "ok", "ms", ...}]}.
+// Runs every step in order (a failed step does not stop the later ones), each reported on
+// stderr as it ends, then prints one JSON summary line to stdout:
+// {"ok", "node", "ai", "steps": [{"name", "ok", "ms", ...}]}.
 // Exits 0 when every step passed; otherwise prints each failure to stderr and exits 1.
 // Run by tests/clients/test_ai_sdk.py against a real gateway and the real SmolLM2 worker.
 // The model is tiny: the steps check what the SDK parsed, not how good the answers are.
@@ -187,7 +188,9 @@ for (const [i, { name, run }] of steps.entries()) {
   const started = performance.now();
   try {
     const details = await run();
-    results.push({ name, ok: true, ms: Math.round(performance.now() - started), ...details });
+    const ms = Math.round(performance.now() - started);
+    results.push({ name, ok: true, ms, ...details });
+    console.error(`ai_sdk_e2e: step ${i + 1} (${name}) passed in ${ms} ms`);
   } catch (error) {
     const message = describe(error);
     results.push({ name, ok: false, ms: Math.round(performance.now() - started), error: message });

@@ -52,6 +52,7 @@ from tests.conftest import (  # noqa: E402
     start_worker_process,
     wait_for_workers,
 )
+from tests.llama_cpp_amx import without_extra_buffers_on_amx  # noqa: E402
 
 STREAMS = 4
 SEED = 1234
@@ -116,6 +117,7 @@ def median(samples: list[Sample]) -> Result:
 
 def load_raw(local: LocalModel, threads: int) -> tuple[Llama, list[int]]:
     """The model loaded by llama-cpp-python, and the worker's chat prompt as tokens."""
+    without_extra_buffers_on_amx()  # as the worker loads it
     llm = Llama(str(local.path), n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads,
                 verbose=False)
     bos = llm.detokenize([llm.token_bos()], special=True).decode()

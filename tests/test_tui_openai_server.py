@@ -1,5 +1,6 @@
 """The terminal app's chat against a server this project did not write: llama-cpp-python's
-own OpenAI-compatible server (`python -m llama_cpp.server`) serving the bundled SmolLM2.
+own OpenAI-compatible server (`python -m llama_cpp.server`, through `tests.llama_cpp_amx`)
+serving the bundled SmolLM2.
 Chat streams; the NEXUS-only screens say they are unavailable instead of failing."""
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()),
+        [sys.executable, "-m", "tests.llama_cpp_amx", "--model", str(bundled_model_path()),
          "--model_alias", "smollm2", "--port", str(port), "--n_ctx", "2048"],
         stdout=log, stderr=subprocess.STDOUT,
     )

@@ -231,3 +231,34 @@ async def test_a_worker_whose_engine_stops_leaves_the_gateway_instead_of_staying
         if not running.done():
             await running
         node.close()
+
+
+async def test_a_client_that_leaves_a_non_streaming_request_stops_generation(
+    gateway_process: StartGateway, tmp_path: Path
+) -> None:
+    """Without a stream, a client that gives up must free the worker too (it once kept
+    generating up to max_tokens for nobody)."""
+    gateway = gateway_process()
+    settings = make_settings(tmp_path / "worker", gateway_url=gateway.url)
+    node = WorkerNode(settings, resolve([], settings.models_path), Keypair())
+    await node.start()
+    running = asyncio.create_task(node.run())
+    try:
+        await asyncio.to_thread(wait_for_workers, gateway.url, 1)
+        _, key = await gateway.funded_key(10**9)
+        body = {"model": MODEL_ID, "messages": STORY, "max_tokens": 4000}
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=3) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post("/v1/chat/completions", json=body, headers=auth(key))
+        await asyncio.sleep(1.0)
+        after_one_second = node.tokens_generated
+        await asyncio.sleep(1.0)
+        assert node.tokens_generated == after_one_second, "generation went on"
+        assert node.status.jobs_active == 0
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+            balance = (await http.get("/v1/balance", headers=auth(key))).json()
+        assert balance["total_spent"] > 0  # what the worker generated before the cancel
+    finally:
+        await node.stop()
+        await running
+        node.close()

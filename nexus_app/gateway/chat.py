@@ -223,7 +223,7 @@ async def chat_completions(request: Request) -> Response:
     shapes = ChatShapes(body.model, include_usage, body.logprobs_asked())
     if body.stream:
         return await event_stream(gateway, ticket, shapes)
-    chunks, done = await collect(gateway, ticket)
+    chunks, done = await collect(gateway, ticket, request.receive)
     body_out = shapes.completion(chunks, done, usage_body(ticket))
     return Response(orjson.dumps(body_out), media_type="application/json")
 

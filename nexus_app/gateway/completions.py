@@ -130,7 +130,7 @@ async def completions(request: Request) -> Response:
                               body.logprobs)
     if body.stream:
         return await event_stream(gateway, ticket, shapes)
-    chunks, done = await collect(gateway, ticket)
+    chunks, done = await collect(gateway, ticket, request.receive)
     out = shapes.completion(chunks, done, usage_body(ticket))
     return Response(orjson.dumps(out), media_type="application/json")
 
@@ -160,7 +160,7 @@ async def embeddings(request: Request) -> Response:
                          code="model_not_supported")
     ticket = await gateway.open_ticket(caller, "embeddings", body.model, {"input": texts},
                                        sum(_text_bound(text) for text in texts), 0)
-    _, done = await collect(gateway, ticket)
+    _, done = await collect(gateway, ticket, request.receive)
     vectors = done.embeddings or []
     if len(vectors) != len(texts):
         raise UpstreamFailed("The worker returned a wrong number of embeddings.")

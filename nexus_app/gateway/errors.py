@@ -66,6 +66,12 @@ class ApiError(Exception):
         }
 
 
+class ClientGone(ApiError):
+    """The client closed the connection before its response (nginx's 499; nobody reads it)."""
+
+    status, type, code = 499, "client_closed_request", "client_closed_request"
+
+
 class BadRequest(ApiError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
 

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 import orjson
+from starlette.types import Receive
 
-from nexus_app.gateway.errors import ApiError
+from nexus_app.gateway.errors import ApiError, ClientGone
 from nexus_app.gateway.service import Gateway, Ticket
-from nexus_app.gateway.sse import EventStreamResponse, sse_data
+from nexus_app.gateway.sse import EventStreamResponse, sse_data, wait_for_disconnect
 from nexus_app.protocol import Chunk, Done
 
 
@@ -45,19 +46,38 @@ def usage_body(ticket: Ticket) -> dict[str, int]:
             "total_tokens": prompt + completion, "cost": billed.cost if billed else 0}
 
 
-async def collect(gateway: Gateway, ticket: Ticket) -> tuple[list[Chunk], Done]:
-    """Every chunk of the job and its `done`, then settle."""
+async def collect(gateway: Gateway, ticket: Ticket, receive: Receive
+                  ) -> tuple[list[Chunk], Done]:
+    """Every chunk of the job and its `done`, then settle. A client that leaves first (read
+    from `receive`) stops the job on its worker at once, as a stream's does."""
     chunks: list[Chunk] = []
     done: Done | None = None
-    try:
+
+    async def gather() -> None:
+        nonlocal done
         async for event in ticket.stream:
             if isinstance(event, Chunk):
                 chunks.append(event)
             else:
                 done = event
+
+    try:
+        job = asyncio.create_task(gather())
+        watcher = asyncio.create_task(wait_for_disconnect(receive))
+        try:
+            await asyncio.wait({job, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not job.done():
+                job.cancel()
+            await asyncio.gather(job, watcher, return_exceptions=True)
+        if not job.cancelled():
+            job.result()  # the job's own error (no worker, bad request, ...)
     finally:
-        await gateway.close_ticket(ticket, done)
-    assert done is not None
+        # shielded: the client leaving must not interrupt the settlement
+        await asyncio.shield(gateway.close_ticket(ticket, done))
+    if done is None:
+        raise ClientGone("The client closed the connection before the response.")
     return chunks, done
 
 

@@ -222,7 +222,7 @@ async def responses(request: Request) -> Response:
     shapes = ResponseShapes(body)
     if body.stream:
         return await event_stream(gateway, ticket, shapes)
-    chunks, done = await collect(gateway, ticket)
+    chunks, done = await collect(gateway, ticket, request.receive)
     out = shapes.finished(chunks, done, usage_body(ticket))
     return Response(orjson.dumps(out), media_type="application/json")
 

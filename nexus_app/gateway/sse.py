@@ -41,7 +41,7 @@ class EventStreamResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             pump = asyncio.create_task(self._pump(send))
-            watcher = asyncio.create_task(self._wait_disconnect(receive))
+            watcher = asyncio.create_task(wait_for_disconnect(receive))
             await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
             for task in (pump, watcher):
                 task.cancel()
@@ -54,8 +54,9 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    @staticmethod
-    async def _wait_disconnect(receive: Receive) -> None:
-        with contextlib.suppress(Exception):
-            while (await receive())["type"] != "http.disconnect":
-                pass
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when the client has gone away (after the request body was read)."""
+    with contextlib.suppress(Exception):
+        while (await receive())["type"] != "http.disconnect":
+            pass

@@ -57,7 +57,10 @@ def test_completions_and_embeddings_with_the_real_worker(gateway_process,
 
     for path, body, words in [
         ("/v1/completions", {"model": MODEL_ID, "prompt": ["a", "b"]}, "one prompt"),
-        ("/v1/completions", {"model": MODEL_ID, "prompt": "a", "logprobs": 2}, "not supported"),
+        ("/v1/completions", {"model": MODEL_ID, "prompt": "a", "suffix": "b"}, "not supported"),
+        ("/v1/completions", {"model": MODEL_ID, "prompt": "a", "echo": True, "logprobs": 2},
+         "not scored"),
+        ("/v1/completions", {"model": MODEL_ID, "prompt": "a", "logprobs": 21}, "logprobs"),
         ("/v1/embeddings", {"model": MODEL_ID, "input": ""}, "non-empty"),
         ("/v1/embeddings", {"model": MODEL_ID, "input": "a", "dimensions": 8}, "dimensions"),
         ("/v1/embeddings", {"model": MODEL_ID, "input": [[1, 2]]}, "input"),

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.conftest import MODEL_ID, ROOT, clean_environ, wait_for_workers
+from tests.node_packages import install_pinned, require_node
 
 JS_DIR = ROOT / "tests" / "js"
 SCRIPT = JS_DIR / "openai_e2e.mjs"
@@ -23,26 +23,11 @@ STEPS = [
 ]
 
 
-def install_js_dependencies() -> None:
-    """`npm ci` in tests/js unless its node_modules is there already."""
-    if (JS_DIR / "node_modules" / "openai" / "package.json").is_file():
-        return
-    npm = shutil.which("npm")
-    assert npm is not None
-    installed = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True,
-        timeout=300, check=False,
-    )
-    assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
-
-
 @pytest.mark.slow
 def test_the_openai_node_package_against_the_real_worker(gateway_process,
                                                           worker_process) -> None:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed on PATH to run tests/js/openai_e2e.mjs")
-    install_js_dependencies()
+    node = require_node()
+    install_pinned(JS_DIR)
 
     gateway = gateway_process()
     wallet, key = asyncio.run(gateway.funded_key(10_000_000))

@@ -21,7 +21,8 @@ import pytest
 
 from nexus_app.config_reference import render
 from tests.conftest import ROOT, clean_environ, free_port, wait_for_workers
-from tests.test_openai_node import JS_DIR, install_js_dependencies
+from tests.node_packages import install_pinned
+from tests.test_openai_node import JS_DIR
 
 README = (ROOT / "README.md").read_text()
 
@@ -86,7 +87,7 @@ def test_the_api_walkthrough_runs_as_written(tmp_path: Path, background: list) -
         node_example, "JS",
     ])
     if shutil.which("node"):
-        install_js_dependencies()
+        install_pinned(JS_DIR)
     done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     report = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"

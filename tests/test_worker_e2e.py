@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from solders.keypair import Keypair
 from nexus_app.gateway.pricing import resolve_price
 from nexus_app.worker.engine import Failed
 from nexus_app.worker.models import resolve
-from nexus_app.worker.node import WorkerNode
+from nexus_app.worker.node import NodeStatus, WorkerNode
 from tests.conftest import (
     MODEL_ID,
     GatewayProcess,
@@ -42,6 +43,25 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict]:
     async for line in response.aiter_lines():
         if line.startswith("data: ") and line != "data: [DONE]":
             yield json.loads(line[len("data: "):])
+
+
+@contextlib.asynccontextmanager
+async def worker_node(gateway_url: str, data_dir: Path,
+                      on_status: Callable[[NodeStatus], None] | None = None
+                      ) -> AsyncIterator[tuple[WorkerNode, asyncio.Task[None]]]:
+    """A worker node in this process serving the bundled model, online at the gateway; it is
+    stopped (draining) and closed on exit."""
+    settings = make_settings(data_dir, gateway_url=gateway_url)
+    node = WorkerNode(settings, resolve([], settings.models_path), Keypair(), on_status)
+    await node.start()
+    running = asyncio.create_task(node.run())
+    try:
+        await asyncio.to_thread(wait_for_workers, gateway_url, 1)
+        yield node, running
+    finally:
+        await node.stop()
+        await running
+        node.close()
 
 
 async def test_openai_client_streams_a_chat_through_gateway_and_worker(
@@ -94,14 +114,9 @@ async def test_a_client_that_leaves_stops_generation_within_a_second(
     gateway_process: StartGateway, tmp_path: Path
 ) -> None:
     gateway = gateway_process()
-    settings = make_settings(tmp_path / "worker", gateway_url=gateway.url)
     states: list[str] = []
-    node = WorkerNode(settings, resolve([], settings.models_path), Keypair(),
-                      on_status=lambda status: states.append(status.state))
-    await node.start()
-    running = asyncio.create_task(node.run())
-    try:
-        await asyncio.to_thread(wait_for_workers, gateway.url, 1)
+    async with worker_node(gateway.url, tmp_path / "worker",
+                           lambda status: states.append(status.state)) as (node, _):
         _, key = await gateway.funded_key(10**9)
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
             body = {"model": MODEL_ID, "messages": STORY, "max_tokens": 2000, "stream": True}
@@ -119,10 +134,6 @@ async def test_a_client_that_leaves_stops_generation_within_a_second(
         assert node.tokens_generated == after_one_second, "generation went on"
         assert after_one_second - left < 100  # it stopped well before max_tokens
         assert node.status.jobs_active == 0
-    finally:
-        await node.stop()
-        await running
-        node.close()
     seen = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
     assert seen == ["connecting", "online", "draining", "stopped"]  # what the TUI shows
 
@@ -211,12 +222,7 @@ async def test_a_worker_whose_engine_stops_leaves_the_gateway_instead_of_staying
 ) -> None:
     """A fault the engine cannot survive: the node must not keep offering the model."""
     gateway = gateway_process()
-    settings = make_settings(tmp_path / "worker", gateway_url=gateway.url)
-    node = WorkerNode(settings, resolve([], settings.models_path), Keypair())
-    await node.start()
-    running = asyncio.create_task(node.run())
-    try:
-        await asyncio.to_thread(wait_for_workers, gateway.url, 1)
+    async with worker_node(gateway.url, tmp_path / "worker") as (node, running):
         engine = node.servers[MODEL_ID].engine
         stream = engine.generate([1, 2, 3], FatalSampling(max_tokens=4), time.monotonic() + 30)
         failed = [event async for event in stream]
@@ -226,11 +232,6 @@ async def test_a_worker_whose_engine_stops_leaves_the_gateway_instead_of_staying
         assert node.out_of_service and MODEL_ID not in node.servers
         assert "the engine of smollm2-135m-instruct-q4_1 stopped" in node.status.last_error
         assert await asyncio.to_thread(workers_serving, gateway.url) == 0
-    finally:
-        await node.stop()
-        if not running.done():
-            await running
-        node.close()
 
 
 async def test_a_client_that_leaves_a_non_streaming_request_stops_generation(
@@ -239,12 +240,7 @@ async def test_a_client_that_leaves_a_non_streaming_request_stops_generation(
     """Without a stream, a client that gives up must free the worker too (it once kept
     generating up to max_tokens for nobody)."""
     gateway = gateway_process()
-    settings = make_settings(tmp_path / "worker", gateway_url=gateway.url)
-    node = WorkerNode(settings, resolve([], settings.models_path), Keypair())
-    await node.start()
-    running = asyncio.create_task(node.run())
-    try:
-        await asyncio.to_thread(wait_for_workers, gateway.url, 1)
+    async with worker_node(gateway.url, tmp_path / "worker") as (node, _):
         _, key = await gateway.funded_key(10**9)
         body = {"model": MODEL_ID, "messages": STORY, "max_tokens": 4000}
         async with httpx.AsyncClient(base_url=gateway.url, timeout=3) as http:
@@ -258,7 +254,3 @@ async def test_a_client_that_leaves_a_non_streaming_request_stops_generation(
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
             balance = (await http.get("/v1/balance", headers=auth(key))).json()
         assert balance["total_spent"] > 0  # what the worker generated before the cancel
-    finally:
-        await node.stop()
-        await running
-        node.close()

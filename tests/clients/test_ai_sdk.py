@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from tests.clients.conftest import CREDIT
 from tests.conftest import ROOT, clean_environ
+from tests.node_packages import install_pinned, require_node
 
 JS_DIR = ROOT / "tests" / "clients" / "js"
 SCRIPT = JS_DIR / "ai_sdk_e2e.mjs"
@@ -23,36 +23,12 @@ STEPS = [
     "openai.generateText", "openai.streamText", "openai.tool", "openai.generateObject",
     "openai.embedMany",
 ]
-PACKAGES = ["ai", "@ai-sdk/openai-compatible", "@ai-sdk/openai", "zod"]
-
-
-def install_js_dependencies() -> None:
-    """`npm ci` in tests/clients/js unless node_modules already holds the pinned versions."""
-    pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
-    assert sorted(pinned) == sorted(PACKAGES), pinned
-    assert all(version[0].isdigit() for version in pinned.values()), f"not exact: {pinned}"
-
-    def installed(name: str) -> str | None:
-        path = JS_DIR / "node_modules" / name / "package.json"
-        return json.loads(path.read_text())["version"] if path.is_file() else None
-
-    if all(installed(name) == version for name, version in pinned.items()):
-        return
-    npm = shutil.which("npm")
-    assert npm is not None
-    run = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, text=True,
-        timeout=300, check=False,
-    )
-    assert run.returncode == 0, f"npm ci failed:\n{run.stdout}\n{run.stderr}"
 
 
 @pytest.mark.slow
 def test_the_vercel_ai_sdk_against_the_real_worker(network) -> None:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed on PATH to run tests/clients/js/ai_sdk_e2e.mjs")
-    install_js_dependencies()
+    node = require_node()
+    install_pinned(JS_DIR)
 
     env = clean_environ()
     env.update({"NEXUS_BASE_URL": network.base_url, "NEXUS_API_KEY": network.api_key,

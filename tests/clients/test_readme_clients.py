@@ -5,14 +5,14 @@ differ from what a reader runs."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.clients.test_ai_sdk import JS_DIR, install_js_dependencies
+from tests.clients.test_ai_sdk import JS_DIR
 from tests.conftest import ROOT, clean_environ
+from tests.node_packages import install_pinned, require_node
 from tests.test_readme import code_blocks
 
 README = (ROOT / "README.md").read_text()
@@ -59,10 +59,8 @@ def test_the_agents_sdk_example(network) -> None:
 
 @pytest.mark.slow
 def test_the_vercel_ai_sdk_example(network) -> None:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed on PATH to run the Vercel AI SDK example")
-    install_js_dependencies()
+    node = require_node()
+    install_pinned(JS_DIR)
     (example,) = code_blocks(section(), "js")
     # ES module code on stdin resolves its imports from the working directory
     lines = run_example(network, [node, "--input-type=module"], example, cwd=JS_DIR).splitlines()

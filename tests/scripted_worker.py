@@ -30,6 +30,7 @@ from nexus_app.protocol import (
     Job,
     ModelCard,
     Ready,
+    TokenLogprob,
     Usage,
     encode,
     parse_gateway_frame,
@@ -56,6 +57,7 @@ class ScriptedWorker:
     fail_with: str | None = None  # answer every job with this error code
     claimed_tokens: int | None = None  # report this many completion tokens, whatever was sent
     ignore_cancel: bool = False  # keep sending after the gateway cancels a job
+    logprobs_per_token: int = 0  # attach this many log probabilities to each text chunk
     # observations
     jobs: list[Job] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)
@@ -145,7 +147,10 @@ class ScriptedWorker:
                 if sent >= limit:
                     finish = "length"
                     break
-                await ws.send(encode(Chunk(job_id=job.job_id, text=token)))
+                logprobs = [TokenLogprob(token=token, logprob=-0.5, bytes=list(token.encode()))
+                            ] * self.logprobs_per_token
+                await ws.send(encode(Chunk(job_id=job.job_id, text=token,
+                                           logprobs=logprobs or None)))
                 sent += 1
                 self.tokens_sent[job.job_id] = sent
                 if self.token_delay_s:

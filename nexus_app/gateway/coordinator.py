@@ -323,6 +323,7 @@ class JobStream:
         self.streamed = False
         self.finished = False
         self.delivered_bytes = 0
+        self.logprob_tokens = 0  # log probabilities relayed, one per generated token
         self._attempts = 0
         self._events: Mailbox | None = None
         self._first_token_by = deadline
@@ -384,7 +385,7 @@ class JobStream:
         if isinstance(event, Chunk):
             self.streamed = True
             self.delivered_bytes += _chunk_bytes(event)
-            return event
+            return self._checked_logprobs(event) if event.logprobs else event
         if isinstance(event, Done):
             return event
         if isinstance(event, Error):
@@ -393,6 +394,18 @@ class JobStream:
                                  code=event.code)
             raise _Retry(f"worker error: {event.code}")
         raise _Retry("The worker disconnected.")
+
+    def _checked_logprobs(self, chunk: Chunk) -> Chunk:
+        """Log probabilities only when the job asked, and at most one per token the job may
+        generate: a worker that sends more is lying, and its result fails."""
+        request = self.job.request
+        if request.get("logprobs") is None:
+            return chunk.model_copy(update={"logprobs": None})
+        self.logprob_tokens += len(chunk.logprobs or ())
+        if self.logprob_tokens > int(request.get("max_tokens") or 0):
+            raise _Retry("The worker sent log probabilities of more tokens than it may "
+                         "generate.")
+        return chunk
 
     @property
     def deadline(self) -> float:

@@ -92,3 +92,34 @@ async def test_a_frame_for_another_job_disconnects_the_worker(tmp_path: Path) ->
         assert response.status_code == 200 and len(honest.jobs) == 1
         audit = await gw.store.audit()
         assert audit.ok and audit.worker_earnings == 800  # the honest worker's share only
+
+
+async def test_log_probabilities_are_relayed_only_as_asked_and_one_per_token(
+    tmp_path: Path,
+) -> None:
+    """A worker that sends log probabilities nobody asked for has them dropped; one that sends
+    more than one per token it may generate fails the job: refunded, earning nothing."""
+    settings = make_settings(tmp_path, prices={"scripted-model": PRICE})
+    async with running_gateway(settings) as gw:
+        account = await gw.account(credit=1_000_000)
+        chatty = await gw.worker(reply=REPLY, logprobs_per_token=1)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+            plain = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                                    json={**CHAT, "max_tokens": 50})
+            asked = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                                    json={**CHAT, "max_tokens": 50, "logprobs": True})
+        assert plain.status_code == 200 and plain.json()["choices"][0]["logprobs"] is None
+        assert asked.status_code == 200
+        assert len(asked.json()["choices"][0]["logprobs"]["content"]) == len(REPLY.split())
+        await chatty.stop()
+        spent = (await gw.store.balance(account.wallet)).total_spent
+
+        liar = await gw.worker(reply=REPLY, logprobs_per_token=100)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+            response = await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                                       json={**CHAT, "max_tokens": 50, "logprobs": True})
+        assert response.status_code == 503 and response.json()["error"]["code"] == "worker_failed"
+        balance = await gw.store.balance(account.wallet)
+        assert balance.total_spent == spent and balance.reserved == 0  # refunded in full
+        assert (await gw.store.worker_earnings(liar.wallet)).earned == 0
+        assert (await gw.store.audit()).ok

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from nexus_app.gateway.auth import Caller
 from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
-from nexus_app.gateway.logprobs import chat_logprobs
+from nexus_app.gateway.logprobs import chat_logprobs, logprobs_of
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import (
     END_OF_STREAM,
@@ -163,11 +163,11 @@ class ChatShapes:
                                    "refusal": None}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        tokens = [token for chunk in chunks for token in chunk.logprobs or ()]
         return {
             "id": self.id, "object": "chat.completion", "created": self.created,
             "model": self.model, "system_fingerprint": None,
-            "choices": [{"index": 0, "message": message, "logprobs": self._logprobs(tokens),
+            "choices": [{"index": 0, "message": message,
+                         "logprobs": self._logprobs(logprobs_of(chunks)),
                          "finish_reason": finish_reason(done, bool(tool_calls))}],
             "usage": usage,
         }

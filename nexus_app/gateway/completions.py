@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from nexus_app.gateway.chat import finish_reason
 from nexus_app.gateway.errors import ApiError, BadRequest, UpstreamFailed, parse_body
-from nexus_app.gateway.logprobs import completion_logprobs
+from nexus_app.gateway.logprobs import completion_logprobs, logprobs_of
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import (
     END_OF_STREAM,
@@ -89,9 +89,8 @@ class CompletionShapes:
                    ) -> dict[str, Any]:
         """The whole `text_completion` of a collected job."""
         text = "".join(chunk.text for chunk in chunks)
-        tokens = [token for chunk in chunks for token in chunk.logprobs or ()]
         choice = {"text": self.echo + text, "index": 0,
-                  "logprobs": self._logprobs(tokens, len(self.echo)),
+                  "logprobs": self._logprobs(logprobs_of(chunks), len(self.echo)),
                   "finish_reason": finish_reason(done, False)}
         return self._envelope([choice], usage)
 

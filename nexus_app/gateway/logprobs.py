@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus_app.protocol import TokenLogprob
+from nexus_app.protocol import Chunk, TokenLogprob
+
+
+def logprobs_of(chunks: list[Chunk]) -> list[TokenLogprob]:
+    """The log probabilities of a collected job's tokens, in order."""
+    return [token for chunk in chunks for token in chunk.logprobs or ()]
 
 
 def chat_logprobs(tokens: list[TokenLogprob], top: int) -> dict[str, Any]:

@@ -37,7 +37,8 @@ class ToolCallReader:
     def __init__(self, one_call: bool = False) -> None:
         self.one_call = one_call
         self.calls = 0  # tool calls started
-        self._state = "start"  # start | text | header | arguments | between | whole
+        # start | text | header | arguments | between | after | done | whole
+        self._state = "start"
         self._buffer = ""
         self._depth = 0
         self._in_string = False
@@ -177,16 +178,11 @@ class ToolCallReader:
         if end < 0:
             return False
         self._buffer = self._buffer[end + len(TOOL_CALL_CLOSE):]
-        stripped = self._buffer.lstrip()
         if self.one_call:
             self._buffer, self._state = "", "done"
             return False
-        if stripped.startswith(TOOL_CALL_OPEN):
-            self._buffer = stripped[len(TOOL_CALL_OPEN):]
-            self._state = "header"
-            return True
         self._state = "after"
-        return self._after()
+        return True
 
     def _after(self) -> bool:
         """Between calls: wait for the next `<tool_call>`; other text is dropped."""

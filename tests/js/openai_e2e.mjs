@@ -1,29 +1,20 @@
 // End-to-end check of the gateway with the official `openai` package for Node.
 //
 // Environment: NEXUS_BASE_URL (e.g. http://127.0.0.1:8080/v1), NEXUS_API_KEY, NEXUS_MODEL.
-// Runs every step in order (a failed step does not stop the later ones), then prints one JSON
-// summary line to stdout: {"ok", "node", "openai", "steps": [{"name", "ok", "ms", ...}]}.
-// Exits 0 when every step passed; otherwise prints each failure to stderr and exits 1.
+// Its steps run as tests/js/e2e_steps.mjs says; the summary names the `openai` version.
 // Run by tests/test_openai_node.py against a real gateway and the real SmolLM2 worker.
 
 import assert from "node:assert/strict";
-import process from "node:process";
 
 import OpenAI from "openai";
 import { VERSION } from "openai/version";
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`openai_e2e: the environment variable ${name} is not set`);
-    process.exit(2);
-  }
-  return value;
-}
+import { assertNonEmptyString, required, runSteps, step } from "./e2e_steps.mjs";
 
-const baseURL = required("NEXUS_BASE_URL");
-const apiKey = required("NEXUS_API_KEY");
-const model = required("NEXUS_MODEL");
+const SCRIPT = "openai_e2e";
+const baseURL = required(SCRIPT, "NEXUS_BASE_URL");
+const apiKey = required(SCRIPT, "NEXUS_API_KEY");
+const model = required(SCRIPT, "NEXUS_MODEL");
 
 // No retries: a failure shows as it happened. The model is small but the CPU may be shared.
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120_000 });
@@ -59,11 +50,6 @@ const TOOL_CALL_MAX_TOKENS = 60;
 
 const isObject = (value) => typeof value === "object" && value !== null && !Array.isArray(value);
 
-function assertNonEmptyString(value, what) {
-  assert.equal(typeof value, "string", `${what} should be a string, got ${typeof value}`);
-  assert.ok(value.length > 0, `${what} should not be empty`);
-}
-
 function parseJsonObject(text, what) {
   let parsed;
   try {
@@ -78,12 +64,6 @@ function parseJsonObject(text, what) {
 /** Consecutive repeats of one event type collapsed into one: a, b, b, c -> a, b, c. */
 function collapseRepeats(types) {
   return types.filter((type, i) => i === 0 || type !== types[i - 1]);
-}
-
-const steps = [];
-
-function step(name, run) {
-  steps.push({ name, run });
 }
 
 // 1. The model list
@@ -364,23 +344,4 @@ function describe(error) {
   return error?.stack ?? String(error);
 }
 
-const results = [];
-for (const [i, { name, run }] of steps.entries()) {
-  const started = performance.now();
-  try {
-    const details = await run();
-    results.push({ name, ok: true, ms: Math.round(performance.now() - started), ...details });
-  } catch (error) {
-    const message = describe(error);
-    results.push({ name, ok: false, ms: Math.round(performance.now() - started), error: message });
-    console.error(`openai_e2e: step ${i + 1} (${name}) failed: ${message}`);
-  }
-}
-
-const failed = results.filter((r) => !r.ok);
-console.log(JSON.stringify({ ok: failed.length === 0, node: process.version, openai: VERSION, steps: results }));
-if (failed.length) {
-  console.error(`openai_e2e: ${failed.length} of ${results.length} steps failed: `
-    + failed.map((r) => r.name).join(", "));
-  process.exit(1);
-}
+await runSteps(SCRIPT, describe, { openai: VERSION });

@@ -3,16 +3,12 @@
 // API, its default for `openai(model)`).
 //
 // Environment: NEXUS_BASE_URL (e.g. http://127.0.0.1:8080/v1), NEXUS_API_KEY, NEXUS_MODEL.
-// Runs every step in order (a failed step does not stop the later ones), each reported on
-// stderr as it ends, then prints one JSON summary line to stdout:
-// {"ok", "node", "ai", "steps": [{"name", "ok", "ms", ...}]}.
-// Exits 0 when every step passed; otherwise prints each failure to stderr and exits 1.
+// Its steps run as tests/js/e2e_steps.mjs says; the summary names the `ai` version.
 // Run by tests/clients/test_ai_sdk.py against a real gateway and the real SmolLM2 worker.
 // The model is tiny: the steps check what the SDK parsed, not how good the answers are.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import process from "node:process";
 
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
@@ -21,18 +17,12 @@ import {
 } from "ai";
 import { z } from "zod";
 
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`ai_sdk_e2e: the environment variable ${name} is not set`);
-    process.exit(2);
-  }
-  return value;
-}
+import { assertNonEmptyString, required, runSteps, step } from "../../js/e2e_steps.mjs";
 
-const baseURL = required("NEXUS_BASE_URL");
-const apiKey = required("NEXUS_API_KEY");
-const modelId = required("NEXUS_MODEL");
+const SCRIPT = "ai_sdk_e2e";
+const baseURL = required(SCRIPT, "NEXUS_BASE_URL");
+const apiKey = required(SCRIPT, "NEXUS_API_KEY");
+const modelId = required(SCRIPT, "NEXUS_MODEL");
 
 // Chat completions; structured outputs on, so a schema is sent as response_format json_schema.
 const compatible = createOpenAICompatible({
@@ -55,17 +45,6 @@ const PERSON = z.object({
   age: z.number().int(),
 });
 const PERSON_PROMPT = "Invent a person: give a name and an age.";
-
-function assertNonEmptyString(value, what) {
-  assert.equal(typeof value, "string", `${what} should be a string, got ${typeof value}`);
-  assert.ok(value.length > 0, `${what} should not be empty`);
-}
-
-const steps = [];
-
-function step(name, run) {
-  steps.push({ name, run });
-}
 
 async function generate(model) {
   const result = await generateText({
@@ -183,27 +162,6 @@ function describe(error) {
   return `${error?.name ?? "Error"}: ${error?.message ?? String(error)}${extra}`;
 }
 
-const results = [];
-for (const [i, { name, run }] of steps.entries()) {
-  const started = performance.now();
-  try {
-    const details = await run();
-    const ms = Math.round(performance.now() - started);
-    results.push({ name, ok: true, ms, ...details });
-    console.error(`ai_sdk_e2e: step ${i + 1} (${name}) passed in ${ms} ms`);
-  } catch (error) {
-    const message = describe(error);
-    results.push({ name, ok: false, ms: Math.round(performance.now() - started), error: message });
-    console.error(`ai_sdk_e2e: step ${i + 1} (${name}) failed: ${message}`);
-  }
-}
-
 const { version } = JSON.parse(readFileSync(new URL("./node_modules/ai/package.json",
   import.meta.url), "utf8"));
-const failed = results.filter((r) => !r.ok);
-console.log(JSON.stringify({ ok: failed.length === 0, node: process.version, ai: version, steps: results }));
-if (failed.length) {
-  console.error(`ai_sdk_e2e: ${failed.length} of ${results.length} steps failed: `
-    + failed.map((r) => r.name).join(", "));
-  process.exit(1);
-}
+await runSteps(SCRIPT, describe, { ai: version });

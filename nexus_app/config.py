@@ -98,6 +98,14 @@ class Settings(BaseModel):
     deposit_intent_ttl_s: int = Field(
         3600, ge=60, description="how long the gateway watches the chain for an intent's deposit"
     )
+    deposit_intents_per_account: int = Field(
+        10, ge=1, le=10_000, description="open (unexpired, unpaid) deposit intents one account "
+        "may hold; asking for more is a 429 with Retry-After"
+    )
+    deposit_intent_retention_s: int = Field(
+        86_400, ge=0, description="how long an expired, never paid deposit intent is kept (a "
+        "deposit that lands late is still credited) before it is deleted; paid ones are kept"
+    )
     chain_poll_interval_s: float = Field(
         10.0, gt=0, description="period of the deposit watcher and payout reconciler"
     )
@@ -109,7 +117,8 @@ class Settings(BaseModel):
     worker_share_percent: int = Field(80, ge=0, le=100, description="worker's share of each fee")
     free_credit_weekly: Decimal = Field(
         Decimal(0), ge=0, description="free NEXUS credit per account each week, spent before "
-        "paid credit and not carried over (0: off)"
+        "paid credit and not carried over (0: off); issued only from the promotional pool "
+        "the operator funds on chain (`nexus-app admin fund-promo`): none while it is empty"
     )
     free_credit_weekday: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
@@ -132,6 +141,27 @@ class Settings(BaseModel):
         "e.g. `[\"https://app.example.com\"]`; `\"*\"` allows any origin (empty: CORS off)"
     )
     max_frame_bytes: int = Field(1024 * 1024, ge=1024, description="largest worker frame")
+    worker_frames_per_s: int = Field(
+        10_000, ge=1, description="frames one worker connection may send per second (a "
+        "second's worth in a burst); a faster worker is disconnected and its wallet benched"
+    )
+    relay_bytes_per_token: int = Field(
+        256, ge=16, description="bytes of chunk frames a job may relay per token of its "
+        "max_tokens (times 2 + top_logprobs when log probabilities are asked); a worker that "
+        "sends more fails the job (refunded, earning nothing), is disconnected and benched"
+    )
+    relay_min_bytes: int = Field(
+        16 * 1024, ge=1024, description="the least a job may relay, whatever its max_tokens"
+    )
+    relay_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="the most a job may relay, whatever its "
+        "max_tokens"
+    )
+    relay_buffer_bytes: int = Field(
+        1024 * 1024, ge=1024, description="worker output held for a client that reads a "
+        "stream slower than it is produced; past it the job is cancelled and billed for what "
+        "was delivered"
+    )
     queue_max: int = Field(256, ge=0, description="requests waiting for a free worker slot")
     queue_timeout_s: float = Field(30.0, gt=0, description="wait for a free slot, then 503")
     job_timeout_s: float = Field(300.0, gt=0, description="deadline of one job on a worker")
@@ -142,6 +172,10 @@ class Settings(BaseModel):
     )
     worker_connections_per_wallet: int = Field(
         8, ge=1, description="worker connections one payout wallet may hold at once"
+    )
+    worker_connections_per_address: int = Field(
+        64, ge=1, description="worker connections one client address (IPv6: one /64 network) "
+        "may hold at once, whatever their wallets"
     )
     worker_failures_before_cooldown: int = Field(
         3, ge=1, description="failed jobs in a row after which a worker wallet gets no jobs "
@@ -157,10 +191,37 @@ class Settings(BaseModel):
         0.0, ge=0, description="a new worker wallet's earnings become claimable this long "
         "after its first earning (0: at once)"
     )
+    min_payout: Decimal = Field(
+        Decimal(1), gt=0, description="least NEXUS a worker may claim at once (each payout "
+        "costs the treasury a transaction fee); at most token_decimals decimals"
+    )
     session_ttl_s: int = Field(3600, ge=60, description="lifetime of a wallet sign-in session")
+    public_url: str | None = Field(
+        None, description="the URL clients reach the gateway at (scheme://host[:port][/path]), "
+        "named in sign-in messages; unset: the address a client connected to, trusted only "
+        "when it is the gateway's own socket address (set it behind a proxy or a DNS name)"
+    )
+    signin_challenges_per_address: int = Field(
+        5, ge=1, le=1000, description="pending sign-in challenges one client address (an IPv6 "
+        "/64) may hold; a new one drops its oldest"
+    )
+    signin_challenges_max: int = Field(
+        10_000, ge=1, description="pending sign-in challenges in all; when full, the oldest "
+        "is dropped (a flood cannot lock others out)"
+    )
     webhook_max_attempts: int = Field(8, ge=1, description="tries of one webhook delivery")
     webhook_retry_base_s: float = Field(
         5.0, gt=0, description="wait before a webhook's second try (x4 per try, up to an hour)"
+    )
+    webhook_allow_loopback: bool = Field(
+        False, description="let webhooks reach this machine's loopback addresses (http:// "
+        "too), for receivers beside the gateway; private, link-local and other non-public "
+        "addresses are always refused"
+    )
+    webhook_retention_s: int = Field(
+        7 * 86_400, ge=3600, description="how long a delivered or failed webhook event stays "
+        "in the delivery log, and how long an account's use of a model counts for "
+        "model.unavailable"
     )
     default_max_tokens: int = Field(
         4096, ge=1, description="max_tokens when a request gives none (capped by the context)"
@@ -204,6 +265,37 @@ class Settings(BaseModel):
                 raise ValueError(f"'{origin}' is not an origin: give scheme://host[:port], "
                                  "without a path, or \"*\"")
         return origins
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        from urllib.parse import urlsplit
+
+        from nexus_app.siws import origin
+
+        parts = urlsplit(url.strip())
+        if origin(url) is None or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"public_url '{url}' is not an http(s) URL of the form "
+                             "scheme://host[:port][/path]")
+        return url.strip().rstrip("/")
+
+    @model_validator(mode="after")
+    def _min_payout_fits_the_mint(self) -> Settings:
+        from nexus_app.units import AmountError, to_base_units
+
+        try:
+            to_base_units(self.min_payout, self.token_decimals)
+        except AmountError as exc:
+            raise ValueError(f"min_payout: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _relay_bounds_are_ordered(self) -> Settings:
+        if self.relay_min_bytes > self.relay_max_bytes:
+            raise ValueError("relay_min_bytes must not be larger than relay_max_bytes")
+        return self
 
     @model_validator(mode="after")
     def _rpc_chain_is_complete(self) -> Settings:

@@ -7,9 +7,10 @@ and `status`.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 WORKER_PATH = "/v1/workers/connect"  # the gateway's WebSocket endpoint for workers
@@ -17,6 +18,28 @@ JobKind = Literal["chat", "completion", "embeddings"]
 MAX_EMBEDDING_INPUTS = 256  # texts in one embeddings job
 MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI allows
 MAX_CHUNK_LOGPROBS = 4096  # tokens whose log probabilities one chunk carries
+MAX_MODEL_ID_LENGTH = 64
+# A model id: a lowercase slug, as the worker derives from a GGUF file. It reaches webhook
+# events, logs and /v1/models, so nothing else (spaces, newlines, markup) may pass.
+MODEL_ID_RULE = (f"1-{MAX_MODEL_ID_LENGTH} characters among a-z, 0-9, '.', '_' and '-', "
+                 "starting with a letter or digit")
+_MODEL_ID = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_MODEL_ID_LENGTH - 1}}}")
+MAX_NOTE_LENGTH = 300  # Hardware.note, a worker's human-readable remark
+MAX_GPUS = 64
+
+
+def is_model_id(text: str) -> bool:
+    """Whether `text` is a valid model id (see MODEL_ID_RULE)."""
+    return _MODEL_ID.fullmatch(text) is not None
+
+
+def _model_id(text: str) -> str:
+    if not is_model_id(text):
+        raise ValueError(f"a model id is {MODEL_ID_RULE}")
+    return text
+
+
+ModelId = Annotated[str, AfterValidator(_model_id)]
 
 
 class ProtocolError(ValueError):
@@ -32,11 +55,11 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    id: str = Field(min_length=1, max_length=128)
-    file: str = Field("", max_length=512)
-    parameters: int | None = Field(None, ge=0)
+    id: ModelId
+    file: str = Field("", max_length=255)
+    parameters: int | None = Field(None, ge=0, le=10**15)
     quantization: str | None = Field(None, max_length=32)
-    context_length: int = Field(2048, ge=1)
+    context_length: int = Field(2048, ge=1, le=2**31)
     embeddings: bool = False
     vision: bool = False
 
@@ -46,13 +69,13 @@ class GpuInfo(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str
-    vram_total_mb: int = 0
-    vram_free_mb: int = 0
-    driver: str = ""
-    utilization_pct: int | None = None
-    temperature_c: int | None = None
-    power_w: float | None = None
+    name: str = Field(max_length=96)  # NVML names fit in 96 bytes
+    vram_total_mb: int = Field(0, ge=0, le=2**31)
+    vram_free_mb: int = Field(0, ge=0, le=2**31)
+    driver: str = Field("", max_length=80)  # as do its driver versions in 80
+    utilization_pct: int | None = Field(None, ge=0, le=100)
+    temperature_c: int | None = Field(None, ge=-300, le=1000)
+    power_w: float | None = Field(None, ge=0, le=10**6)
 
 
 class Hardware(BaseModel):
@@ -61,9 +84,9 @@ class Hardware(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     accelerator: Literal["cuda", "metal", "cpu"] = "cpu"
-    gpus: list[GpuInfo] = Field(default_factory=list, max_length=64)
-    cpu_threads: int = 1
-    note: str = ""
+    gpus: list[GpuInfo] = Field(default_factory=list, max_length=MAX_GPUS)
+    cpu_threads: int = Field(1, ge=0, le=2**20)
+    note: str = Field("", max_length=MAX_NOTE_LENGTH)
 
 
 class Usage(BaseModel):
@@ -156,10 +179,10 @@ class Error(_Frame):
 
 class Status(_Frame):
     type: Literal["status"] = "status"
-    active: int = Field(0, ge=0)
+    active: int = Field(0, ge=0, le=256)
     slots: int = Field(1, ge=0, le=256)  # slots offered now: 0 while draining to stop
     hardware: Hardware | None = None
-    tokens_per_s: float | None = None
+    tokens_per_s: float | None = Field(None, ge=0, le=10**9)
 
 
 GatewayFrame = Annotated[Challenge | Ready | Job | Cancel | Earnings, Field(discriminator="type")]

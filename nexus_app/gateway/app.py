@@ -13,6 +13,7 @@ from nexus_app.gateway import (
     account,
     chat,
     completions,
+    identity,
     network,
     onchain,
     responses,
@@ -52,17 +53,20 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.router.routes.extend([*chat.routes, *completions.routes, *responses.routes])
-    for router in (account.router, onchain.router, network.router, webhook_routes.router):
+    for router in (account.router, onchain.router, network.router, webhook_routes.router,
+                   identity.router):
         app.include_router(router)
 
-    handshakes = HandshakeGate(HANDSHAKES_PER_ADDRESS)
+    handshakes = HandshakeGate(HANDSHAKES_PER_ADDRESS,
+                               settings.worker_connections_per_address)
 
     @app.websocket(WORKER_PATH)
     async def workers_connect(ws: WebSocket) -> None:
         """Worker protocol (see nexus_app.protocol)."""
         await serve_worker(ws, gateway.coordinator, gateway.store, handshakes,
                            max_frame_bytes=settings.max_frame_bytes,
-                           connections_per_wallet=settings.worker_connections_per_wallet)
+                           connections_per_wallet=settings.worker_connections_per_wallet,
+                           frames_per_s=settings.worker_frames_per_s)
 
     app.add_middleware(
         GatewayMiddleware,
@@ -70,6 +74,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         ip_rpm=settings.ip_rate_limit_rpm,
         max_body_bytes=settings.max_body_bytes,
         on_status=gateway.metrics.count_response,
+        recognise=gateway.auth.recognises,
     )
     if settings.cors_allowed_origins:  # outermost: preflights skip the rate limit
         app.add_middleware(CorsMiddleware, allowed_origins=settings.cors_allowed_origins)

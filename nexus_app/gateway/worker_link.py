@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
+import time
 from collections import Counter
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nexus_app.chain.wallet import verify
-from nexus_app.gateway.coordinator import Coordinator, UnknownJob, WorkerLink
+from nexus_app.gateway.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
 from nexus_app.gateway.middleware import client_address
 from nexus_app.gateway.store import Store
 from nexus_app.protocol import (
@@ -41,23 +43,81 @@ MESSAGE_TOO_BIG = 1009
 
 
 class HandshakeGate:
-    """Bounds the worker connections of one client address that have not said hello yet:
-    each holds a task for up to HELLO_TIMEOUT_S, so a flood of them must not pile up."""
+    """Bounds the worker connections of one client address (IPv6: of one /64 network, which
+    one host usually holds whole): all of them, since each costs memory for as long as it
+    stays, and those that have not said hello yet, since each holds a task for up to
+    HELLO_TIMEOUT_S and a flood of them must not pile up."""
 
-    def __init__(self, per_address: int) -> None:
+    def __init__(self, per_address: int, connections_per_address: int | None = None) -> None:
         self.per_address = per_address
+        self.connections_per_address = connections_per_address
         self._pending: Counter[str] = Counter()
+        self._open: Counter[str] = Counter()
 
     def admit(self, address: str) -> bool:
-        if self._pending[address] >= self.per_address:
+        """Count a new connection's handshake, unless the address has too many pending."""
+        key = address_key(address)
+        if self._pending[key] >= self.per_address:
             return False
-        self._pending[address] += 1
+        self._pending[key] += 1
         return True
 
     def leave(self, address: str) -> None:
-        self._pending[address] -= 1
-        if not self._pending[address]:
-            del self._pending[address]
+        """The handshake admitted for `address` ended (hello or not)."""
+        _decrement(self._pending, address_key(address))
+
+    def connect(self, address: str) -> bool:
+        """Count a connection from `address` until `disconnect`, unless it has the most."""
+        key = address_key(address)
+        limit = self.connections_per_address
+        if limit is not None and self._open[key] >= limit:
+            return False
+        self._open[key] += 1
+        return True
+
+    def disconnect(self, address: str) -> None:
+        _decrement(self._open, address_key(address))
+
+
+def address_key(address: str) -> str:
+    """What per-address limits count by: an IPv4 address (also when IPv4-mapped), or the
+    /64 network of an IPv6 one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]
+
+
+class FrameRate:
+    """A token bucket: the frames one worker connection may send per second, with a
+    second's worth as burst. Parsing frames costs the gateway CPU whoever sends them."""
+
+    __slots__ = ("_last", "_tokens", "rate")
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._tokens = float(rate)
+        self._last = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class _Close(Exception):
@@ -104,12 +164,11 @@ async def _handshake(ws: WebSocket, max_bytes: int) -> Hello | None:
 
 async def serve_worker(
     ws: WebSocket, coordinator: Coordinator, store: Store, gate: HandshakeGate, *,
-    max_frame_bytes: int, connections_per_wallet: int,
+    max_frame_bytes: int, connections_per_wallet: int, frames_per_s: int = 10_000,
 ) -> None:
     """Run one worker connection until it closes."""
     address = client_address(ws.scope)
-    if not gate.admit(address):  # refused before the upgrade: an HTTP 403
-        await _close(ws, POLICY_VIOLATION, "too many worker handshakes from this address")
+    if not await _admitted(ws, gate, address):
         return
     link: WorkerLink | None = None
     try:
@@ -135,27 +194,56 @@ async def serve_worker(
         await ws.send_text(encode(Ready(worker_id=link.id)))
         earnings = await store.worker_earnings(link.wallet)
         await ws.send_text(encode(Earnings(earned=earnings.earned, paid=earnings.paid)))
-        while (text := await _receive_text(ws, max_frame_bytes)) is not None:
-            try:
-                frame = parse_worker_frame(text)
-            except ProtocolError as exc:
-                raise _Close(POLICY_VIOLATION, str(exc)) from None
-            if isinstance(frame, Hello):
-                raise _Close(POLICY_VIOLATION, "hello sent twice")
-            try:
-                coordinator.on_frame(link, frame)
-            except UnknownJob:
-                raise _Close(
-                    POLICY_VIOLATION, "frame for a job this worker was not given"
-                ) from None
+        await _relay_frames(ws, coordinator, link, max_frame_bytes, FrameRate(frames_per_s))
     except _Close as close:
         log.warning("closing worker connection: %s", close.reason)
         await _close(ws, close.code, close.reason)
     except WebSocketDisconnect:
         pass
     finally:
+        gate.disconnect(address)
         if link is not None:
             coordinator.unregister(link)
+
+
+async def _admitted(ws: WebSocket, gate: HandshakeGate, address: str) -> bool:
+    """Count the connection against its address's limits, or refuse it: past the total, with
+    a close reason the worker's operator can read; past the handshakes still waiting for a
+    hello (a flood), before the upgrade (an HTTP 403)."""
+    if not gate.connect(address):
+        limit = gate.connections_per_address
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await ws.accept()
+        await _close(ws, POLICY_VIOLATION, f"this address already has {limit} worker "
+                                           "connections, the most allowed")
+        return False
+    if not gate.admit(address):
+        gate.disconnect(address)
+        await _close(ws, POLICY_VIOLATION, "too many worker handshakes from this address")
+        return False
+    return True
+
+
+async def _relay_frames(ws: WebSocket, coordinator: Coordinator, link: WorkerLink,
+                        max_frame_bytes: int, rate: FrameRate) -> None:
+    """Hand the worker's frames to the coordinator until it disconnects. Too many frames a
+    second, or more output than a job may relay, benches its wallet and closes it."""
+    while (text := await _receive_text(ws, max_frame_bytes)) is not None:
+        if not rate.allow():
+            coordinator.misbehaved(link, f"more than {rate.rate} frames a second")
+            raise _Close(POLICY_VIOLATION, f"more than {rate.rate} frames a second")
+        try:
+            frame = parse_worker_frame(text)
+        except ProtocolError as exc:
+            raise _Close(POLICY_VIOLATION, str(exc)) from None
+        if isinstance(frame, Hello):
+            raise _Close(POLICY_VIOLATION, "hello sent twice")
+        try:
+            coordinator.on_frame(link, frame, len(text))
+        except UnknownJob:
+            raise _Close(POLICY_VIOLATION, "frame for a job this worker was not given") from None
+        except Overrun as overrun:
+            raise _Close(POLICY_VIOLATION, f"job output over its limit: {overrun}") from None
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:

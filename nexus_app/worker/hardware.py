@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from nexus_app.protocol import GpuInfo, Hardware
+from nexus_app.protocol import MAX_NOTE_LENGTH, GpuInfo, Hardware
 
 T = TypeVar("T")
 _MIB = 1024 * 1024
@@ -99,7 +99,7 @@ def hardware(probe: GpuProbe, gpu_offload: bool, threads: int) -> Hardware:
         note = f"CPU only: llama-cpp-python was built without GPU support (GPU found: {names})"
     else:
         return Hardware(accelerator="cuda", gpus=gpus, cpu_threads=threads)
-    return Hardware(accelerator="cpu", cpu_threads=threads, note=note)
+    return Hardware(accelerator="cpu", cpu_threads=threads, note=note[:MAX_NOTE_LENGTH])
 
 
 def _text(value: str | bytes | None) -> str | None:

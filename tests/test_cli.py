@@ -114,8 +114,15 @@ def test_admin_grant_and_audit(tmp_path: Path) -> None:
     granted = run_cli("admin", "grant", wallet, "2.5", "--json", env=env)
     assert granted.returncode == 0, granted.stderr
     assert json.loads(granted.stdout) == {"account": wallet, "granted": 2_500_000}
-    audit = json.loads(run_cli("admin", "audit", "--json", env=env).stdout)
-    assert audit["ok"] is True and audit["grants"] == 2_500_000 and audit["balances"] == 2_500_000
+    ledger = run_cli("admin", "audit", "--ledger-only", "--json", env=env)
+    audit = json.loads(ledger.stdout)
+    assert ledger.returncode == 0 and audit["ok"] is True
+    assert audit["grants"] == 2_500_000 and audit["balances"] == 2_500_000
+    # a grant is owed like any credit, and no treasury holds it: insolvent
+    checked = run_cli("admin", "audit", "--json", env=env)
+    audit = json.loads(checked.stdout)
+    assert checked.returncode == 1 and "insolvent" in checked.stderr
+    assert (audit["ledger_ok"], audit["solvent"], audit["owed"]) == (True, False, 2_500_000)
     bad = run_cli("admin", "grant", "not-a-wallet", "1", env=env)
     assert bad.returncode == 1 and "not a Solana address" in bad.stderr
     bad = run_cli("admin", "grant", wallet, "0.0000001", env=env)

@@ -1,5 +1,6 @@
 """The SQLite ledger: atomic reservations, settlement, refunds and the invariant
-deposits + grants = balances + reserved + worker earnings + treasury fees."""
+deposits + grants + pool funding = balances + reserved + pool + worker earnings + treasury fees,
+with free credit issued from the pool and settled apart from paid credit."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from nexus_app.gateway.errors import InsufficientCredit
 from nexus_app.gateway.free_credit import FreeCredit
 from nexus_app.gateway.pricing import Price, PriceBook, split_fee
 from nexus_app.gateway.sqlite_store import SQLiteStore
-from nexus_app.gateway.store import Settlement
+from nexus_app.gateway.store import FreeTopUp, Settlement
 from tests.conftest import make_settings
 
 ALICE, BOB, WORKER = "alice-account", "bob-account", "worker-wallet"
@@ -121,10 +122,16 @@ async def test_random_operations_keep_the_invariant(store: SQLiteStore) -> None:
     rng = random.Random(1234)
     accounts = [f"acct-{i}" for i in range(4)]
     open_reservations: dict[str, int] = {}
+    week = 0
     for step in range(600):
         action = rng.random()
         account = rng.choice(accounts)
-        if action < 0.15:
+        if action < 0.05:
+            await store.credit_promo_funding(f"sig-{step}", rng.randint(1, 5_000), "operator")
+        elif action < 0.10:
+            week += rng.random() < 0.3  # sometimes a new week: unspent free credit lapses
+            await store.top_up_free_credit(account, week, rng.randint(0, 2_000))
+        elif action < 0.15:
             await store.grant(account, rng.randint(1, 10_000), "random")
         elif action < 0.55:
             amount = rng.randint(0, 3_000)
@@ -147,6 +154,58 @@ async def test_audit_detects_a_tampered_balance(store: SQLiteStore) -> None:
     await store.grant(ALICE, 100, "test")
     store.db.execute("UPDATE accounts SET balance = balance + 1")
     assert not (await store.audit()).ok
+
+
+@pytest.mark.parametrize("tamper", [
+    "UPDATE promo_pool SET balance = balance + 1",  # pool credit out of nothing
+    "UPDATE accounts SET free_balance = free_balance + 1",  # free credit out of nothing
+    # spent free credit booked as paid: the totals match, the free side does not
+    "UPDATE accounts SET free_balance = free_balance + 100, balance = balance - 100",
+    "INSERT INTO promo_fundings VALUES ('forged', 5, 'x', 0)",  # a funding without its entry
+])
+async def test_audit_detects_tampered_free_credit(store: SQLiteStore, tamper: str) -> None:
+    await store.credit_promo_funding("sig", 1_000, "operator")
+    await store.grant(ALICE, 500, "test")
+    await store.top_up_free_credit(ALICE, 1, 400)
+    assert await store.reserve("r1", ALICE, 600)  # 400 free + 200 paid
+    assert await store.settle("r1", settlement(450))
+    assert (await store.audit()).ok
+    store.db.execute(tamper)
+    assert not (await store.audit()).ok
+
+
+async def test_a_ledger_with_free_credit_from_before_the_pool_migrates_consistent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free credit issued out of nothing by an earlier version is recorded as a grant into
+    the pool, so the audit holds (and solvency shows whether fees cover it)."""
+    import nexus_app.gateway.sqlite_store as sqlite_store
+
+    before = next(i for i, m in enumerate(sqlite_store.MIGRATIONS) if "promo_pool" in m)
+    path = tmp_path / "ledger.sqlite3"
+    monkeypatch.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:before])
+    old = SQLiteStore(path)
+    old.open_sync()
+    for account, free_left in ((ALICE, 300), (BOB, 0)):  # what the old top-up wrote
+        old.db.execute("INSERT INTO accounts (account, updated_at, free_balance, free_week)"
+                       " VALUES (?, 0, ?, 7)", (account, free_left))
+        old.db.execute("INSERT INTO ledger (at, kind, account, amount, ref)"
+                       " VALUES (0, 'free_credit', ?, 500, 'week 7')", (account,))
+    old.db.execute("INSERT INTO worker_accounts (wallet, earned) VALUES ('w', 560)")
+    old.db.executescript("INSERT INTO ledger (at, kind, wallet, amount) VALUES"
+                         " (0, 'worker_earning', 'w', 560), (0, 'treasury_fee', NULL, 140),"
+                         " (0, 'reserve', 'x', 700), (0, 'settle', 'x', 700)")
+    await old.close()
+    monkeypatch.undo()
+    new = SQLiteStore(path)
+    await new.open()
+    audit = await new.audit()
+    assert audit.ok, audit
+    assert (audit.grants, audit.free_spent, audit.pool, audit.owed) == (1000, 700, 0, 300 + 560)
+    # next week the unbacked 300 lapse into the pool, and come out of it again
+    assert await new.top_up_free_credit(ALICE, 8, 500) == FreeTopUp(300, 300, 200)
+    audit = await new.audit()
+    assert audit.ok and audit.pool == 0 and audit.free_balances == 300
+    await new.close()
 
 
 async def test_grants_must_be_positive(store: SQLiteStore) -> None:

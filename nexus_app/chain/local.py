@@ -4,17 +4,21 @@ restarts.
 
 LiteSVM keeps state in memory only, so every processed transaction is written down (its
 bytes, result and the accounts it touched) and replayed into a fresh LiteSVM as account
-state on start. Blockhashes are random and valid for `BLOCKHASH_LIFETIME_S`, like a real
-cluster's, so a transaction signed before a restart cannot be replayed after it.
+state on start. Blocks are counted by the clock, one every `BLOCK_S` seconds, so block heights
+keep growing across restarts. Blockhashes are random and valid for
+`BLOCKHASH_LIFETIME_BLOCKS` blocks (`BLOCKHASH_LIFETIME_S`), like a real cluster's, and are
+forgotten on restart, so a transaction signed before a restart cannot be replayed after it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import IO
 
 from solders.account import Account
 from solders.hash import Hash
@@ -23,10 +27,19 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
-from nexus_app.chain.backend import BLOCKHASH_LIFETIME_S, ChainTransaction, TransactionFailed
+from nexus_app.chain.backend import (
+    BLOCKHASH_LIFETIME_BLOCKS,
+    BLOCKHASH_LIFETIME_S,
+    ChainError,
+    ChainTransaction,
+    RecentBlockhash,
+    TransactionFailed,
+)
 from nexus_app.chain.token import token_account_amount
+from nexus_app.file_modes import private_file
 
 MAX_BLOCKHASHES = 10_000
+BLOCK_S = BLOCKHASH_LIFETIME_S / BLOCKHASH_LIFETIME_BLOCKS  # 0.8 s a block
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (address BLOB PRIMARY KEY, account BLOB NOT NULL);
@@ -47,14 +60,15 @@ class LocalChain:
 
     name = "local"
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, exclusive: bool = True) -> None:
+        private_file(path)  # its keys' balances and history are the operator's: 0600
+        self._lock = _lock(path) if exclusive else None
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # as the ledger: survives a process crash
         self._db.executescript(SCHEMA)
         self._svm = LiteSVM().with_blockhash_check(False)
-        self._blockhashes: OrderedDict[Hash, float] = OrderedDict()
+        self._blockhashes: OrderedDict[Hash, int] = OrderedDict()  # -> last valid height
         for address, account in self._db.execute("SELECT address, account FROM accounts"):
             self._svm.set_account(Pubkey.from_bytes(address), Account.from_bytes(account))
         self._slot = self._db.execute(
@@ -73,19 +87,25 @@ class LocalChain:
     # Chain -----------------------------------------------------------------------------------
 
     async def latest_blockhash(self) -> Hash:
-        now = time.monotonic()
+        return (await self.recent_blockhash()).blockhash
+
+    async def recent_blockhash(self) -> RecentBlockhash:
+        height = _clock_height()
         while self._blockhashes and (
             len(self._blockhashes) >= MAX_BLOCKHASHES
-            or next(iter(self._blockhashes.values())) < now - BLOCKHASH_LIFETIME_S
+            or next(iter(self._blockhashes.values())) < height
         ):
             self._blockhashes.popitem(last=False)
         blockhash = Hash(os.urandom(32))
-        self._blockhashes[blockhash] = now
-        return blockhash
+        self._blockhashes[blockhash] = last_valid = height + BLOCKHASH_LIFETIME_BLOCKS
+        return RecentBlockhash(blockhash, last_valid)
+
+    async def block_height(self) -> int:
+        return _clock_height()
 
     def _blockhash_valid(self, blockhash: Hash) -> bool:
-        issued = self._blockhashes.get(blockhash)
-        return issued is not None and issued >= time.monotonic() - BLOCKHASH_LIFETIME_S
+        last_valid = self._blockhashes.get(blockhash)
+        return last_valid is not None and _clock_height() <= last_valid
 
     async def send(self, tx: VersionedTransaction) -> str:
         signature = str(tx.signatures[0])
@@ -145,10 +165,14 @@ class LocalChain:
         slot, raw, error = row
         return ChainTransaction(signature, slot, VersionedTransaction.from_bytes(raw), (), error)
 
-    async def signatures_for(self, address: Pubkey, limit: int = 20) -> list[str]:
+    async def signatures_for(self, address: Pubkey, limit: int = 20, *,
+                             before: str | None = None, until: str | None = None) -> list[str]:
         rows = self._db.execute(
-            "SELECT signature FROM mentions WHERE address = ? ORDER BY slot DESC LIMIT ?",
-            (str(address), limit),
+            "SELECT signature FROM mentions WHERE address = ?"
+            " AND slot < COALESCE((SELECT slot FROM transactions WHERE signature = ?), 1e18)"
+            " AND slot > COALESCE((SELECT slot FROM transactions WHERE signature = ?), -1)"
+            " ORDER BY slot DESC LIMIT ?",
+            (str(address), before, until, limit),
         ).fetchall()
         return [row[0] for row in rows]
 
@@ -159,8 +183,14 @@ class LocalChain:
         account = self._svm.get_account(token_account)
         return token_account_amount(bytes(account.data)) if account else 0
 
+    async def account_exists(self, address: Pubkey) -> bool:
+        account = self._svm.get_account(address)
+        return account is not None and account.lamports > 0
+
     async def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
 
     # local only ------------------------------------------------------------------------------
 
@@ -174,11 +204,34 @@ class LocalChain:
         self._db.execute("COMMIT")
 
 
+class ChainInUse(ChainError):
+    """Another process (a running gateway) has the local chain open."""
+
+
+def _lock(path: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the chain while it is open: its state lives in the opening
+    process's memory, so a second process sending transactions would overwrite, or be
+    overwritten by, the first's. Readers (the operator's audit) open it without the lock."""
+    handle = path.with_name(path.name + ".lock").open("ab")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ChainInUse(f"the local chain {path} is open in another process (a running "
+                         "gateway): stop it first") from None
+    return handle
+
+
 # Sysvars and programs come with every LiteSVM; only user state is persisted.
 _NOT_STATE = {
     "Sysvar1111111111111111111111111111111111111",
     "NativeLoader1111111111111111111111111111111",
 }
+
+
+def _clock_height() -> int:
+    """The local chain's block height: blocks made since the epoch, one every `BLOCK_S`."""
+    return int(time.time() / BLOCK_S)
 
 
 def _describe_failure(result: FailedTransactionMetadata) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from nexus_app.chain.backend import Chain
+from nexus_app.chain.backend import Chain, is_panic
 from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
@@ -21,6 +21,7 @@ from nexus_app.gateway.coordinator import RETRY_AFTER_S, Coordinator, JobStream
 from nexus_app.gateway.deposits import Deposits
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.free_credit import FreeCredit
+from nexus_app.gateway.job_guard import RelayPolicy
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.payouts import Payouts
 from nexus_app.gateway.pricing import PriceBook
@@ -28,6 +29,7 @@ from nexus_app.gateway.ratelimit import RateLimiter
 from nexus_app.gateway.store import DepositIntent, Store
 from nexus_app.gateway.webhooks import Webhooks, load_signing_key
 from nexus_app.gateway.worker_health import WorkerHealth
+from nexus_app.logsafe import redact_url
 from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units
 
@@ -63,14 +65,7 @@ class Gateway:
         self.billing = Billing(store, self.prices, settings.worker_share_percent,
                                self.free_credit)
         self.limiter = RateLimiter()
-        self.auth = Authenticator(
-            store,
-            self.limiter,
-            rpm=settings.rate_limit_rpm,
-            tpm=settings.rate_limit_tpm,
-            ip_rpm=settings.ip_rate_limit_rpm,
-            session_ttl_s=settings.session_ttl_s,
-        )
+        self.auth = Authenticator.from_settings(store, self.limiter, settings)
         self.coordinator = Coordinator(
             queue_max=settings.queue_max,
             queue_timeout_s=settings.queue_timeout_s,
@@ -82,6 +77,8 @@ class Gateway:
                 cooldowns_before_pause=settings.worker_cooldowns_before_pause,
                 pause_s=settings.worker_pause_s,
             ),
+            relay=RelayPolicy(settings.relay_bytes_per_token, settings.relay_min_bytes,
+                              settings.relay_max_bytes, settings.relay_buffer_bytes),
         )
         self.metrics = Metrics(self.coordinator)
         # set by start(): the chain, its treasury, and the services on them
@@ -98,22 +95,31 @@ class Gateway:
         refunded = await self.store.release_all_open()
         if refunded:
             log.warning("refunded %d reservation(s) left open by an earlier run", refunded)
+        await self.free_credit.warn_if_unfunded()
         settings = self.settings
         self.chain, self.treasury = await connect_chain(settings)
         self.webhooks = Webhooks(
             self.store, load_signing_key(settings.webhook_key_path),
             max_attempts=settings.webhook_max_attempts,
             retry_base_s=settings.webhook_retry_base_s,
+            allow_loopback=settings.webhook_allow_loopback,
+            retention_s=settings.webhook_retention_s,
         )
         await self.webhooks.load()
         self.coordinator.on_model_gone = self._model_gone
         self.deposits = Deposits(
             self.store, self.chain, self.treasury, settings.deposit_intent_ttl_s,
             to_base_units(settings.faucet_max, settings.token_decimals), self._deposit_credited,
+            max_open_intents=settings.deposit_intents_per_account,
+            retention_s=settings.deposit_intent_retention_s,
         )
-        self.payouts = Payouts(self.store, self.chain, self.treasury, settings.chain_timeout_s,
-                               hold_s=settings.worker_earnings_hold_s)
-        log.info("chain %s: mint %s, treasury token account %s", self.chain.name,
+        self.payouts = Payouts(
+            self.store, self.chain, self.treasury, hold_s=settings.worker_earnings_hold_s,
+            min_payout=to_base_units(settings.min_payout, settings.token_decimals),
+        )
+        log.info("chain %s%s: mint %s, treasury token account %s", self.chain.name,
+                 f" at {redact_url(settings.rpc_url, keep_path=False)}"
+                 if settings.chain == "rpc" and settings.rpc_url else "",
                  self.treasury.mint, self.treasury.token_account)
         self._tasks = [asyncio.create_task(self._housekeep()),
                        asyncio.create_task(self._watch_chain()),
@@ -130,12 +136,23 @@ class Gateway:
     async def _watch_chain(self) -> None:
         """Settle payouts left open and credit deposits whose client went away, at start and
         then every `chain_poll_interval_s`."""
+        failing: str | None = None  # the failure logged last: logged once, not every round
         while True:
             try:
                 await self.payouts.reconcile()
                 await self.deposits.watch()
-            except Exception as exc:  # the chain may be down: try again next round
-                log.warning("chain watcher: %s: %s", type(exc).__name__, exc)
+            except BaseException as exc:  # the chain may be down: try again next round
+                if not isinstance(exc, Exception) and not is_panic(exc):
+                    raise  # cancelled (a stopping gateway), KeyboardInterrupt, SystemExit
+                failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if failure != failing:
+                    log.warning("chain watcher: %s (retrying every %g s)", failure,
+                                self.settings.chain_poll_interval_s)
+                failing = failure
+            else:
+                if failing is not None:
+                    log.info("chain watcher: working again")
+                failing = None
             await asyncio.sleep(self.settings.chain_poll_interval_s)
 
     async def _deposit_credited(self, intent: DepositIntent, signature: str) -> None:
@@ -232,6 +249,7 @@ class Gateway:
             await self.billing.refund(ticket.reservation)
             raise
         try:
+            await self.webhooks.job_served(ticket.caller.account, stream.job.model)
             await self.webhooks.balance_changed(ticket.caller.account)
         except Exception as exc:  # a notification never fails the request it follows
-            log.error("balance.low check failed: %s", type(exc).__name__)
+            log.error("webhook bookkeeping failed: %s", type(exc).__name__)

@@ -18,16 +18,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from nexus_app.file_modes import private_file
 from nexus_app.gateway.store import (
+    DELIVERY_DELIVERED,
+    DELIVERY_FAILED,
     DELIVERY_PENDING,
     DEPOSIT,
     FREE_CREDIT,
+    FREE_CREDIT_LAPSE,
+    FREE_SPENT,
     GRANT,
     PAYOUT,
     PAYOUT_FAILED,
     PAYOUT_PAID,
     PAYOUT_PENDING,
     PAYOUT_SENT,
+    PROMO_FUNDING,
     REFUND,
     RESERVE,
     SETTLE,
@@ -37,6 +43,7 @@ from nexus_app.gateway.store import (
     ApiKeyRecord,
     DepositEntry,
     DepositIntent,
+    FreeTopUp,
     LedgerAudit,
     Payout,
     Settlement,
@@ -163,6 +170,70 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE worker_accounts ADD COLUMN first_earned_at REAL;
     """,
+    # the promotional pool that backs free credit: its balance, the on-chain fundings credited
+    # to it (once per signature), and the free credit a short pool still owes an account this
+    # week. Free credit issued before the pool existed came from nothing: it is recorded as a
+    # grant into the pool (a ledger grant without an account), and what of it was spent as
+    # spent free credit, so that every audit identity holds on an existing ledger.
+    """
+    CREATE TABLE promo_pool (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        balance INTEGER NOT NULL CHECK (balance >= 0)
+    );
+    INSERT INTO promo_pool (id, balance) VALUES (1, 0);
+    CREATE TABLE promo_fundings (
+        signature   TEXT PRIMARY KEY,
+        amount      INTEGER NOT NULL CHECK (amount > 0),
+        source      TEXT NOT NULL,
+        credited_at REAL NOT NULL
+    );
+    ALTER TABLE accounts ADD COLUMN free_short INTEGER NOT NULL DEFAULT 0
+        CHECK (free_short >= 0);
+    INSERT INTO ledger (at, kind, amount, ref)
+        SELECT CAST(strftime('%s', 'now') AS REAL), 'grant', issued,
+               'promotional pool: free credit issued before it existed'
+        FROM (SELECT COALESCE(SUM(amount), 0) AS issued FROM ledger WHERE kind = 'free_credit')
+        WHERE issued > 0;
+    INSERT INTO ledger (at, kind, amount, ref)
+        SELECT CAST(strftime('%s', 'now') AS REAL), 'free_spent', spent,
+               'free credit spent before the promotional pool existed'
+        FROM (SELECT (SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'free_credit')
+                   - (SELECT COALESCE(SUM(free_balance), 0) FROM accounts)
+                   - (SELECT COALESCE(SUM(free_amount), 0) FROM reservations) AS spent)
+        WHERE spent > 0;
+    """,
+    # where the deposit watcher stopped reading an address's signatures (the treasury token
+    # account's), so that each round asks the chain only for what is newer
+    """
+    CREATE TABLE deposit_scan_cursors (
+        address   TEXT PRIMARY KEY,
+        signature TEXT NOT NULL
+    );
+    """,
+    # the block height after which a sent payout's transfer can no longer land: a payout is
+    # failed only by the chain's verdict or past this height, never by an RPC error or a clock
+    """
+    ALTER TABLE payouts ADD COLUMN last_valid_block_height INTEGER;
+    """,
+    # a webhook delivery keeps an outcome class ("2xx", "timeout"), never the receiver's own
+    # status or error text; and the models each account with webhooks was served, so that
+    # model.unavailable goes only to accounts that used the model, once an hour at most
+    """
+    ALTER TABLE webhook_deliveries ADD COLUMN last_outcome TEXT;
+    UPDATE webhook_deliveries SET last_outcome = CASE
+        WHEN last_status IS NOT NULL THEN CAST(last_status / 100 AS TEXT) || 'xx'
+        WHEN last_error IS NOT NULL THEN 'error' END,
+        last_status = NULL, last_error = NULL;
+    CREATE TABLE webhook_models (
+        account    TEXT NOT NULL,
+        model      TEXT NOT NULL,
+        served_at  REAL NOT NULL,
+        alerted_at REAL,
+        PRIMARY KEY (account, model)
+    ) WITHOUT ROWID;
+    CREATE INDEX webhook_models_model ON webhook_models (model);
+    CREATE INDEX webhook_models_served ON webhook_models (served_at);
+    """,
 ]
 
 
@@ -189,7 +260,7 @@ class SQLiteStore:
             )
 
     def open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # the ledger is the operator's: 0600 in a 0700 data dir
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -279,22 +350,69 @@ class SQLiteStore:
             )
             self._entry(db, GRANT, amount, account=account, ref=memo)
 
-    async def top_up_free_credit(self, account: str, week: int, amount: int) -> int:
+    async def top_up_free_credit(self, account: str, week: int, amount: int) -> FreeTopUp:
+        short = self._free_credit_short(account, week)
+        if short is not None:
+            return FreeTopUp(short=short)
         with self._tx() as db:
             self._ensure_account(db, account)
-            free, last_week = db.execute(
-                "SELECT free_balance, free_week FROM accounts WHERE account = ?", (account,)
+            free, last_week, short = db.execute(
+                "SELECT free_balance, free_week, free_short FROM accounts WHERE account = ?",
+                (account,),
             ).fetchone()
-            if last_week is not None and last_week >= week:
-                return 0
-            granted = max(0, amount - free)
+            new_week = last_week is None or last_week < week
+            if not new_week and not short:
+                return FreeTopUp()
+            lapsed = free if new_week else 0
+            wanted = amount if new_week else short
+            pool = db.execute("SELECT balance FROM promo_pool WHERE id = 1").fetchone()[0]
+            granted = min(wanted, pool + lapsed)
+            # the CHECKs (pool and free balance >= 0) refuse any overdraw inside the statements
+            db.execute("UPDATE promo_pool SET balance = balance + ? - ? WHERE id = 1",
+                       (lapsed, granted))
             db.execute(
-                "UPDATE accounts SET free_balance = free_balance + ?, free_week = ?,"
-                " updated_at = ? WHERE account = ? AND (free_week IS NULL OR free_week < ?)",
-                (granted, week, time.time(), account, week),
+                "UPDATE accounts SET free_balance = free_balance - ? + ?, free_short = ?,"
+                " free_week = ?, updated_at = ? WHERE account = ?",
+                (lapsed, granted, wanted - granted, week if new_week else last_week,
+                 time.time(), account),
             )
-            self._entry(db, FREE_CREDIT, granted, account=account, ref=f"week {week}")
-        return granted
+            self._entries(db, [
+                (FREE_CREDIT_LAPSE, lapsed, account, None, f"week {last_week}"),
+                (FREE_CREDIT, granted, account, None, f"week {week}"),
+            ])
+        return FreeTopUp(granted, lapsed, wanted - granted)
+
+    def _free_credit_short(self, account: str, week: int) -> int | None:
+        """What the pool still owes the account this week when a top-up would change nothing
+        (issued in full, or the pool is empty); None when there is something to do. A read,
+        without the write lock."""
+        row = self.db.execute(
+            "SELECT a.free_week, a.free_short, p.balance FROM accounts a, promo_pool p"
+            " WHERE a.account = ? AND p.id = 1",
+            (account,),
+        ).fetchone()
+        if row is None or row[0] is None or row[0] < week:
+            return None
+        return int(row[1]) if row[1] == 0 or row[2] == 0 else None
+
+    async def credit_promo_funding(self, signature: str, amount: int, source: str) -> bool:
+        if amount <= 0:
+            raise ValueError("a pool funding is a positive amount")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM deposits WHERE signature = ?", (signature,)).fetchone():
+                return False
+            if not db.execute(
+                "INSERT INTO promo_fundings (signature, amount, source, credited_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (signature) DO NOTHING",
+                (signature, amount, source, time.time()),
+            ).rowcount:
+                return False
+            db.execute("UPDATE promo_pool SET balance = balance + ? WHERE id = 1", (amount,))
+            self._entry(db, PROMO_FUNDING, amount, ref=signature)
+        return True
+
+    async def promo_pool(self) -> int:
+        return int(self.db.execute("SELECT balance FROM promo_pool WHERE id = 1").fetchone()[0])
 
     async def reserve(self, reservation_id: str, account: str, amount: int) -> bool:
         """Move `amount` to reserved, free credit first, only if the credit covers it."""
@@ -349,6 +467,7 @@ class SQLiteStore:
                 )
             self._entries(db, [
                 (SETTLE, s.cost, account, None, reservation_id),
+                (FREE_SPENT, min(free, s.cost), account, None, reservation_id),
                 (REFUND, reserved - s.cost, account, None, reservation_id),
                 (WORKER_EARNING, s.worker_amount, None, s.worker_wallet, reservation_id),
                 (TREASURY_FEE, s.treasury_amount, None, None, reservation_id),
@@ -420,51 +539,72 @@ class SQLiteStore:
         db.execute("BEGIN")  # one consistent snapshot for all the sums
         try:
             sums = dict(db.execute("SELECT kind, SUM(amount) FROM ledger GROUP BY kind").fetchall())
-            balances, reserved = db.execute(
-                "SELECT COALESCE(SUM(balance + free_balance), 0), COALESCE(SUM(reserved), 0)"
-                " FROM accounts"
-            ).fetchone()
-            open_reserved = db.execute(
-                "SELECT COALESCE(SUM(amount), 0) FROM reservations"
-            ).fetchone()[0]
-            earned, paid = db.execute(
-                "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(paid), 0) FROM worker_accounts"
-            ).fetchone()
+            kept = self._kept_totals(db)
         finally:
             db.execute("COMMIT")
         total = {k: int(sums.get(k) or 0) for k in (
             DEPOSIT, GRANT, FREE_CREDIT, RESERVE, SETTLE, REFUND, WORKER_EARNING, TREASURY_FEE,
-            PAYOUT,
+            PAYOUT, PROMO_FUNDING, FREE_CREDIT_LAPSE, FREE_SPENT,
         )}
+        pool_grants = kept.pop("pool_grants")
         return LedgerAudit(
             deposits=total[DEPOSIT],
             grants=total[GRANT],
             free_credits=total[FREE_CREDIT],
-            balances=balances,
-            reserved=reserved,
-            open_reservations=open_reserved,
-            worker_earnings=earned,
             treasury_fees=total[TREASURY_FEE],
             payouts=total[PAYOUT],
-            paid=paid,
-            derived_balances=(total[DEPOSIT] + total[GRANT] + total[FREE_CREDIT]
-                              - total[RESERVE] + total[REFUND]),
+            derived_balances=(total[DEPOSIT] + total[GRANT] - pool_grants + total[FREE_CREDIT]
+                              - total[FREE_CREDIT_LAPSE] - total[RESERVE] + total[REFUND]),
             derived_reserved=total[RESERVE] - total[SETTLE] - total[REFUND],
             settled=total[SETTLE],
+            promo_funding=total[PROMO_FUNDING],
+            derived_pool=(total[PROMO_FUNDING] + pool_grants - total[FREE_CREDIT]
+                          + total[FREE_CREDIT_LAPSE]),
+            free_lapsed=total[FREE_CREDIT_LAPSE],
+            free_spent=total[FREE_SPENT],
+            **kept,
         )
+
+    @staticmethod
+    def _kept_totals(db: sqlite3.Connection) -> dict[str, int]:
+        """The kept balances the ledger's entries are checked against (in the caller's
+        snapshot); `pool_grants` are grants without an account, into the pool."""
+        def one(sql: str, *args: str) -> int:
+            return int(db.execute(sql, args).fetchone()[0])
+
+        kept: dict[str, int] = {}
+        (kept["balances"], kept["reserved"], kept["free_balances"]) = db.execute(
+            "SELECT COALESCE(SUM(balance + free_balance), 0), COALESCE(SUM(reserved), 0),"
+            " COALESCE(SUM(free_balance), 0) FROM accounts"
+        ).fetchone()
+        kept["open_reservations"], kept["free_reserved"] = db.execute(
+            "SELECT COALESCE(SUM(amount), 0), COALESCE(SUM(free_amount), 0) FROM reservations"
+        ).fetchone()
+        kept["worker_earnings"], kept["paid"] = db.execute(
+            "SELECT COALESCE(SUM(earned), 0), COALESCE(SUM(paid), 0) FROM worker_accounts"
+        ).fetchone()
+        kept["pool"] = one("SELECT balance FROM promo_pool WHERE id = 1")
+        kept["promo_fundings"] = one("SELECT COALESCE(SUM(amount), 0) FROM promo_fundings")
+        kept["pool_grants"] = one("SELECT COALESCE(SUM(amount), 0) FROM ledger"
+                                  " WHERE kind = ? AND account IS NULL", GRANT)
+        return kept
 
     # deposits ----------------------------------------------------------------------------------
 
     _INTENT_COLUMNS = "id, account, reference, amount, memo, created_at, expires_at"
 
-    async def add_deposit_intent(self, intent: DepositIntent) -> None:
+    _UNCREDITED = "NOT EXISTS (SELECT 1 FROM deposits d WHERE d.reference = i.reference)"
+
+    async def add_deposit_intent(self, intent: DepositIntent, max_open: int) -> bool:
         with self._tx() as db:
-            db.execute(
+            return bool(db.execute(
                 f"INSERT INTO deposit_intents ({self._INTENT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM deposit_intents i"
+                f" WHERE account = ? AND expires_at > ? AND {self._UNCREDITED}) < ?",
                 (intent.id, intent.account, intent.reference, intent.amount, intent.memo,
-                 intent.created_at, intent.expires_at),
-            )
+                 intent.created_at, intent.expires_at, intent.account, intent.created_at,
+                 max_open),
+            ).rowcount)
 
     async def deposit_intent(self, reference: str) -> DepositIntent | None:
         row = self.db.execute(
@@ -473,14 +613,36 @@ class SQLiteStore:
         ).fetchone()
         return DepositIntent(*row) if row else None
 
-    async def open_deposit_intents(self, now: float) -> list[DepositIntent]:
-        """Unpaid intents that have not expired: the ones the watcher looks for on chain."""
+    async def open_deposit_intents(self, now: float, account: str | None = None,
+                                   limit: int | None = None) -> list[DepositIntent]:
         rows = self.db.execute(
             f"SELECT {self._INTENT_COLUMNS} FROM deposit_intents i WHERE expires_at > ?"
-            " AND NOT EXISTS (SELECT 1 FROM deposits d WHERE d.reference = i.reference)",
-            (now,),
+            f" AND (? IS NULL OR account = ?) AND {self._UNCREDITED}"
+            " ORDER BY expires_at LIMIT ?",
+            (now, account, account, -1 if limit is None else limit),
         ).fetchall()
         return [DepositIntent(*row) for row in rows]
+
+    async def prune_deposit_intents(self, expired_before: float) -> int:
+        with self._tx() as db:
+            return int(db.execute(
+                f"DELETE FROM deposit_intents AS i WHERE expires_at < ? AND {self._UNCREDITED}",
+                (expired_before,),
+            ).rowcount)
+
+    async def deposit_scan_cursor(self, address: str) -> str | None:
+        row = self.db.execute(
+            "SELECT signature FROM deposit_scan_cursors WHERE address = ?", (address,)
+        ).fetchone()
+        return row[0] if row else None
+
+    async def set_deposit_scan_cursor(self, address: str, signature: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO deposit_scan_cursors (address, signature) VALUES (?, ?)"
+                " ON CONFLICT (address) DO UPDATE SET signature = excluded.signature",
+                (address, signature),
+            )
 
     async def credit_deposit(self, signature: str, intent: DepositIntent) -> bool:
         with self._tx() as db:
@@ -511,33 +673,45 @@ class SQLiteStore:
 
     # payouts -----------------------------------------------------------------------------------
 
-    _PAYOUT_COLUMNS = "id, wallet, amount, status, signature, created_at, updated_at"
+    _PAYOUT_COLUMNS = ("id, wallet, amount, status, signature, created_at, updated_at,"
+                       " last_valid_block_height")
 
-    async def begin_payout(self, payout_id: str, wallet: str) -> Payout | None:
+    async def begin_payout(self, payout_id: str, wallet: str, minimum: int = 1) -> Payout | None:
         now = time.time()
         with self._tx() as db:
             row = db.execute(
                 "SELECT earned - paid - paying FROM worker_accounts WHERE wallet = ?", (wallet,)
             ).fetchone()
             amount = row[0] if row else 0
-            if amount <= 0 or not db.execute(
+            if amount < max(1, minimum) or not db.execute(
                 "UPDATE worker_accounts SET paying = paying + ?"
                 " WHERE wallet = ? AND earned - paid - paying >= ?",
                 (amount, wallet, amount),
             ).rowcount:
                 return None
             db.execute(
-                f"INSERT INTO payouts ({self._PAYOUT_COLUMNS}) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                f"INSERT INTO payouts ({self._PAYOUT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, NULL, ?, ?, NULL)",
                 (payout_id, wallet, amount, PAYOUT_PENDING, now, now),
             )
         return Payout(payout_id, wallet, amount, PAYOUT_PENDING, None, now, now)
 
-    async def payout_sent(self, payout_id: str, signature: str) -> None:
+    async def payout_sent(self, payout_id: str, signature: str,
+                          last_valid_block_height: int | None = None) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE payouts SET status = ?, signature = ?, updated_at = ?"
-                " WHERE id = ? AND status = ?",
-                (PAYOUT_SENT, signature, time.time(), payout_id, PAYOUT_PENDING),
+                "UPDATE payouts SET status = ?, signature = ?, last_valid_block_height = ?,"
+                " updated_at = ? WHERE id = ? AND status = ?",
+                (PAYOUT_SENT, signature, last_valid_block_height, time.time(), payout_id,
+                 PAYOUT_PENDING),
+            )
+
+    async def payout_deadline(self, payout_id: str, last_valid_block_height: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE payouts SET last_valid_block_height = ? WHERE id = ? AND status = ?"
+                " AND last_valid_block_height IS NULL",
+                (last_valid_block_height, payout_id, PAYOUT_SENT),
             )
 
     async def finish_payout(self, payout_id: str, paid: bool) -> Payout | None:
@@ -578,7 +752,7 @@ class SQLiteStore:
 
     _HOOK_COLUMNS = "id, account, url, events, balance_low_threshold, created_at, balance_low_sent"
     _DELIVERY_COLUMNS = ("id, webhook_id, event_id, event, payload, status, attempts,"
-                         " next_attempt_at, created_at, last_status, last_error")
+                         " next_attempt_at, created_at, last_outcome")
 
     @staticmethod
     def _webhook(row: tuple[Any, ...]) -> Webhook:
@@ -616,9 +790,9 @@ class SQLiteStore:
         with self._tx() as db:
             db.executemany(
                 f"INSERT INTO webhook_deliveries ({self._DELIVERY_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(d.id, d.webhook_id, d.event_id, d.event, d.payload, d.status, d.attempts,
-                  d.next_attempt_at, d.created_at, d.last_status, d.last_error)
+                  d.next_attempt_at, d.created_at, d.last_outcome)
                  for d in deliveries],
             )
 
@@ -633,12 +807,12 @@ class SQLiteStore:
         return [(WebhookDelivery(*row[:-1]), row[-1]) for row in rows]
 
     async def record_attempt(self, delivery_id: str, status: str, next_attempt_at: float,
-                             last_status: int | None, last_error: str | None) -> None:
+                             outcome: str) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1,"
-                " next_attempt_at = ?, last_status = ?, last_error = ? WHERE id = ?",
-                (status, next_attempt_at, last_status, last_error, delivery_id),
+                " next_attempt_at = ?, last_outcome = ? WHERE id = ?",
+                (status, next_attempt_at, outcome, delivery_id),
             )
 
     async def deliveries(self, webhook_id: str, limit: int) -> list[WebhookDelivery]:
@@ -648,6 +822,36 @@ class SQLiteStore:
             (webhook_id, limit),
         ).fetchall()
         return [WebhookDelivery(*row) for row in rows]
+
+    async def note_model_served(self, account: str, model: str, at: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO webhook_models (account, model, served_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (account, model) DO UPDATE SET served_at = excluded.served_at",
+                (account, model, at),
+            )
+
+    async def claim_model_alerts(self, model: str, alerted_before: float,
+                                 now: float) -> list[str]:
+        with self._tx() as db:
+            accounts = [row[0] for row in db.execute(
+                "SELECT account FROM webhook_models WHERE model = ?"
+                " AND (alerted_at IS NULL OR alerted_at <= ?)", (model, alerted_before))]
+            db.executemany("UPDATE webhook_models SET alerted_at = ? WHERE account = ?"
+                           " AND model = ?", [(now, account, model) for account in accounts])
+        return accounts
+
+    async def forget_models_served(self, account: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM webhook_models WHERE account = ?", (account,))
+
+    async def prune_webhooks(self, before: float) -> int:
+        with self._tx() as db:
+            deleted = db.execute(
+                "DELETE FROM webhook_deliveries WHERE status IN (?, ?) AND next_attempt_at < ?",
+                (DELIVERY_DELIVERED, DELIVERY_FAILED, before)).rowcount
+            db.execute("DELETE FROM webhook_models WHERE served_at < ?", (before,))
+        return int(deleted)
 
     # API keys and sessions ---------------------------------------------------------------------
 

@@ -13,7 +13,10 @@ from typing import Protocol
 # Kinds of ledger entries. Amounts are positive integers of base units.
 DEPOSIT = "deposit"
 GRANT = "grant"
-FREE_CREDIT = "free_credit"  # the weekly free credit (a top-up to the week's amount)
+FREE_CREDIT = "free_credit"  # the weekly free credit, issued from the promotional pool
+FREE_CREDIT_LAPSE = "free_credit_lapse"  # unspent free credit of a past week, back to the pool
+FREE_SPENT = "free_spent"  # the part of a settlement paid with free credit (a detail of SETTLE)
+PROMO_FUNDING = "promo_funding"  # $NEXUS the operator transferred into the treasury for the pool
 RESERVE = "reserve"
 SETTLE = "settle"
 REFUND = "refund"
@@ -36,6 +39,16 @@ class AccountBalance:
     @property
     def available(self) -> int:
         return self.balance + self.free_balance
+
+
+@dataclass(frozen=True, slots=True)
+class FreeTopUp:
+    """What a free credit top-up did: `lapsed` went back to the pool, `granted` came out of
+    it, and `short` is what the pool could not cover this week."""
+
+    granted: int = 0
+    lapsed: int = 0
+    short: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,9 @@ class Payout:
     signature: str | None
     created_at: float
     updated_at: float
+    # the block height after which the signed transfer can no longer land (None: not sent yet,
+    # or sent before the height was recorded)
+    last_valid_block_height: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +161,7 @@ class WebhookDelivery:
     attempts: int
     next_attempt_at: float
     created_at: float
-    last_status: int | None = None
-    last_error: str | None = None
+    last_outcome: str | None = None  # a class such as "2xx" or "timeout", never the target's text
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +176,11 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class LedgerAudit:
-    """Totals from the ledger entries and from the kept balances; `ok` when they agree."""
+    """Totals from the ledger entries and from the kept balances; `ok` when they agree.
+
+    Money enters the ledger only as deposits, grants and promotional pool funding; free
+    credit is issued out of the pool (and lapses back into it), so it is never an inflow.
+    `balances` counts paid and free credit; `free_*` check the free part on its own."""
 
     deposits: int
     grants: int
@@ -176,18 +195,38 @@ class LedgerAudit:
     derived_balances: int
     derived_reserved: int
     settled: int
+    promo_funding: int = 0  # ledger entries; `promo_fundings` is the table of signatures
+    promo_fundings: int = 0
+    pool: int = 0
+    derived_pool: int = 0
+    free_lapsed: int = 0
+    free_spent: int = 0
+    free_balances: int = 0
+    free_reserved: int = 0
 
     @property
     def ok(self) -> bool:
-        inflow = self.deposits + self.grants + self.free_credits
+        inflow = self.deposits + self.grants + self.promo_funding
+        held = self.balances + self.reserved + self.pool
         return (
-            inflow == self.balances + self.reserved + self.worker_earnings + self.treasury_fees
+            inflow == held + self.worker_earnings + self.treasury_fees
             and self.derived_balances == self.balances
             and self.derived_reserved == self.reserved == self.open_reservations
+            and self.derived_pool == self.pool >= 0
+            and self.promo_funding == self.promo_fundings
+            and self.free_balances + self.free_reserved
+            == self.free_credits - self.free_lapsed - self.free_spent
             and self.settled == self.worker_earnings + self.treasury_fees
             and self.payouts == self.paid <= self.worker_earnings
-            and min(self.balances, self.reserved) >= 0
+            and min(self.balances, self.reserved, self.free_balances) >= 0
         )
+
+    @property
+    def owed(self) -> int:
+        """What the treasury must hold for everyone it owes: paid and free credit, credit
+        reserved by requests in flight, the promotional pool, and worker earnings not paid yet
+        (claimable, held, or in a payout not confirmed). Treasury fees are the operator's."""
+        return self.balances + self.reserved + self.pool + self.worker_earnings - self.paid
 
 
 class Store(Protocol):
@@ -200,9 +239,16 @@ class Store(Protocol):
 
     # ledger
     async def grant(self, account: str, amount: int, memo: str) -> None: ...
-    async def top_up_free_credit(self, account: str, week: int, amount: int) -> int:
-        """Once per `week`: bring the free credit up to `amount`; returns what was granted."""
+    async def top_up_free_credit(self, account: str, week: int, amount: int) -> FreeTopUp:
+        """Issue `week`'s free credit from the promotional pool, never more than it holds.
+        A new week first returns the unspent free credit to the pool, then issues up to
+        `amount`; what the pool could not cover is issued later that week once it can."""
         ...
+    async def credit_promo_funding(self, signature: str, amount: int, source: str) -> bool:
+        """Add a checked on-chain funding to the pool; False if `signature` was credited
+        (as a funding or a deposit) before."""
+        ...
+    async def promo_pool(self) -> int: ...
     async def reserve(self, reservation_id: str, account: str, amount: int) -> bool: ...
     async def settle(self, reservation_id: str, settlement: Settlement) -> bool: ...
     async def release(self, reservation_id: str) -> bool: ...
@@ -212,19 +258,38 @@ class Store(Protocol):
     async def audit(self) -> LedgerAudit: ...
 
     # deposits
-    async def add_deposit_intent(self, intent: DepositIntent) -> None: ...
+    async def add_deposit_intent(self, intent: DepositIntent, max_open: int) -> bool:
+        """Add `intent` unless its account already has `max_open` open intents (unexpired,
+        not credited); False when it has, in the same statement."""
+        ...
     async def deposit_intent(self, reference: str) -> DepositIntent | None: ...
-    async def open_deposit_intents(self, now: float) -> list[DepositIntent]: ...
+    async def open_deposit_intents(self, now: float, account: str | None = None,
+                                   limit: int | None = None) -> list[DepositIntent]:
+        """Uncredited intents expiring after `now` (of `account`), the soonest first."""
+        ...
+    async def prune_deposit_intents(self, expired_before: float) -> int:
+        """Delete uncredited intents that expired before `expired_before`; credited ones
+        stay as deposit history. Returns how many were deleted."""
+        ...
+    async def deposit_scan_cursor(self, address: str) -> str | None:
+        """The newest signature of `address` the deposit watcher has looked at."""
+        ...
+    async def set_deposit_scan_cursor(self, address: str, signature: str) -> None: ...
     async def credit_deposit(self, signature: str, intent: DepositIntent) -> bool:
         """Credit `intent`'s amount for `signature`; False if that signature was credited."""
         ...
     async def deposit_history(self, account: str, limit: int) -> list[DepositEntry]: ...
 
     # payouts
-    async def begin_payout(self, payout_id: str, wallet: str) -> Payout | None:
-        """Set aside all of `wallet`'s pending earnings for a payout; None if there are none."""
+    async def begin_payout(self, payout_id: str, wallet: str, minimum: int = 1) -> Payout | None:
+        """Set aside all of `wallet`'s pending earnings for a payout; None if they are fewer
+        than `minimum` base units."""
         ...
-    async def payout_sent(self, payout_id: str, signature: str) -> None: ...
+    async def payout_sent(self, payout_id: str, signature: str,
+                          last_valid_block_height: int | None = None) -> None: ...
+    async def payout_deadline(self, payout_id: str, last_valid_block_height: int) -> None:
+        """Record the expiry height of a sent payout that has none."""
+        ...
     async def finish_payout(self, payout_id: str, paid: bool) -> Payout | None:
         """Mark a payout paid (ledger entry) or failed (earnings claimable again)."""
         ...
@@ -243,8 +308,21 @@ class Store(Protocol):
         """Pending deliveries whose attempt is due, with their webhook's URL."""
         ...
     async def record_attempt(self, delivery_id: str, status: str, next_attempt_at: float,
-                             last_status: int | None, last_error: str | None) -> None: ...
+                             outcome: str) -> None: ...
     async def deliveries(self, webhook_id: str, limit: int) -> list[WebhookDelivery]: ...
+    async def note_model_served(self, account: str, model: str, at: float) -> None:
+        """Remember that `account` had a job of `model` served (for model.unavailable)."""
+        ...
+    async def claim_model_alerts(self, model: str, alerted_before: float,
+                                 now: float) -> list[str]:
+        """The accounts served `model` that were not alerted about it since `alerted_before`,
+        marked alerted `now`."""
+        ...
+    async def forget_models_served(self, account: str) -> None: ...
+    async def prune_webhooks(self, before: float) -> int:
+        """Delete deliveries that ended (delivered or failed) and records of models served
+        before `before`; returns the deliveries deleted."""
+        ...
 
     # API keys and sign-in sessions
     async def add_key(self, key: ApiKeyRecord) -> None: ...

@@ -353,7 +353,8 @@ WebhookEvent = Literal[
 
 class WebhookCreate(_Body):
     url: str = Field(min_length=8, max_length=2048,
-                     description="https://, or http:// to a loopback address")
+                     description="https:// to a public address (http:// to loopback only "
+                     "where the operator allows loopback webhooks)")
     events: list[WebhookEvent] | None = Field(
         None, min_length=1,
         description="the events to send (default: all; balance.low when a threshold is set)")

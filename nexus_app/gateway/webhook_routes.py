@@ -1,5 +1,7 @@
 """Webhook routes: register an endpoint (its signing secret is in that response only), list
-and delete them, and read each one's delivery log."""
+and delete them, and read each one's delivery log. Like API keys, webhooks are managed with
+the wallet's sign-in session: an API key (which may sit in an app's config) cannot point the
+account's events somewhere else."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.schemas import WebhookCreate
 from nexus_app.gateway.service import Gateway, gateway_of
 from nexus_app.gateway.store import Webhook, WebhookDelivery
-from nexus_app.gateway.webhooks import EVENTS
+from nexus_app.gateway.webhooks import EVENTS, OUTCOMES
 from nexus_app.units import AmountError, format_units, to_base_units
 
 router = APIRouter(tags=["webhooks"])
@@ -19,7 +21,7 @@ router = APIRouter(tags=["webhooks"])
 
 async def _caller_account(request: Request) -> str:
     gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     return caller.account
 
 
@@ -38,7 +40,8 @@ def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
     return {
         "id": delivery.id, "object": "webhook.delivery", "event_id": delivery.event_id,
         "event": delivery.event, "status": delivery.status, "attempts": delivery.attempts,
-        "last_status": delivery.last_status, "last_error": delivery.last_error,
+        "last_status": delivery.last_outcome,
+        "last_error": OUTCOMES.get(delivery.last_outcome or "2xx", "delivery failed"),
         "created_at": int(delivery.created_at),
         "next_attempt_at": int(delivery.next_attempt_at)
         if delivery.status == "pending" else None,
@@ -86,7 +89,9 @@ async def delete_webhook(webhook_id: str, request: Request) -> dict[str, Any]:
 async def webhook_deliveries(
     webhook_id: str, request: Request, limit: int = Query(50, ge=1, le=500),
 ) -> dict[str, Any]:
-    """The webhook's latest deliveries: event, status, attempts and the last error."""
+    """The webhook's latest deliveries: event, status, attempts, and the last attempt's
+    outcome as a class (`2xx`, `4xx`, `timeout`, `refused`...) with the gateway's own words
+    for it, never the receiver's answer."""
     gateway = gateway_of(request)
     account = await _caller_account(request)
     if not any(hook.id == webhook_id for hook in await gateway.store.webhooks(account)):

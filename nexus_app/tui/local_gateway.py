@@ -74,7 +74,8 @@ class LocalGateway:
             port = _free_port(host)
             self.note = f"port {self.settings.port} is taken; the local gateway uses {port}"
         settings = self.settings.model_copy(update={"host": host, "port": port,
-                                                    "log_level": "error"})
+                                                    "log_level": "error",
+                                                    "webhook_allow_loopback": True})
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         config = uvicorn_config(settings)
         config.lifespan = "on"

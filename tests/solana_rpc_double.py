@@ -136,15 +136,18 @@ class RpcDouble:
     def getSignaturesForAddress(
         self, address: str, config: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        if not self.visible(config or {}):
+        config = config or {}
+        if not self.visible(config):
             return []
-        return [
+        found = [
             {"signature": signature, "slot": landed.slot, "err": landed.err, "memo": None,
              "blockTime": 1_700_000_000, "confirmationStatus": self.confirmation}
             for signature, landed in reversed(self.landed.items())
             if address in {str(k) for k in
                            VersionedTransaction.from_bytes(landed.raw).message.account_keys}
         ]
+        return page_of(found, config.get("before"), config.get("until"),
+                       config.get("limit") or 1000)
 
     def getBalance(self, address: str, *_: Any) -> dict[str, Any]:
         lamports = self.accounts.get(address, (0, b"", ""))[0]
@@ -158,6 +161,15 @@ class RpcDouble:
             "space": len(found[1]),
         }
         return {"context": self.context(), "value": value}
+
+
+def page_of(newest_first: list[dict[str, Any]], before: str | None, until: str | None,
+            limit: int) -> list[dict[str, Any]]:
+    """`getSignaturesForAddress` paging: entries older than `before`, newer than `until`."""
+    signatures = [entry["signature"] for entry in newest_first]
+    start = signatures.index(before) + 1 if before in signatures else 0
+    end = signatures.index(until) if until in signatures else len(signatures)
+    return newest_first[start:end][:limit]
 
 
 @dataclass

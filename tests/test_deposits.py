@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, create_mint, top_up_sol
 from nexus_app.client.gateway import ClientError, GatewayClient
+from nexus_app.gateway.store import DepositIntent as StoredIntent
 from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
 
 NEXUS = 1_000_000  # base units per NEXUS (6 decimals)
@@ -245,3 +247,85 @@ async def test_bad_deposit_requests_get_clear_errors(gw: RunningGateway) -> None
     with pytest.raises(ClientError, match="at most") as caught:
         await user.client.faucet("1000000")
     assert caught.value.status == 400
+
+
+# intents are free: bounded per account, deleted when unpaid past their retention -----------
+
+async def test_open_intents_per_account_are_capped_with_a_clear_429(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, deposit_intents_per_account=3)
+    async with running_gateway(settings) as gw:
+        user = await depositor(gw)
+        intents = [await user.client.deposit_intent("1") for _ in range(3)]
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+            full = await http.get("/v1/deposits/intent", params={"amount": "1"},
+                                  headers=auth(user.account.api_key))
+        assert full.status_code == 429, full.text
+        assert full.json()["error"]["code"] == "too_many_deposit_intents"
+        assert 3500 <= int(full.headers["Retry-After"]) <= 3600  # when the oldest expires
+        other = await depositor(gw)  # another account is not affected
+        await other.client.deposit_intent("1")
+
+        signature = await chain(gw).send(build_deposit(user.keypair, intents[0]))
+        await user.client.submit_deposit(signature=signature)
+        await user.client.deposit_intent("1")  # a paid intent is no longer open
+        assert (await gw.store.audit()).ok
+
+
+async def test_expired_unpaid_intents_are_deleted_and_paid_ones_kept(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, chain_poll_interval_s=0.1, deposit_intent_retention_s=0)
+    async with running_gateway(settings) as gw:
+        user = await depositor(gw)
+        paid = await user.client.deposit(user.keypair, "2")
+        store = gw.store
+        an_hour_ago = time.time() - 3600
+        store.db.execute("UPDATE deposit_intents SET expires_at = ?", (an_hour_ago,))
+        for n in range(50):  # a flood of intents that expired unpaid
+            await store.add_deposit_intent(StoredIntent(
+                f"dep_old{n}", user.account.wallet, str(Keypair().pubkey()), NEXUS, "m",
+                an_hour_ago - 60, an_hour_ago), 100)
+
+        async def pruned() -> bool:
+            rows = store.db.execute("SELECT COUNT(*) FROM deposit_intents").fetchone()[0]
+            return bool(rows == 1)
+
+        for _ in range(100):
+            if await pruned():
+                break
+            await asyncio.sleep(0.05)
+        assert await pruned()
+        history = await user.client.deposits()
+        assert [(d["status"], d["signature"]) for d in history] == [
+            ("credited", paid["signature"])]
+        assert (await gw.store.audit()).ok
+
+
+async def test_watcher_credits_a_late_deposit_of_an_intent_that_expired(
+    gw: RunningGateway,
+) -> None:
+    """The gateway was away while the deposit landed and the intent expired meanwhile: the
+    watcher still credits it, within the intent's retention."""
+    user = await depositor(gw)
+    intent = await user.client.deposit_intent("3")
+    gw.store.db.execute("UPDATE deposit_intents SET expires_at = ?", (time.time() - 60,))
+    await chain(gw).send(build_deposit(user.keypair, intent))
+    for _ in range(100):
+        if await credit(gw, user.account.wallet):
+            break
+        await asyncio.sleep(0.05)
+    assert await credit(gw, user.account.wallet) == 3 * NEXUS
+    assert (await gw.store.audit()).ok
+
+
+async def test_watcher_keeps_where_its_treasury_scan_stopped(gw: RunningGateway) -> None:
+    """So that a restarted gateway asks the chain only for newer transactions."""
+    user = await depositor(gw)
+    for amount in ("1", "2"):
+        await chain(gw).send(build_deposit(user.keypair, await user.client.deposit_intent(amount)))
+    for _ in range(100):
+        if await credit(gw, user.account.wallet) == 3 * NEXUS:
+            break
+        await asyncio.sleep(0.05)
+    treasury_account = str(treasury(gw).token_account)
+    newest = (await chain(gw).signatures_for(treasury(gw).token_account, 1))[0]
+    assert await gw.store.deposit_scan_cursor(treasury_account) == newest
+    assert await credit(gw, user.account.wallet) == 3 * NEXUS

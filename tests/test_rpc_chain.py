@@ -162,6 +162,7 @@ async def test_resending_a_processed_transaction_is_not_an_error(double: RpcDoub
 def rpc_settings(tmp_path: Path, double: RpcDouble, **overrides: Any) -> Settings:
     treasury_file = tmp_path / "treasury.json"
     treasury_file.write_text(json.dumps(list(bytes(Keypair()))))
+    treasury_file.chmod(0o600)  # a gateway refuses a treasury key others can read
     return make_settings(tmp_path, chain="rpc", rpc_url=double.url, mint=str(MINT),
                          treasury_keypair=treasury_file, **overrides)
 

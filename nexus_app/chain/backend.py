@@ -59,8 +59,11 @@ class Chain(Protocol):
         """The processed transaction with this signature, or None if the chain has none."""
         ...
 
-    async def signatures_for(self, address: Pubkey, limit: int = 20) -> list[str]:
-        """Signatures of recent transactions that mention `address`, newest first."""
+    async def signatures_for(self, address: Pubkey, limit: int = 20, *,
+                             before: str | None = None, until: str | None = None) -> list[str]:
+        """Signatures of recent transactions that mention `address`, newest first: at most
+        `limit`, older than `before` and newer than `until` when given (paging as
+        `getSignaturesForAddress` does)."""
         ...
 
     async def sol_balance(self, owner: Pubkey) -> int: ...

@@ -9,12 +9,15 @@ from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, local_treasury
 from nexus_app.chain.wallet import load_keypair, load_or_create_keypair
 from nexus_app.config import Settings
+from nexus_app.file_modes import require_private
 
 
 async def connect_chain(settings: Settings) -> tuple[Chain, Treasury]:
     """`local`: the in-process chain in the data dir, its mint and treasury created on first
     start. `rpc`: the cluster at `rpc_url`, with the configured mint and an existing
-    treasury keypair (raises `WalletError` without one)."""
+    treasury keypair (raises `WalletError` without one). A treasury keypair other users can
+    read is refused (`InsecureFile`), as ssh refuses such a key."""
+    require_private(settings.treasury_path, "treasury keypair")
     if settings.chain == "local":
         chain = LocalChain(settings.local_chain_path)
         keypair = load_or_create_keypair(settings.treasury_path)

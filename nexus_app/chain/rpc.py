@@ -97,10 +97,13 @@ class RpcChain:
         error = None if meta.err is None else str(meta.err)
         return ChainTransaction(signature, found.slot, tx, tuple(loaded_keys), error)
 
-    async def signatures_for(self, address: Pubkey, limit: int = 20) -> list[str]:
+    async def signatures_for(self, address: Pubkey, limit: int = 20, *,
+                             before: str | None = None, until: str | None = None) -> list[str]:
         async with self._calls("getSignaturesForAddress"):
             response = await self._client.get_signatures_for_address(
-                address, limit=limit, commitment=self.commitment
+                address, limit=limit, commitment=self.commitment,
+                before=Signature.from_string(before) if before else None,
+                until=Signature.from_string(until) if until else None,
             )
         return [str(entry.signature) for entry in response.value]
 

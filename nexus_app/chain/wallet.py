@@ -29,7 +29,7 @@ def load_keypair(path: Path) -> Keypair:
 def create_keypair(path: Path) -> Keypair:
     """Generate a keypair and write it with mode 0600; never overwrites a file."""
     keypair = Keypair()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -1,12 +1,20 @@
 """Deposits: intents with a fresh reference key, checking a deposit transaction on chain
 before crediting it (exactly once per signature), the watcher that credits deposits whose
-client went away after sending, and the local chain's dev faucet."""
+client went away after sending, and the local chain's dev faucet.
+
+Intents cost the caller nothing, so each account may hold only a few open ones, and expired
+ones that were never paid are deleted once their retention is over (paid ones stay as the
+deposit history). The watcher reads the treasury's new signatures once a round
+(`deposit_scan.py`): its chain calls grow with the deposits made, not with the intents open.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,17 +25,26 @@ from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
-from nexus_app.chain.backend import Chain, ChainTransaction, ChainUnavailable, TransactionFailed
+from nexus_app.chain.backend import (
+    Chain,
+    ChainError,
+    ChainTransaction,
+    ChainUnavailable,
+    TransactionFailed,
+)
 from nexus_app.chain.deposits import DepositRejected, check_deposit, transfer_references
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
-from nexus_app.gateway.errors import ApiError, BadRequest, Forbidden
+from nexus_app.gateway.deposit_scan import TreasuryScan
+from nexus_app.gateway.errors import ApiError, BadRequest, Forbidden, RateLimited
 from nexus_app.gateway.store import DepositIntent, Store
 from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnCredited = Callable[[DepositIntent, str], Awaitable[None]]  # (intent, signature)
+# what a watcher round lets through: stopping the process, never a failure of one transaction
+FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 class DepositFailed(ApiError):
@@ -50,25 +67,47 @@ class DepositOutcome:
 
 class Deposits:
     def __init__(self, store: Store, chain: Chain, treasury: Treasury, intent_ttl_s: int,
-                 faucet_max: int, on_credited: OnCredited) -> None:
+                 faucet_max: int, on_credited: OnCredited, *, max_open_intents: int = 10,
+                 retention_s: float = 86_400) -> None:
         self.store = store
         self.chain = chain
         self.treasury = treasury
         self.intent_ttl_s = intent_ttl_s
         self.faucet_max = faucet_max
         self.on_credited = on_credited
+        self.max_open_intents = max_open_intents
+        self.retention_s = retention_s
+        self.scan = TreasuryScan(store, chain, treasury.token_account)
 
     async def new_intent(self, account: str, amount: int) -> tuple[DepositIntent, str]:
-        """A deposit intent with a fresh reference, and a recent blockhash to sign with."""
+        """A deposit intent with a fresh reference, and a recent blockhash to sign with;
+        429 when the account holds `max_open_intents` open ones (checked before the chain is
+        asked for anything, and again, atomically, when the intent is added)."""
+        now = time.time()
+        await self._room_for_intent(account, now)
         blockhash = await self.chain_call(self.chain.latest_blockhash())
         intent_id = new_id("dep")
-        now = time.time()
         intent = DepositIntent(
             id=intent_id, account=account, reference=str(Keypair().pubkey()), amount=amount,
             memo=f"NEXUS deposit {intent_id}", created_at=now, expires_at=now + self.intent_ttl_s,
         )
-        await self.store.add_deposit_intent(intent)
+        if not await self.store.add_deposit_intent(intent, self.max_open_intents):
+            await self._room_for_intent(account, now)  # raises, with when to try again
+            raise RateLimited("Too many open deposit intents.", code="too_many_deposit_intents",
+                              retry_after=1)
         return intent, str(blockhash)
+
+    async def _room_for_intent(self, account: str, now: float) -> None:
+        """Raise 429 (with when the soonest intent expires) if the account's are all used."""
+        open_now = await self.store.open_deposit_intents(now, account, self.max_open_intents)
+        if len(open_now) < self.max_open_intents:
+            return
+        wait = max(1, math.ceil(open_now[0].expires_at - now))
+        raise RateLimited(
+            f"This account already has {len(open_now)} open deposit intents, the most it may "
+            f"hold. Pay one of them, or ask again in {wait} s when the oldest expires.",
+            code="too_many_deposit_intents", retry_after=wait,
+        )
 
     async def submit_transaction(self, account: str, encoded: str) -> DepositOutcome:
         """Check a signed deposit transaction, send it, and credit it once it is processed.
@@ -139,25 +178,64 @@ class Deposits:
             raise DepositFailed(f"Not a valid deposit: {exc}.") from None
 
     async def watch(self) -> int:
-        """Credit deposits of open intents found on chain by their reference; returns how
-        many were credited."""
-        credited = 0
-        for intent in await self.store.open_deposit_intents(time.time()):
-            for signature in await self.chain.signatures_for(Pubkey.from_string(intent.reference)):
+        """One watcher round: delete intents whose retention is over, then credit the
+        deposits among the treasury's new transactions. Returns how many were credited."""
+        now = time.time()
+        pruned = await self.store.prune_deposit_intents(now - self.retention_s)
+        if pruned:
+            log.info("deleted %d expired deposit intent(s) that were never paid", pruned)
+        signatures = await self.scan.unseen()
+        if not signatures:
+            return 0
+        if not await self.store.open_deposit_intents(now - self.retention_s, limit=1):
+            await self.scan.seen(signatures[-1])  # no intent awaits a deposit: nothing to match
+            return 0
+        credited, last = 0, None
+        try:
+            for signature in signatures:
                 found = await self.chain.transaction(signature)
-                if found is None or not found.succeeded:
-                    continue
-                try:
-                    self._check(found, intent)
-                except DepositFailed as exc:
-                    log.warning("deposit %s for intent %s refused: %s", signature, intent.id,
-                                exc.message)
-                    continue
-                if await self._credit(signature, intent):
-                    log.info("credited deposit %s found on chain for intent %s",
-                             signature, intent.id)
-                    credited += 1
+                if found is None and not self.scan.give_up_on(signature):
+                    break  # listed but not readable yet: from here again next round
+                if found is not None:
+                    credited += await self._credit_found(found)
+                last = signature
+        finally:
+            if last is not None:
+                await self.scan.seen(last)
         return credited
+
+    async def _credit_found(self, found: ChainTransaction) -> int:
+        """Credit `found` if it pays an intent (1), else 0. A transaction that cannot be read
+        is passed over, logged; only chain errors stop the round (to retry it)."""
+        try:
+            return await self._credit_if_deposit(found)
+        except ChainError:
+            raise
+        except FATAL:
+            raise
+        except BaseException as exc:  # e.g. a panic in solders on a transaction it cannot read
+            log.error("deposit watcher: transaction %s skipped: %s", found.signature,
+                      type(exc).__name__)
+            return 0
+
+    async def _credit_if_deposit(self, found: ChainTransaction) -> int:
+        if not found.succeeded:
+            return 0
+        for reference in transfer_references(found):
+            intent = await self.store.deposit_intent(str(reference))
+            if intent is None:
+                continue
+            try:
+                self._check(found, intent)
+            except DepositFailed as exc:
+                log.warning("deposit %s for intent %s refused: %s", found.signature, intent.id,
+                            exc.message)
+                continue
+            if await self._credit(found.signature, intent):
+                log.info("credited deposit %s found on chain for intent %s",
+                         found.signature, intent.id)
+                return 1
+        return 0
 
     async def faucet(self, wallet: Pubkey, amount: int) -> str:
         """Mint test $NEXUS to `wallet` (local chain only)."""

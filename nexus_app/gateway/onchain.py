@@ -40,7 +40,9 @@ async def deposit_intent(
 ) -> dict[str, Any]:
     """Start a deposit: the treasury token account, a fresh reference key and a recent
     blockhash. Send a TransferChecked of exactly `amount` from your associated token account
-    to `treasury`, with `reference` as an extra read-only key and the memo."""
+    to `treasury`, with `reference` as an extra read-only key and the memo. An account holds
+    at most `deposit_intents_per_account` open (unexpired, unpaid) intents: 429 with
+    Retry-After beyond that."""
     gateway = gateway_of(request)
     caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     units = _amount(gateway, amount)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from nexus_app.config import Settings
+from nexus_app.file_modes import private_dir, require_private
 from nexus_app.gateway.app import create_app
+from nexus_app.logsafe import configure_logging, guard_handlers, quiet_libraries
 
 
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
+    """uvicorn's settings for the gateway; its own log handlers (which it installs here) get
+    the log hygiene filter too."""
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -24,11 +26,16 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         timeout_graceful_shutdown=10,
         server_header=False,
     )
+    guard_handlers("uvicorn", "uvicorn.access")
+    return config
 
 
 def run_gateway(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    uvicorn.Server(uvicorn_config(settings)).run()
+    """Serve until stopped. Raises `InsecureFile` before anything starts if the treasury
+    keypair can be read by other users."""
+    configure_logging(settings.log_level)
+    require_private(settings.treasury_path, "treasury keypair")
+    private_dir(settings.data_dir)
+    config = uvicorn_config(settings)
+    quiet_libraries()  # again: uvicorn's logging set-up reset uvicorn.access
+    uvicorn.Server(config).run()

@@ -8,6 +8,7 @@ import signal
 
 from nexus_app.chain.wallet import load_or_create_keypair
 from nexus_app.config import Settings
+from nexus_app.logsafe import configure_logging
 from nexus_app.worker.models import resolve
 from nexus_app.worker.node import WorkerNode
 
@@ -41,7 +42,5 @@ async def serve(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level)
     asyncio.run(serve(settings))

@@ -43,6 +43,9 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "port": free_port(),
         "log_level": "warning",
         "prices": {"scripted-model": {"per_request": 1000}},
+        # a scripted chat earns a worker 800 base units: claimable (the default is 1 NEXUS;
+        # tests/security/test_payout_attacks.py checks it)
+        "min_payout": "0.000001",
     }
     values.update(overrides)
     return load_settings(values, environ={})

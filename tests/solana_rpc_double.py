@@ -1,12 +1,15 @@
 """TEST DOUBLE of a Solana cluster's JSON-RPC endpoint, on loopback.
 
 No cluster can be reached from here, so the RPC backend is tested against this server. It
-executes nothing: it remembers the transactions sent to it and answers each method with a
-response in the shape the Solana RPC documentation gives (getLatestBlockhash,
-sendTransaction, getSignatureStatuses, getTransaction with base64 encoding,
-getSignaturesForAddress, getBalance, getAccountInfo). Tests script its behaviour: a
-preflight failure, a transaction that lands with an error, a commitment never reached, a
-method carried out but never answered.
+executes almost nothing: it remembers the transactions sent to it and answers each method
+with a response in the shape the Solana RPC documentation gives (getLatestBlockhash,
+getBlockHeight, sendTransaction, getSignatureStatuses, getTransaction with base64 encoding,
+getSignaturesForAddress, getBalance, getAccountInfo). Of what a transaction does it applies
+only the creation of associated token accounts and TransferChecked between token accounts it
+knows. Tests script its behaviour: a preflight failure, a transaction that lands with an
+error or never lands, a commitment never reached, a method carried out but never answered,
+chosen JSON-RPC error answers to chosen methods (for a number of calls or all), and the block
+height (`advance`), past which a blockhash no longer lands.
 """
 
 from __future__ import annotations
@@ -21,17 +24,23 @@ from typing import Any
 
 import uvicorn
 from solders.hash import Hash
+from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from nexus_app.chain import token
 from tests.conftest import free_port
 
 API_VERSION = "2.1.21"
 LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}
 INSTRUCTION_ERROR = {"InstructionError": [0, {"Custom": 1}]}
+BLOCKHASH_LIFETIME_BLOCKS = 150
+TOKEN_ACCOUNT_RENT = 2_039_280
+# an error answer: (code, message), answered to every call, or (code, message, calls)
+Fault = tuple[int, str] | tuple[int, str, int]
 
 
 @dataclass
@@ -48,11 +57,15 @@ class RpcDouble:
     landed: dict[str, Landed] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     accounts: dict[str, tuple[int, bytes, str]] = field(default_factory=dict)
+    block_height: int = 250_000_000
     # scripted behaviour
     preflight_error: str | None = None
     land_with_error: bool = False
+    never_land: bool = False  # sendTransaction is accepted, the transaction is never processed
     confirmation: str = "finalized"
     stalled: set[str] = field(default_factory=set)  # methods carried out but never answered
+    errors: dict[str, Fault] = field(default_factory=dict)  # method -> its error answer
+    answered_errors: list[str] = field(default_factory=list)  # methods answered with an error
 
     @property
     def url(self) -> str:
@@ -61,11 +74,29 @@ class RpcDouble:
     def context(self) -> dict[str, Any]:
         return {"slot": next(self.slot), "apiVersion": API_VERSION}
 
+    def advance(self, blocks: int) -> None:
+        """Make `blocks` new blocks: blockhashes whose last valid height is passed expire."""
+        self.block_height += blocks
+
+    def _fault(self, method: str) -> RpcError | None:
+        """The scripted error answer to this call of `method`, if any (counted down)."""
+        fault = self.errors.get(method)
+        if fault is None:
+            return None
+        if len(fault) == 3:
+            code, message, calls = fault  # type: ignore[misc]
+            if calls <= 1:
+                del self.errors[method]
+            else:
+                self.errors[method] = (code, message, calls - 1)
+        self.answered_errors.append(method)
+        return RpcError({"code": fault[0], "message": fault[1]})
+
     async def handle(self, request: Request) -> JSONResponse:
         body = await request.json()
         method, params = body["method"], body.get("params", [])
         self.calls.append(method)
-        answer = getattr(self, method)(*params)
+        answer = self._fault(method) or getattr(self, method)(*params)
         if method in self.stalled:  # the node did the work; its answer never comes
             await asyncio.sleep(3600)
         if isinstance(answer, RpcError):
@@ -76,7 +107,11 @@ class RpcDouble:
 
     def getLatestBlockhash(self, *_: Any) -> dict[str, Any]:
         return {"context": self.context(),
-                "value": {"blockhash": str(Hash.new_unique()), "lastValidBlockHeight": 3090}}
+                "value": {"blockhash": str(Hash.new_unique()),
+                          "lastValidBlockHeight": self.block_height + BLOCKHASH_LIFETIME_BLOCKS}}
+
+    def getBlockHeight(self, *_: Any) -> int:
+        return self.block_height
 
     def sendTransaction(self, encoded: str, config: dict[str, Any]) -> Any:
         assert config["encoding"] == "base64"
@@ -89,9 +124,48 @@ class RpcDouble:
                 "data": {"err": INSTRUCTION_ERROR, "logs": [], "accounts": None,
                          "unitsConsumed": 0, "returnData": None, "innerInstructions": None},
             })
-        self.landed.setdefault(signature, Landed(
-            next(self.slot), raw, INSTRUCTION_ERROR if self.land_with_error else None))
+        if self.never_land or signature in self.landed:
+            return signature
+        landed = Landed(next(self.slot), raw, INSTRUCTION_ERROR if self.land_with_error else None)
+        self.landed[signature] = landed
+        if landed.err is None:
+            self._apply(VersionedTransaction.from_bytes(raw))
         return signature
+
+    def _apply(self, tx: VersionedTransaction) -> None:
+        """What the double executes: associated token account creation, and TransferChecked
+        between token accounts it holds."""
+        keys = list(tx.message.account_keys)
+        for ix in tx.message.instructions:
+            program = keys[ix.program_id_index]
+            accounts = [keys[i] for i in ix.accounts]
+            if program == token.ASSOCIATED_TOKEN_PROGRAM_ID and len(accounts) >= 4:
+                address, owner, mint = accounts[1], accounts[2], accounts[3]
+                self.accounts.setdefault(str(address), (
+                    TOKEN_ACCOUNT_RENT, token_account_data(mint, owner, 0),
+                    str(token.TOKEN_PROGRAM_ID)))
+        for transfer in token.token_transfers(tx):
+            self.set_token_amount(transfer.source, -transfer.amount)
+            self.set_token_amount(transfer.destination, transfer.amount)
+
+    def set_token_amount(self, address: Pubkey, change: int) -> None:
+        found = self.accounts.get(str(address))
+        if found is None or len(found[1]) < 72:
+            return
+        lamports, data, owner = found
+        amount = int.from_bytes(data[64:72], "little") + change
+        self.accounts[str(address)] = (
+            lamports, data[:64] + max(0, amount).to_bytes(8, "little") + data[72:], owner)
+
+    def transfers_to(self, destination: Pubkey) -> list[int]:
+        """Amounts of the TransferChecked instructions of processed, successful transactions
+        paying into token account `destination`."""
+        return [
+            transfer.amount
+            for landed in self.landed.values() if landed.err is None
+            for transfer in token.token_transfers(VersionedTransaction.from_bytes(landed.raw))
+            if transfer.destination == destination
+        ]
 
     def getSignatureStatuses(self, signatures: list[str], *_: Any) -> dict[str, Any]:
         def status(signature: str) -> dict[str, Any] | None:
@@ -175,6 +249,12 @@ def page_of(newest_first: list[dict[str, Any]], before: str | None, until: str |
 @dataclass
 class RpcError:
     error: dict[str, Any]
+
+
+def token_account_data(mint: Pubkey, owner: Pubkey, amount: int) -> bytes:
+    """An initialized SPL token account's 165 bytes."""
+    state = bytes(36) + b"\x01" + bytes(165 - 64 - 8 - 36 - 1)
+    return bytes(mint) + bytes(owner) + amount.to_bytes(8, "little") + state
 
 
 @contextlib.asynccontextmanager

@@ -29,8 +29,10 @@ async def chats(gw: RunningGateway, user: Depositor, count: int) -> None:
 
 
 async def signed_in(gw: RunningGateway, worker: ScriptedWorker) -> GatewayClient:
+    """The worker's wallet signed in, with its token account created (with its own SOL)."""
     client = GatewayClient(gw.url)
     await client.sign_in(worker.keypair)
+    await client.create_token_account(worker.keypair)
     return client
 
 
@@ -112,12 +114,14 @@ async def test_reconcile_settles_payouts_a_crash_left_open(gw: RunningGateway) -
     unsent_worker = await gw.worker()
     await chats(gw, user, 1)
     store, local = gw.store, chain(gw)
+    await signed_in(gw, sent_worker)  # its token account
     # a payout sent just before a crash: its signature was recorded, the chain processed it
     sent = await store.begin_payout("pay_sent", sent_worker.wallet)
     assert sent is not None
-    tx = treasury(gw).payout(sent_worker.keypair.pubkey(), sent.amount,
-                             await local.latest_blockhash(), "NEXUS payout pay_sent")
-    await store.payout_sent(sent.id, str(tx.signatures[0]))
+    recent = await local.recent_blockhash()
+    tx = treasury(gw).payout(sent_worker.keypair.pubkey(), sent.amount, recent.blockhash,
+                             "NEXUS payout pay_sent")
+    await store.payout_sent(sent.id, str(tx.signatures[0]), recent.last_valid_block_height)
     await local.send(tx)
     # a payout set aside, then the gateway died before sending it
     unsent = await store.begin_payout("pay_unsent", unsent_worker.wallet)

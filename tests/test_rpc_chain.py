@@ -54,7 +54,8 @@ async def test_send_confirms_and_reads_back_the_transaction(double: RpcDouble) -
     [transfer] = token.token_transfers(found.transaction)
     assert (transfer.amount, transfer.mint, transfer.source) == (1234, MINT,
                                                                  treasury.token_account)
-    assert await chain.signatures_for(worker) == [signature]
+    assert await chain.signatures_for(token.associated_token_address(worker, MINT)) == [
+        signature]
     assert await chain.transaction(str(Keypair().sign_message(b"x"))) is None
     assert double.calls[:3] == ["getLatestBlockhash", "sendTransaction", "getSignatureStatuses"]
     await chain.close()
@@ -195,6 +196,10 @@ async def test_unconfirmed_deposit_and_payout_are_settled_later(
         assert chat.status_code == 200
         worker_client = GatewayClient(gw.url)
         await worker_client.sign_in(worker.keypair)
+        double.confirmation = "finalized"  # the worker's own token account, created at once
+        created = await worker_client.create_token_account(worker.keypair)
+        assert created["exists"] and created["signature"] in double.landed
+        double.confirmation = "confirmed"
         sent = await worker_client.claim()
         assert (sent["status"], sent["amount"]) == ("sent", 800)
         assert (await worker_client.worker_earnings())["paying"] == 800

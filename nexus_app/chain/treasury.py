@@ -47,10 +47,10 @@ class Treasury:
 
     def payout(self, owner: Pubkey, amount: int, blockhash: Hash,
                note: str) -> VersionedTransaction:
-        """Transfer `amount` to `owner`'s associated token account, creating it if missing."""
+        """Transfer `amount` to `owner`'s associated token account, which must exist: the
+        treasury never pays a worker's account rent (the worker creates it with its own SOL)."""
         destination = token.associated_token_address(owner, self.mint)
         return signed(self.keypair, [
-            token.create_token_account(self.address, owner, self.mint),
             token.transfer_checked(self.token_account, self.mint, destination, self.address,
                                    amount, self.decimals),
             token.memo(self.address, note),

@@ -6,9 +6,12 @@ import base64
 from typing import Any
 
 import httpx
+from solders.hash import Hash
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from nexus_app.chain.deposits import DepositIntent, build_deposit
+from nexus_app.chain.token_account import build_create_token_account
 from nexus_app.chain.wallet import sign
 from nexus_app.client.http import ClientError, error_of, unreachable
 
@@ -104,9 +107,32 @@ class GatewayClient:
     async def deposits(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/v1/deposits"))["data"]  # type: ignore[no-any-return]
 
-    async def claim(self) -> dict[str, Any]:
-        """Pay this wallet's worker earnings to it on chain (needs a wallet sign-in)."""
+    async def claim(self, keypair: Keypair | None = None) -> dict[str, Any]:
+        """Pay this wallet's worker earnings to it on chain (needs a wallet sign-in). With the
+        wallet's `keypair`, first create its token account if missing (with its own SOL): the
+        gateway pays only into an existing one."""
+        if keypair is not None:
+            await self.create_token_account(keypair)
         return await self._call("POST", "/v1/workers/claim")  # type: ignore[no-any-return]
+
+    async def token_account(self) -> dict[str, Any]:
+        """The wallet's $NEXUS token account: its address, whether it exists, a blockhash."""
+        return await self._call(  # type: ignore[no-any-return]
+            "GET", "/v1/workers/token-account"
+        )
+
+    async def create_token_account(self, keypair: Keypair) -> dict[str, Any]:
+        """Create the wallet's associated token account unless it exists, paid and signed by
+        `keypair` (the signed-in wallet), relayed by the gateway."""
+        status = await self.token_account()
+        if status["exists"]:
+            return status
+        tx = build_create_token_account(keypair, Pubkey.from_string(status["mint"]),
+                                        Hash.from_string(status["recent_blockhash"]))
+        return await self._call(  # type: ignore[no-any-return]
+            "POST", "/v1/workers/token-account",
+            {"transaction": base64.b64encode(bytes(tx)).decode()},
+        )
 
     async def worker_earnings(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/workers/me")  # type: ignore[no-any-return]

@@ -15,9 +15,10 @@ from nexus_app.chain import token
 from nexus_app.chain.wallet import is_valid_address
 from nexus_app.gateway.deposits import DepositOutcome
 from nexus_app.gateway.errors import BadRequest
-from nexus_app.gateway.schemas import DepositSubmit, FaucetRequest
+from nexus_app.gateway.schemas import DepositSubmit, FaucetRequest, TokenAccountCreate
 from nexus_app.gateway.service import Gateway, gateway_of
 from nexus_app.gateway.store import PAYOUT_PAID, DepositEntry, DepositIntent, Payout
+from nexus_app.gateway.token_accounts import TokenAccounts
 from nexus_app.units import AmountError, format_units, to_base_units
 
 router = APIRouter()
@@ -164,14 +165,50 @@ async def wallet(request: Request) -> dict[str, Any]:
 
 @router.post("/v1/workers/claim", tags=["workers"], response_model=None)
 async def claim(request: Request) -> JSONResponse:
-    """Pay the worker wallet's unpaid earnings to its associated token account. Needs a
-    wallet sign-in session: the wallet itself must ask. 202 while the transfer is unconfirmed."""
+    """Pay the worker wallet's unpaid earnings to its associated token account, which must
+    exist (400 token_account_missing: create it first, see /v1/workers/token-account), when
+    they are at least the minimum payout (409 below_min_payout). Needs a wallet sign-in
+    session: the wallet itself must ask. 202 while the transfer is unconfirmed."""
     gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     payout = await gateway.payouts.claim(caller.account)
     gateway.coordinator.earnings_changed.add(caller.account)
     return JSONResponse(_payout_view(gateway, payout),
                         status_code=200 if payout.status == PAYOUT_PAID else 202)
+
+
+@router.get("/v1/workers/token-account", tags=["workers"])
+async def token_account(request: Request) -> dict[str, Any]:
+    """The caller's associated token account for the $NEXUS mint, whether it exists, and a
+    recent blockhash to create it with. Payouts go only into an existing one, created with the
+    wallet's own SOL (the treasury pays no worker's account rent)."""
+    gateway = gateway_of(request)
+    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
+    if not is_valid_address(caller.account):
+        raise BadRequest("This account is not a Solana wallet.")
+    status = await TokenAccounts(gateway.chain, gateway.treasury).status(caller.account)
+    return {**_token_account_view(gateway, caller.account, status.address, status.exists),
+            "recent_blockhash": status.recent_blockhash}
+
+
+@router.post("/v1/workers/token-account", tags=["workers"])
+async def create_token_account(body: TokenAccountCreate, request: Request) -> dict[str, Any]:
+    """Relay the caller's signed transaction that creates its own associated token account,
+    paid by the caller (one idempotent create instruction, nothing else; on the local chain
+    the faucet gives the wallet SOL for it). Needs the wallet's sign-in session."""
+    gateway = gateway_of(request)
+    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
+    accounts = TokenAccounts(gateway.chain, gateway.treasury)
+    signature = await accounts.create(caller.account, body.transaction)
+    view = _token_account_view(gateway, caller.account, accounts.address_of(caller.account), True)
+    return {**view, "signature": signature}
+
+
+def _token_account_view(gateway: Gateway, wallet: str, address: Pubkey,
+                        exists: bool) -> dict[str, Any]:
+    return {"object": "token_account", "wallet": wallet, "chain": gateway.chain.name,
+            "mint": str(gateway.treasury.mint), "token_account": str(address),
+            "exists": exists}
 
 
 def _payout_view(gateway: Gateway, payout: Payout) -> dict[str, Any]:
@@ -203,6 +240,8 @@ async def worker_me(request: Request) -> dict[str, Any]:
         **amounts,
         **{f"{name}_display": _display(gateway, value) for name, value in amounts.items()},
         "claimable_from": None if claimable_from is None else math.ceil(claimable_from),
+        "min_payout": gateway.payouts.min_payout,
+        "min_payout_display": _display(gateway, gateway.payouts.min_payout),
         "state": gateway.coordinator.health.state(caller.account) or "ok",
         "decimals": gateway.settings.token_decimals,
         "payouts": [_payout_view(gateway, p) for p in payouts],

@@ -365,3 +365,9 @@ class WebhookCreate(_Body):
 class FaucetRequest(_Body):
     amount: Amount
     wallet: str | None = Field(None, max_length=64, description="default: the caller's wallet")
+
+
+class TokenAccountCreate(_Body):
+    """The caller's own signed, idempotent creation of its associated token account."""
+
+    transaction: str = Field(max_length=4096, description="base64 transaction")

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nexus_app.chain import token
 from nexus_app.client.gateway import ClientError, GatewayClient
 from tests.conftest import auth, running_gateway
 from tests.solana_rpc_double import RpcDouble, rpc_double
@@ -51,6 +52,9 @@ async def test_a_deposit_and_a_claim_whose_send_times_out(double: RpcDouble,
         assert chat.status_code == 200
         async with GatewayClient(gw.url) as worker_client:
             await worker_client.sign_in(worker.keypair)
+            double.stalled = set()  # the worker creates its own token account first
+            await worker_client.create_token_account(worker.keypair)
+            double.stalled = {"sendTransaction"}
             sent = await worker_client.claim()  # its send times out too
             assert (sent["status"], sent["amount"]) == ("sent", 800)
             with pytest.raises(ClientError) as twice:
@@ -64,7 +68,9 @@ async def test_a_deposit_and_a_claim_whose_send_times_out(double: RpcDouble,
 
             await wait_until(paid)
         # a silent send may be sent again, but always the same signed transaction: the chain
-        # holds one deposit and one payout
-        assert len(double.landed) == 2
+        # holds one deposit, the worker's token account and one payout
+        assert len(double.landed) == 3
+        assert double.transfers_to(token.associated_token_address(
+            worker.keypair.pubkey(), gw.gateway.treasury.mint)) == [800]
         audit = await gw.store.audit()
         assert audit.ok and (audit.deposits, audit.payouts) == (4_000_000, 800)

@@ -162,8 +162,8 @@ async def test_new_workers_earnings_are_held_then_claimable(tmp_path: Path) -> N
             assert (await client.worker_earnings())["pending"] == 800  # still there
 
             await asyncio.sleep(me["claimable_from"] - time.time() + 0.1)
-            assert (await client.claim())["amount"] == 800
+            assert (await client.claim(worker.keypair))["amount"] == 800  # creates its account
             # the hold is for new workers: later earnings are claimable at once
             assert (await chat(gw, key)).status_code == 200
-            assert (await client.claim())["amount"] == 800
+            assert (await client.claim(worker.keypair))["amount"] == 800
         assert (await gw.store.audit()).ok

@@ -236,7 +236,8 @@ class WorkerScreen(NexusScreen):
     @work(exclusive=True, group="claim")
     async def claim(self) -> None:
         try:
-            payout = await self.nexus.link.account_call(lambda c: c.claim())
+            keypair = self.nexus.link.keypair()  # creates its token account first if missing
+            payout = await self.nexus.link.account_call(lambda c: c.claim(keypair))
         except ClientError as exc:
             self.report(exc, "Claim")
             return

@@ -10,11 +10,13 @@ chain; each attack must fail:
   nor a payout out of the treasury can be passed off as one;
 - funding the local chain while a gateway holds it is refused (it would fork its state);
 - the treasury drained on chain behind the ledger's back: `nexus-app admin audit` reports
-  insolvent and exits 1.
+  insolvent and exits 1 (on the local chain, and on the rpc chain against the RPC test double,
+  where the pool is funded from the operator's keypair file).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -25,10 +27,12 @@ from typing import Any
 import httpx
 import pytest
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from nexus_app.chain import token
 from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import signed
+from nexus_app.chain.wallet import load_keypair
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import Settings
 from nexus_app.gateway.solvency import check_solvency
@@ -42,6 +46,13 @@ from tests.conftest import (
     signed_in_account,
 )
 from tests.scripted_worker import ScriptedWorker
+from tests.solana_rpc_double import (
+    TOKEN_ACCOUNT_RENT,
+    RpcDouble,
+    rpc_double,
+    token_account_data,
+)
+from tests.test_rpc_chain import MINT, rpc_settings
 
 NEXUS = 1_000_000  # base units (6 decimals)
 MODEL = "attacker-private"  # the attacker's own model, served only by the attacker's worker
@@ -218,3 +229,35 @@ async def test_a_treasury_drained_behind_the_ledger_is_reported_insolvent(
     assert status == 1 and "insolvent" in stderr
     assert audit["ledger_ok"] and not audit["solvent"] and not audit["ok"], audit
     assert (audit["treasury_balance"], audit["owed"]) == (held - held // 2, held)
+
+
+def add_token_account(double: RpcDouble, owner: Pubkey, amount: int) -> Pubkey:
+    """An existing $NEXUS token account of `owner` on the RPC test double."""
+    address = token.associated_token_address(owner, MINT)
+    double.accounts[str(address)] = (TOKEN_ACCOUNT_RENT, token_account_data(MINT, owner, amount),
+                                     str(token.TOKEN_PROGRAM_ID))
+    return address
+
+
+async def test_on_the_rpc_chain_the_audit_reads_the_treasury_from_the_node(
+        tmp_path: Path) -> None:
+    async with rpc_double() as double:
+        settings = rpc_settings(tmp_path, double)
+        operator = Keypair()
+        operator_file = tmp_path / "operator.json"
+        operator_file.write_text(json.dumps(list(bytes(operator))))
+        treasury = add_token_account(double, load_keypair(settings.treasury_path).pubkey(), 0)
+        add_token_account(double, operator.pubkey(), 9 * NEXUS)  # the operator's $NEXUS
+        # subprocesses in threads: the double answers on this event loop
+        status, _, stderr = await asyncio.to_thread(admin, settings, "fund-promo", "4")
+        assert status == 1 and "--from" in stderr  # nothing to mint from on a real cluster
+        status, funded, stderr = await asyncio.to_thread(
+            admin, settings, "fund-promo", "4", "--from", str(operator_file))
+        assert status == 0 and (funded["credited"], funded["pool"]) == (True, 4 * NEXUS), stderr
+        status, audit, stderr = await asyncio.to_thread(admin, settings, "audit")
+        assert status == 0 and audit["solvent"], stderr
+        assert audit["treasury_balance"] == audit["owed"] == 4 * NEXUS
+        double.set_token_amount(treasury, -NEXUS)  # tokens gone behind the ledger's back
+        status, audit, stderr = await asyncio.to_thread(admin, settings, "audit")
+        assert status == 1 and "insolvent" in stderr
+        assert (audit["treasury_balance"], audit["surplus"]) == (3 * NEXUS, -NEXUS)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from solders.keypair import Keypair
 
+from nexus_app import siws
 from nexus_app.chain.wallet import sign
 from nexus_app.gateway import coordinator
 from tests.conftest import auth, make_settings, running_gateway
@@ -358,11 +359,19 @@ async def test_keys_need_a_session_not_an_api_key(gw, http) -> None:
     assert_openai_error(response, 404)
 
 
-async def test_wallet_sign_in(http) -> None:
+async def test_wallet_sign_in(gw, http) -> None:
     keypair = Keypair()
     wallet = str(keypair.pubkey())
     challenge = (await http.post("/v1/auth/challenge", json={"wallet": wallet})).json()
-    assert wallet in challenge["message"] and challenge["nonce"] in challenge["message"]
+    message = siws.parse(challenge["message"])  # Sign-In-With-Solana, naming this gateway
+    assert message is not None and message.text() == challenge["message"]
+    assert message.domain == gw.url.removeprefix("http://") and message.uri == gw.url
+    assert (message.address, message.nonce) == (wallet, challenge["nonce"])
+    assert (message.version, message.chain_id) == ("1", "localnet")
+    issued, expires = (siws.parse_iso(t or "") for t in (message.issued_at,
+                                                         message.expiration_time))
+    assert issued and expires and expires - issued == 300
+    assert challenge["expires_at"] == expires
     forged = sign(Keypair(), challenge["message"].encode())
     login = {"wallet": wallet, "nonce": challenge["nonce"], "signature": forged}
     assert_openai_error(await http.post("/v1/auth/login", json=login), 401)
@@ -370,7 +379,7 @@ async def test_wallet_sign_in(http) -> None:
     login["signature"] = sign(keypair, challenge["message"].encode())
     assert_openai_error(await http.post("/v1/auth/login", json=login), 401)
     challenge = (await http.post("/v1/auth/challenge", json={"wallet": wallet})).json()
-    login = {"wallet": wallet, "nonce": challenge["nonce"],
+    login = {"wallet": wallet, "nonce": challenge["nonce"], "message": challenge["message"],
              "signature": sign(keypair, challenge["message"].encode())}
     session = (await http.post("/v1/auth/login", json=login)).json()
     assert session["token"].startswith("nex_sess_") and session["account"] == wallet

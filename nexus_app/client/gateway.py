@@ -14,8 +14,9 @@ from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.token_account import build_create_token_account
 from nexus_app.chain.wallet import sign
 from nexus_app.client.http import ClientError, error_of, unreachable
+from nexus_app.client.signin import SignInRefused, check_sign_in
 
-__all__ = ["ClientError", "GatewayClient"]
+__all__ = ["ClientError", "GatewayClient", "SignInRefused"]
 
 
 class GatewayClient:
@@ -50,19 +51,32 @@ class GatewayClient:
         return body
 
     async def sign_in(self, keypair: Keypair) -> str:
-        """Wallet sign-in: sign the gateway's challenge; keeps and returns the session token."""
+        """Wallet sign-in: sign the gateway's Sign-In-With-Solana message, only after checking
+        that it names this gateway and wallet (SignInRefused otherwise); keeps and returns
+        the session token."""
         wallet = str(keypair.pubkey())
         challenge = await self._call("POST", "/v1/auth/challenge", {"wallet": wallet})
-        signature = sign(keypair, challenge["message"].encode())
+        if not isinstance(challenge, dict) or not all(
+            isinstance(challenge.get(field), str) for field in ("message", "nonce")
+        ):
+            raise SignInRefused("the gateway's sign-in challenge has no message and nonce")
+        text = check_sign_in(challenge["message"], gateway_url=self.base_url, wallet=wallet,
+                             nonce=challenge["nonce"]).text()
+        signature = sign(keypair, text.encode())
         login = await self._call(
             "POST", "/v1/auth/login",
-            {"wallet": wallet, "nonce": challenge["nonce"], "signature": signature},
+            {"wallet": wallet, "nonce": challenge["nonce"], "signature": signature,
+             "message": text},
         )
         self.token = login["token"]
         return str(self.token)
 
-    async def create_key(self, name: str) -> dict[str, Any]:
-        return await self._call("POST", "/v1/keys", {"name": name})  # type: ignore[no-any-return]
+    async def create_key(self, name: str, rpm: int | None = None,
+                         tpm: int | None = None) -> dict[str, Any]:
+        """A new API key; `rpm`/`tpm` may only lower the gateway's limits."""
+        body: dict[str, Any] = {"name": name}
+        body.update({k: v for k, v in (("rpm", rpm), ("tpm", tpm)) if v is not None})
+        return await self._call("POST", "/v1/keys", body)  # type: ignore[no-any-return]
 
     async def list_keys(self) -> list[dict[str, Any]]:
         return (await self._call("GET", "/v1/keys"))["data"]  # type: ignore[no-any-return]

@@ -8,8 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from nexus_app.gateway.auth import KEY_PREFIX, display_prefix, hash_secret, new_secret
-from nexus_app.gateway.errors import NotFound
+from nexus_app.gateway.auth import (
+    KEY_PREFIX,
+    Authenticator,
+    display_prefix,
+    hash_secret,
+    new_secret,
+)
+from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
 from nexus_app.gateway.service import gateway_of
 from nexus_app.gateway.store import ApiKeyRecord
@@ -18,7 +24,9 @@ from nexus_app.units import format_units
 router = APIRouter()
 
 
-def _key_view(key: ApiKeyRecord) -> dict[str, Any]:
+def _key_view(key: ApiKeyRecord, auth: Authenticator) -> dict[str, Any]:
+    """A key as listed; `rpm`/`tpm` are the limits it really gets (null: the gateway's)."""
+    rpm, tpm = auth.key_limits(key)
     return {
         "id": key.id,
         "object": "api_key",
@@ -28,8 +36,8 @@ def _key_view(key: ApiKeyRecord) -> dict[str, Any]:
         "last_used_at": int(key.last_used_at) if key.last_used_at else None,
         "revoked": key.revoked_at is not None,
         "revoked_at": int(key.revoked_at) if key.revoked_at else None,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
+        "rpm": rpm if key.rpm else None,
+        "tpm": tpm if key.tpm else None,
     }
 
 
@@ -39,8 +47,9 @@ def _key_event(key: ApiKeyRecord) -> dict[str, Any]:
 
 @router.post("/v1/auth/challenge", tags=["account"])
 async def auth_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
-    """Start a wallet sign-in: returns the message the wallet must sign."""
-    challenge = gateway_of(request).auth.challenge(body.wallet)
+    """Start a wallet sign-in: returns the Sign-In-With-Solana message the wallet must sign,
+    naming this gateway (clients refuse to sign one that names another)."""
+    challenge = gateway_of(request).auth.challenge(request.scope, body.wallet)
     return {
         "wallet": challenge.wallet,
         "nonce": challenge.nonce,
@@ -53,7 +62,8 @@ async def auth_challenge(body: ChallengeRequest, request: Request) -> dict[str, 
 async def auth_login(body: LoginRequest, request: Request) -> dict[str, Any]:
     """Finish a wallet sign-in with the signed message; returns a short-lived session token."""
     auth = gateway_of(request).auth
-    token, expires_at = await auth.login(body.wallet, body.nonce, body.signature)
+    token, expires_at = await auth.login(request.scope, body.wallet, body.nonce,
+                                         body.signature, body.message)
     return {"token": token, "token_type": "bearer", "expires_at": int(expires_at),
             "account": body.wallet}
 
@@ -85,6 +95,7 @@ async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]
     """Create an API key. The secret is in this response only; store it now."""
     gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
+    _check_key_limits(body, gateway.auth)
     secret = new_secret(KEY_PREFIX)
     record = ApiKeyRecord(
         id="key_" + secrets.token_hex(8),
@@ -98,7 +109,18 @@ async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]
     )
     await gateway.store.add_key(record)
     await gateway.webhooks.emit(caller.account, "key.created", _key_event(record))
-    return {**_key_view(record), "key": secret}
+    return {**_key_view(record, gateway.auth), "key": secret}
+
+
+def _check_key_limits(body: KeyCreateRequest, auth: Authenticator) -> None:
+    """A key may only lower the operator's limits, never raise them."""
+    for param, asked, most, unit in (("rpm", body.rpm, auth.rpm, "requests"),
+                                     ("tpm", body.tpm, auth.tpm, "tokens")):
+        if asked is not None and asked > most:
+            raise BadRequest(
+                f"'{param}' may only lower this gateway's limit: at most {most} {unit} per "
+                f"minute (leave it out to get {most}).", param=param, code="limit_too_high",
+            )
 
 
 @router.get("/v1/keys", tags=["account"])
@@ -107,7 +129,7 @@ async def list_keys(request: Request) -> dict[str, Any]:
     gateway = gateway_of(request)
     caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     keys = await gateway.store.list_keys(caller.account)
-    return {"object": "list", "data": [_key_view(k) for k in keys]}
+    return {"object": "list", "data": [_key_view(k, gateway.auth) for k in keys]}
 
 
 @router.delete("/v1/keys/{key_id}", tags=["account"])
@@ -122,4 +144,4 @@ async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
     gateway.auth.forget_key(record.secret_hash)
     if record.revoked_at == now:  # revoked by this call, not before
         await gateway.webhooks.emit(caller.account, "key.revoked", _key_event(record))
-    return _key_view(record)
+    return _key_view(record, gateway.auth)

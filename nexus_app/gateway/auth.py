@@ -1,8 +1,9 @@
 """Authentication: API keys (hashed at rest), wallet sign-in challenges and session tokens.
 
 API keys are `nex_live_` + 32 random bytes; only their SHA-256 is stored and compared in
-constant time. A wallet signs a one-time nonce (ed25519) to get a short-lived session token
-(`nex_sess_…`, also stored hashed) that may manage the account's keys.
+constant time. A wallet signs a one-time Sign-In-With-Solana message naming this gateway
+(ed25519) to get a short-lived session token (`nex_sess_…`, also stored hashed) that may
+manage the account's keys. A key's own limits can only lower the operator's.
 """
 
 from __future__ import annotations
@@ -12,19 +13,24 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.types import Scope
 
 from nexus_app.chain.wallet import is_valid_address, verify
+from nexus_app.gateway.challenges import Challenge, ChallengeBook
 from nexus_app.gateway.errors import BadRequest, RateLimited, Unauthorized
-from nexus_app.gateway.middleware import client_address, request_context
+from nexus_app.gateway.middleware import limit_address, request_context
+from nexus_app.gateway.public_origin import chain_id_of, sign_in_issuer
 from nexus_app.gateway.ratelimit import RateLimiter
 from nexus_app.gateway.store import ApiKeyRecord, Store
+from nexus_app.siws import parse
+
+if TYPE_CHECKING:
+    from nexus_app.config import Settings
 
 KEY_PREFIX = "nex_live_"
 SESSION_PREFIX = "nex_sess_"
-CHALLENGE_TTL_S = 300
-MAX_PENDING_CHALLENGES = 10_000
 KEY_CACHE_TTL_S = 30.0
 
 
@@ -41,11 +47,6 @@ def display_prefix(secret: str) -> str:
     return secret[: len(KEY_PREFIX) + 6]
 
 
-def login_message(wallet: str, nonce: str) -> bytes:
-    """The bytes a wallet signs to sign in."""
-    return f"NEXUS sign-in\nwallet: {wallet}\nnonce: {nonce}".encode()
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who made a request: an account, through an API key or a sign-in session."""
@@ -56,17 +57,6 @@ class Caller:
     @property
     def limiter_id(self) -> str:
         return f"key:{self.key_id}" if self.key_id else f"acct:{self.account}"
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    wallet: str
-    nonce: str
-    expires_at: float
-
-    @property
-    def message(self) -> str:
-        return login_message(self.wallet, self.nonce).decode()
 
 
 class Authenticator:
@@ -81,14 +71,32 @@ class Authenticator:
         tpm: int,
         ip_rpm: int,
         session_ttl_s: int,
+        challenges: ChallengeBook | None = None,
+        public_url: str | None = None,
+        chain_id: str = "localnet",
     ) -> None:
         self.store = store
         self.limiter = limiter
         self.rpm, self.tpm, self.ip_rpm = rpm, tpm, ip_rpm
         self.session_ttl_s = session_ttl_s
+        if challenges is None:
+            challenges = ChallengeBook(per_address=5, max_pending=10_000)
+        self.challenges = challenges
+        self.public_url, self.chain_id = public_url, chain_id
         self._keys: dict[str, tuple[ApiKeyRecord, float]] = {}
         self._last_used: dict[str, float] = {}
-        self._challenges: dict[str, Challenge] = {}
+
+    @classmethod
+    def from_settings(cls, store: Store, limiter: RateLimiter, settings: Settings) -> Authenticator:
+        return cls(
+            store, limiter,
+            rpm=settings.rate_limit_rpm, tpm=settings.rate_limit_tpm,
+            ip_rpm=settings.ip_rate_limit_rpm, session_ttl_s=settings.session_ttl_s,
+            challenges=ChallengeBook(per_address=settings.signin_challenges_per_address,
+                                     max_pending=settings.signin_challenges_max),
+            public_url=settings.public_url,
+            chain_id=chain_id_of(settings.chain, settings.rpc_url),
+        )
 
     # bearer credentials ------------------------------------------------------------------------
 
@@ -100,9 +108,16 @@ class Authenticator:
             self._failed(scope)
             raise Unauthorized("Invalid or revoked API key.")
         caller = Caller(record.account, record.id)
-        self._limit(scope, caller, record.rpm or self.rpm, record.tpm or self.tpm)
+        self._limit(scope, caller, *self.key_limits(record))
         self._last_used[record.id] = time.time()
         return caller
+
+    def key_limits(self, record: ApiKeyRecord) -> tuple[int, int]:
+        """(rpm, tpm) a key gets: its own limits may only lower the operator's, also for
+        keys stored before that rule."""
+        rpm = min(record.rpm, self.rpm) if record.rpm else self.rpm
+        tpm = min(record.tpm, self.tpm) if record.tpm else self.tpm
+        return rpm, tpm
 
     async def session(self, scope: Scope, authorization: str | None) -> Caller:
         """The caller of an account-management request: a live wallet sign-in session."""
@@ -125,6 +140,35 @@ class Authenticator:
         if self._bearer(authorization).startswith(SESSION_PREFIX):
             return await self.session(scope, authorization)
         return await self.api_key(scope, authorization)
+
+    async def recognises(self, authorization: str) -> bool:
+        """Whether `authorization` holds a live key or session. Anything else (none, a bogus
+        or revoked token) is anonymous and counts against its client address."""
+        try:
+            secret = self._bearer(authorization)
+        except Unauthorized:
+            return False
+        if secret.startswith(KEY_PREFIX):
+            record = await self._key(secret)
+            return record is not None and record.revoked_at is None
+        if secret.startswith(SESSION_PREFIX):
+            digest = hash_secret(secret)
+            return await self.store.session_account(digest, time.time()) is not None
+        return False
+
+    def anonymous(self, scope: Scope) -> None:
+        """Count a request of a route that takes no credential (sign-in) against its client
+        address, whatever Authorization header it carries; the middleware counted it already
+        when the header was not a live credential."""
+        context = request_context(scope)
+        if context.get("address_counted"):
+            return
+        context["address_counted"] = True
+        verdict = self.limiter.hit("ip:" + limit_address(scope), self.ip_rpm)
+        context["quota"] = verdict.quota
+        if not verdict.allowed:
+            raise RateLimited("Too many requests from this address.",
+                              retry_after=verdict.retry_after)
 
     @staticmethod
     def _bearer(authorization: str | None) -> str:
@@ -153,7 +197,7 @@ class Authenticator:
 
     def _failed(self, scope: Scope) -> None:
         """Count a failed credential against the client address (slows key guessing)."""
-        verdict = self.limiter.hit("authfail:" + client_address(scope), self.ip_rpm)
+        verdict = self.limiter.hit("authfail:" + limit_address(scope), self.ip_rpm)
         request_context(scope)["quota"] = verdict.quota
         if not verdict.allowed:
             raise RateLimited(
@@ -179,26 +223,36 @@ class Authenticator:
 
     # wallet sign-in ----------------------------------------------------------------------------
 
-    def challenge(self, wallet: str) -> Challenge:
+    def challenge(self, scope: Scope, wallet: str) -> Challenge:
+        """A SIWS message for `wallet` naming this gateway, to be signed within its expiry."""
+        self.anonymous(scope)
         if not is_valid_address(wallet):
             raise BadRequest("'wallet' is not a Solana address.", param="wallet")
-        now = time.time()
-        if len(self._challenges) >= MAX_PENDING_CHALLENGES:
-            self._challenges = {n: c for n, c in self._challenges.items() if c.expires_at > now}
-            if len(self._challenges) >= MAX_PENDING_CHALLENGES:
-                raise RateLimited("Too many pending sign-in challenges.", retry_after=30)
-        challenge = Challenge(wallet, secrets.token_urlsafe(24), now + CHALLENGE_TTL_S)
-        self._challenges[challenge.nonce] = challenge
-        return challenge
+        issuer = sign_in_issuer(scope, self.public_url, self.chain_id)
+        return self.challenges.issue(wallet, limit_address(scope), issuer)
 
-    async def login(self, wallet: str, nonce: str, signature: str) -> tuple[str, float]:
-        """Check a signed challenge; returns a new session token and its expiry."""
-        challenge = self._challenges.pop(nonce, None)
-        if challenge is None or challenge.wallet != wallet or challenge.expires_at < time.time():
+    async def login(self, scope: Scope, wallet: str, nonce: str, signature: str,
+                    message: str | None = None) -> tuple[str, float]:
+        """Check a signed challenge; returns a new session token and its expiry. The
+        signature must be over exactly the message issued for the nonce."""
+        self.anonymous(scope)
+        challenge = self.challenges.take(nonce)
+        if challenge is None or challenge.wallet != wallet:
             raise Unauthorized("Unknown or expired sign-in challenge.", code="invalid_challenge")
-        if not verify(wallet, login_message(wallet, nonce), signature):
+        if message is not None and message != challenge.message:
+            raise Unauthorized(_not_issued(message, challenge.message), code="invalid_message")
+        if not verify(wallet, challenge.message.encode(), signature):
             raise Unauthorized("The signature does not match the wallet.", code="invalid_signature")
         token = new_secret(SESSION_PREFIX)
         expires_at = time.time() + self.session_ttl_s
         await self.store.add_session(hash_secret(token), wallet, expires_at)
         return token, expires_at
+
+
+def _not_issued(signed: str, issued: str) -> str:
+    """Why a signed message is refused: it is not the one this gateway issued."""
+    theirs, ours = parse(signed), parse(issued)
+    if theirs is not None and ours is not None and theirs.domain != ours.domain:
+        shown = "".join(c for c in theirs.domain[:100] if c.isprintable())
+        return f"The signed message is for another gateway ('{shown}'), not '{ours.domain}'."
+    return "The signed message is not the one this gateway issued for this nonce."

@@ -1,12 +1,14 @@
 """Pure-ASGI middleware run on every HTTP request: request id, body size limit, per-address
-limit for unauthenticated calls, the `X-RateLimit-*` headers, and a last-resort 500 that never
-carries a stack trace (nor logs the exception's message, which may hold user text)."""
+limit for anonymous calls (no credential, or one that is not a live key or session), the
+`X-RateLimit-*` headers, and a last-resort 500 that never carries a stack trace (nor logs the
+exception's message, which may hold user text)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +25,29 @@ def client_address(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
+def limit_address(scope: Scope) -> str:
+    """What a per-address limit counts: an IPv4 address, or the /64 of an IPv6 one (one
+    host usually holds a whole /64, so single IPv6 addresses would be free to rotate)."""
+    address = client_address(scope)
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def first_header(scope: Scope, name: bytes) -> bytes | None:
+    """A header's first value, the one Starlette's `request.headers.get` reads."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def request_context(scope: Scope) -> dict[str, Any]:
     """Per-request values shared between this middleware and the endpoints."""
     return scope.setdefault("nexus", {})  # type: ignore[no-any-return]
@@ -37,8 +62,10 @@ class GatewayMiddleware:
         ip_rpm: int,
         max_body_bytes: int,
         on_status: Callable[[int], None],
+        recognise: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.app = app
+        self.recognise = recognise
         self.on_status = on_status
         self.limiter = limiter
         self.ip_rpm = ip_rpm
@@ -68,7 +95,7 @@ class GatewayMiddleware:
 
         try:
             headers = dict(scope["headers"])
-            early = self._admit(scope, headers, context)
+            early = await self._admit(scope, headers, context)
             if early is not None:
                 await early(scope, receive, send_with_headers)
                 return
@@ -98,13 +125,15 @@ class GatewayMiddleware:
         error = PayloadTooLarge(f"Request body exceeds {self.max_body_bytes} bytes.")
         await error_response(error)(scope, receive, send)
 
-    def _admit(self, scope: Scope, headers: dict[bytes, bytes], context: dict[str, Any]) -> Any:
+    async def _admit(self, scope: Scope, headers: dict[bytes, bytes],
+                     context: dict[str, Any]) -> Any:
         """An early error response, or None to let the request through."""
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             return self._too_large
-        if b"authorization" not in headers:
-            verdict = self.limiter.hit("ip:" + client_address(scope), self.ip_rpm)
+        if not await self._recognised(scope):
+            context["address_counted"] = True
+            verdict = self.limiter.hit("ip:" + limit_address(scope), self.ip_rpm)
             context["quota"] = verdict.quota
             if not verdict.allowed:
                 return error_response(
@@ -112,6 +141,13 @@ class GatewayMiddleware:
                                 retry_after=verdict.retry_after)
                 )
         return None
+
+    async def _recognised(self, scope: Scope) -> bool:
+        """Whether the request carries a live credential (its own limits then apply)."""
+        authorization = first_header(scope, b"authorization")
+        if authorization is None or self.recognise is None:
+            return False
+        return await self.recognise(authorization.decode("latin-1"))
 
     async def _buffer_unsized_body(self, receive: Receive) -> Receive | None:
         """Read a body sent without Content-Length up to the limit; None when it is larger."""

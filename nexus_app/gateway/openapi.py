@@ -64,6 +64,7 @@ _INFERENCE = (400, 401, 402, 404, 503)
 ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "POST /v1/auth/challenge": (400,),
     "POST /v1/auth/login": (400, 401),
+    "GET /v1/gateway/proof": (400,),
     "GET /v1/balance": (401,),
     "GET /v1/keys": (401,),
     "POST /v1/keys": (400, 401),

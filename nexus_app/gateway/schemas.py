@@ -314,9 +314,11 @@ class ResponsesRequest(_Body):
 class KeyCreateRequest(_Body):
     name: str = Field("default", min_length=1, max_length=64)
     rpm: int | None = Field(None, ge=1, le=LEDGER_INT_MAX,
-                            description="requests per minute (default: gateway's)")
+                            description="requests per minute, at most the gateway's "
+                            "(default: gateway's)")
     tpm: int | None = Field(None, ge=1, le=LEDGER_INT_MAX,
-                            description="tokens per minute (default: gateway's)")
+                            description="tokens per minute, at most the gateway's "
+                            "(default: gateway's)")
 
 
 class ChallengeRequest(_Body):
@@ -327,6 +329,8 @@ class LoginRequest(_Body):
     wallet: str = Field(min_length=32, max_length=44)
     nonce: str = Field(min_length=1, max_length=128)
     signature: str = Field(min_length=64, max_length=90)
+    message: str | None = Field(None, max_length=2048, description="the signed Sign-In-With-"
+                                "Solana message; when given it must be the one issued")
 
 
 Amount = StrictStr | StrictInt  # NEXUS, e.g. "12.5" or 25; floats are refused (not exact)

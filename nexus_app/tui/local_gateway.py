@@ -1,9 +1,16 @@
 """The local network of the terminal app: the gateway, its ledger and the local Solana chain,
-served by uvicorn in a thread of this process, on loopback."""
+served by uvicorn in a thread of this process, on loopback.
+
+A gateway already listening on the configured port is used only when it proves that it
+serves this data dir (see nexus_app.gateway.identity); anything else there (another user's
+process, a stale server) is never trusted with the wallet's sign-in, prompts or deposits:
+the app then serves its own gateway on a free port."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import secrets
 import socket
 import threading
 import time
@@ -11,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from nexus_app.client.http import NEXUS_PROBE_PATH, is_nexus_answer
 from nexus_app.config import Settings
+from nexus_app.gateway.identity import PROOF_PATH, identity_secret, proof
 
 if TYPE_CHECKING:
     import uvicorn
@@ -37,19 +44,26 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _is_nexus_gateway(url: str) -> bool:
+def is_own_gateway(settings: Settings, host: str, port: int) -> bool:
+    """Whether the server on `host:port` proves it is the gateway of this data dir: it
+    answers a fresh nonce with the HMAC under the data dir's secret, bound to `port`."""
+    nonce = secrets.token_urlsafe(24)
+    expected = proof(identity_secret(settings.data_dir), nonce, port)
     try:
-        return is_nexus_answer(httpx.get(f"{url}{NEXUS_PROBE_PATH}", timeout=2))
-    except httpx.HTTPError:
+        response = httpx.get(f"http://{host}:{port}{PROOF_PATH}", params={"nonce": nonce},
+                             timeout=2)
+        answer = response.json().get("proof") if response.is_success else None
+    except (httpx.HTTPError, ValueError, AttributeError):
         return False
+    return isinstance(answer, str) and hmac.compare_digest(answer, expected)
 
 
 class LocalGateway:
     """Start with `start()` (blocking: call it from a thread), stop with `stop()`.
 
-    When the configured port already serves a NEXUS gateway (say `nexus-app --gateway` in
-    another terminal with the same data dir) that one is used and nothing is started; when it
-    is taken by something else, a free port is used instead.
+    When the configured port already serves this data dir's gateway (say `nexus-app
+    --gateway` in another terminal with the same data dir, which it proves) that one is used
+    and nothing is started; when it is taken by anything else, a free port is used instead.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -67,12 +81,13 @@ class LocalGateway:
 
         host, port = "127.0.0.1", self.settings.port
         if not _port_is_free(host, port):
-            if _is_nexus_gateway(f"http://{host}:{port}"):
+            if is_own_gateway(self.settings, host, port):
                 self.url = f"http://{host}:{port}"
-                self.note = f"using the gateway already running at {self.url}"
+                self.note = f"using this data dir's gateway already running at {self.url}"
                 return self.url
             port = _free_port(host)
-            self.note = f"port {self.settings.port} is taken; the local gateway uses {port}"
+            self.note = (f"port {self.settings.port} is taken by something that is not this "
+                         f"data dir's gateway (not trusted); the local gateway uses {port}")
         settings = self.settings.model_copy(update={"host": host, "port": port,
                                                     "log_level": "error",
                                                     "webhook_allow_loopback": True})

@@ -285,10 +285,8 @@ def test_a_gateway_refuses_a_treasury_keypair_others_can_read(
         settings = rpc_gateway_settings(tmp_path, "http://127.0.0.1:9")
         key = settings.treasury_path
     else:
-        settings = make_settings(tmp_path / "data")
-        key = treasury_file(settings.data_dir)
-        key.rename(settings.treasury_path)
-        key = settings.treasury_path
+        settings = make_settings(tmp_path / "data")  # the local chain's treasury.json
+        key = treasury_file(settings.data_dir).rename(settings.treasury_path)
     key.chmod(0o644)
     finished = subprocess.run(
         [sys.executable, "-m", "nexus_app", "--gateway"], env=env_for(settings), cwd=ROOT,

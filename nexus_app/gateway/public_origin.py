@@ -24,15 +24,11 @@ _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
 
 def chain_id_of(chain: str, rpc_url: str | None) -> str:
     """The SIWS chain id of the gateway's chain (informative: the domain is what binds)."""
-    if chain == "local":
+    url = (rpc_url or "").lower()
+    host = urlsplit(url).hostname or ""
+    if chain == "local" or host in _LOOPBACK_NAMES or host.startswith("127."):
         return "localnet"
-    host = (urlsplit(rpc_url or "").hostname or "").lower()
-    for cluster in ("devnet", "testnet"):
-        if cluster in (rpc_url or "").lower():
-            return cluster
-    if host in _LOOPBACK_NAMES or host.startswith("127."):
-        return "localnet"
-    return "mainnet"
+    return next((name for name in ("devnet", "testnet") if name in url), "mainnet")
 
 
 def sign_in_issuer(scope: Scope, public_url: str | None, chain_id: str) -> Issuer:

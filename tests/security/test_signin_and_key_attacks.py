@@ -362,3 +362,15 @@ async def test_a_key_cannot_raise_its_limits(tmp_path: Path) -> None:
                   ["data"]}
         assert (listed["old"]["rpm"], listed["old"]["tpm"]) == (8, 1000)
         assert (listed["low"]["rpm"], listed["low"]["tpm"]) == (2, None)
+
+
+def test_an_ipv6_host_counts_as_one_address_per_64() -> None:
+    """Rotating through the 2^64 addresses of one IPv6 /64 does not escape the limits."""
+    from nexus_app.gateway.middleware import limit_address
+
+    def bucket(host: str) -> str:
+        return limit_address({"client": (host, 1234)})
+
+    assert bucket("2001:db8:1:2::1") == bucket("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert bucket("2001:db8:1:3::1") != bucket("2001:db8:1:2::1")
+    assert bucket("::ffff:203.0.113.7") == bucket("203.0.113.7") == "203.0.113.7"

@@ -30,6 +30,7 @@ from nexus_app.protocol import (
     Job,
     ModelCard,
     Ready,
+    Status,
     TokenLogprob,
     Usage,
     encode,
@@ -39,6 +40,8 @@ from nexus_app.protocol import (
 )
 
 DEFAULT_REPLY = "Hello from the scripted worker, one word at a time."
+FLOOD_CHUNK_CHARS = 64 * 1024  # the text of each chunk a flooding worker sends
+MALFORMED_TOOL_CALL = {"index": "first", "function": "not an object"}
 
 
 @dataclass
@@ -58,6 +61,15 @@ class ScriptedWorker:
     claimed_tokens: int | None = None  # report this many completion tokens, whatever was sent
     ignore_cancel: bool = False  # keep sending after the gateway cancels a job
     logprobs_per_token: int = 0  # attach this many log probabilities to each text chunk
+    # hostile workers, for tests/security/test_worker_output_attacks.py
+    flood_bytes: int = 0  # answer with this much text, whatever max_tokens says
+    ignore_max_tokens: bool = False  # send the whole reply past max_tokens
+    wrong_vector_count: bool = False  # answer embeddings with one vector fewer than inputs
+    malformed_tool_call: bool = False  # answer jobs with a tool call that is not one
+    unasked_tool_calls: bool = False  # send `tool_calls` also to jobs that offer no tools
+    frame_flood: int = 0  # on each job, first send this many status frames at once
+    embedding_dimensions: int = 8
+    serves_embeddings: bool = False  # its model cards say it serves embeddings
     # observations
     jobs: list[Job] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)
@@ -96,8 +108,8 @@ class ScriptedWorker:
                 await self._loop_task
 
     def hello(self, nonce: str) -> Hello:
-        cards = [ModelCard(id=m, file=f"{m}.gguf", context_length=self.context_length)
-                 for m in self.models]
+        cards = [ModelCard(id=m, file=f"{m}.gguf", context_length=self.context_length,
+                           embeddings=self.serves_embeddings) for m in self.models]
         return Hello(
             protocol=PROTOCOL_VERSION, wallet=self.wallet,
             signature=sign(self.keypair, worker_auth_message(nonce)),
@@ -131,16 +143,48 @@ class ScriptedWorker:
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
 
     async def _serve(self, ws: websockets.ClientConnection, job: Job) -> None:
-        limit = int(job.request.get("max_tokens", 1 << 30))
-        sent, finish = 0, "stop"
         if self.fail_with is not None:
             with contextlib.suppress(websockets.ConnectionClosed):
                 await self.send_error(job.job_id, self.fail_with)
             return
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for _ in range(self.frame_flood):
+                await ws.send(encode(Status(slots=self.slots)))
+            if job.kind == "embeddings":
+                await self._embed(ws, job)
+            elif self.flood_bytes or self.malformed_tool_call:
+                await self._misbehave(ws, job)
+            else:
+                await self._generate(ws, job)
+
+    async def _embed(self, ws: websockets.ClientConnection, job: Job) -> None:
+        inputs = job.request.get("input") or []
+        count = len(inputs) - 1 if self.wrong_vector_count else len(inputs)
+        vectors = [[0.5] * self.embedding_dimensions for _ in range(count)]
+        await ws.send(encode(Done(job_id=job.job_id, embeddings=vectors,
+                                  usage=Usage(prompt_tokens=self.prompt_tokens))))
+
+    async def _misbehave(self, ws: websockets.ClientConnection, job: Job) -> None:
+        """A flood of text past max_tokens, or a tool call that is not one; then a done."""
+        if self.malformed_tool_call:
+            await ws.send(encode(Chunk(job_id=job.job_id, tool_calls=[MALFORMED_TOOL_CALL])))
+        text, sent = "x" * FLOOD_CHUNK_CHARS, 0
+        while sent < self.flood_bytes:
+            await ws.send(encode(Chunk(job_id=job.job_id, text=text)))
+            sent += len(text)
+            self.tokens_sent[job.job_id] = sent
+        usage = Usage(prompt_tokens=self.prompt_tokens, completion_tokens=1)
+        await ws.send(encode(Done(job_id=job.job_id, usage=usage)))
+
+    async def _generate(self, ws: websockets.ClientConnection, job: Job) -> None:
+        limit = int(job.request.get("max_tokens", 1 << 30))
+        if self.ignore_max_tokens:
+            limit = 1 << 30
+        sent, finish = 0, "stop"
         try:
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)
-            if self.tool_calls and job.request.get("tools"):
+            if self.tool_calls and (job.request.get("tools") or self.unasked_tool_calls):
                 await ws.send(encode(Chunk(job_id=job.job_id, tool_calls=self.tool_calls)))
                 sent, finish = 1, "tool_calls"
             for token in self.tokens() if finish == "stop" else ():
@@ -148,7 +192,7 @@ class ScriptedWorker:
                     finish = "length"
                     break
                 logprobs = [TokenLogprob(token=token, logprob=-0.5, bytes=list(token.encode()))
-                            ] * self.logprobs_per_token
+                            ] * self.logprobs_per_token if self.logprobs_per_token else []
                 await ws.send(encode(Chunk(job_id=job.job_id, text=token,
                                            logprobs=logprobs or None)))
                 sent += 1
@@ -157,13 +201,10 @@ class ScriptedWorker:
                     await asyncio.sleep(self.token_delay_s)
         except asyncio.CancelledError:
             finish = "cancelled"
-        except websockets.ConnectionClosed:
-            return
         usage = Usage(prompt_tokens=self.prompt_tokens,
                       completion_tokens=sent if self.claimed_tokens is None
                       else self.claimed_tokens)
-        with contextlib.suppress(websockets.ConnectionClosed):
-            await ws.send(encode(Done(job_id=job.job_id, finish_reason=finish, usage=usage)))
+        await ws.send(encode(Done(job_id=job.job_id, finish_reason=finish, usage=usage)))
 
     async def send_error(self, job_id: str, code: str) -> None:
         assert self._ws is not None
@@ -178,10 +219,28 @@ async def _main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--first-token-delay", type=float, default=0.0)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
+    hostile = parser.add_argument_group("hostile behaviour (security tests)")
+    hostile.add_argument("--flood-bytes", type=int, default=0,
+                         help="answer with this much text, whatever max_tokens says")
+    hostile.add_argument("--ignore-max-tokens", action="store_true")
+    hostile.add_argument("--wrong-vector-count", action="store_true")
+    hostile.add_argument("--malformed-tool-call", action="store_true")
+    hostile.add_argument("--unasked-tool-calls", action="store_true",
+                         help="send a tool call also to jobs that offer no tools")
+    hostile.add_argument("--frame-flood", type=int, default=0,
+                         help="on each job, first send this many status frames at once")
     args = parser.parse_args()
     worker = ScriptedWorker(args.gateway, models=args.model or ["scripted-model"],
                             slots=args.slots, token_delay_s=args.token_delay,
-                            first_token_delay_s=args.first_token_delay, reply=args.reply)
+                            first_token_delay_s=args.first_token_delay, reply=args.reply,
+                            flood_bytes=args.flood_bytes, ignore_max_tokens=args.ignore_max_tokens,
+                            wrong_vector_count=args.wrong_vector_count,
+                            malformed_tool_call=args.malformed_tool_call,
+                            frame_flood=args.frame_flood,
+                            unasked_tool_calls=args.unasked_tool_calls,
+                            tool_calls=[{"index": 0, "id": "call_1", "type": "function",
+                                         "function": {"name": "f", "arguments": "{}"}}]
+                            if args.unasked_tool_calls else None)
     await worker.start()
     print(f"scripted worker {worker.worker_id} ready", flush=True)
     assert worker._loop_task is not None

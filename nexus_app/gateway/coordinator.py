@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_app.gateway.errors import ApiError, BadRequest, NoWorker, UpstreamFailed
+from nexus_app.gateway.job_guard import JobGuard, RelayPolicy, Violation
 from nexus_app.gateway.stats import RollingCounter
 from nexus_app.gateway.worker_health import WorkerHealth
 from nexus_app.ids import new_id
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 MAX_REMEMBERED_MODELS = 4096  # model ids served since start that are kept (see `has_served`)
 CANCEL_GRACE_S = 2.0
+SEND_TIMEOUT_S = 10.0  # a frame to a worker that does not read its socket is given up after it
 WORKER_REQUEST_ERRORS = {"invalid_request", "context_length_exceeded", "unsupported"}
 
 
@@ -48,24 +50,75 @@ class _WorkerLost:
     """Queued to a job's events when its worker disconnects."""
 
 
+class _ClientBehind:
+    """Queued in place of a job's unread events when its client fell too far behind."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Invalid:
+    """Queued in place of a job's events when its worker sent a frame the job does not
+    allow (see `job_guard`)."""
+
+    reason: str
+
+
 WORKER_LOST = _WorkerLost()
-JobEvent = Chunk | Done | Error | _WorkerLost
+CLIENT_BEHIND = _ClientBehind()
+JobEvent = Chunk | Done | Error | _WorkerLost | _ClientBehind | _Invalid
+OPEN, BEHIND, FAILED = 0, 1, 2  # a mailbox's states
 
 
 class Mailbox:
     """The events of one job: a deque and at most one waiting reader (much lighter than an
-    `asyncio.Queue`, which matters at thousands of jobs per second)."""
+    `asyncio.Queue`, which matters at thousands of jobs per second).
 
-    __slots__ = ("_items", "_waiter")
+    A worker's frames are checked by the job's guard as they arrive (`deliver`). What waits
+    for the reader is bounded: past `limit` bytes of unread chunks the client is too slow,
+    and they are dropped for CLIENT_BEHIND (only a `done` or `error` is kept after it)."""
 
-    def __init__(self) -> None:
-        self._items: deque[JobEvent] = deque()
+    __slots__ = ("_items", "_waiter", "guard", "limit", "model", "pending", "state")
+
+    def __init__(self, guard: JobGuard, model: str, limit: int) -> None:
+        self._items: deque[tuple[JobEvent, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self.guard = guard
+        self.model = model
+        self.limit = limit
+        self.pending = 0  # bytes of the chunks waiting for the reader
+        self.state = OPEN
 
-    def put(self, item: JobEvent) -> None:
-        self._items.append(item)
+    def put(self, item: JobEvent, size: int = 0) -> None:
+        self._items.append((item, size))
+        self.pending += size
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def deliver(self, frame: Chunk | Done | Error, size: int) -> None:
+        """Check a worker's frame (`size`: its length as received) and queue it; on a
+        Violation, queue the failure in place of every unread event, then raise it."""
+        if self.state == FAILED:
+            return
+        try:
+            if isinstance(frame, Chunk):
+                frame = self.guard.chunk(frame, size)
+            elif isinstance(frame, Done):
+                frame = self.guard.done(frame)
+        except Violation as violation:
+            self.state = FAILED
+            self._replace(_Invalid(violation.reason))
+            raise
+        if not isinstance(frame, Chunk):
+            self.put(frame)
+        elif self.state == OPEN:
+            self.put(frame, size)
+            if self.pending > self.limit:
+                self.state = BEHIND
+                self._replace(CLIENT_BEHIND)
+
+    def _replace(self, item: JobEvent) -> None:
+        self._items.clear()
+        self.pending = 0
+        self.put(item)
 
     async def get(self) -> JobEvent:
         while not self._items:
@@ -74,7 +127,9 @@ class Mailbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        item, size = self._items.popleft()
+        self.pending -= size
+        return item
 
 
 @dataclass(eq=False)
@@ -100,23 +155,38 @@ class WorkerLink:
         return len(self.jobs) / self.slots
 
     async def send_frame(self, frame: Any) -> None:
-        await self.send(encode(frame))
+        """Send a frame; TimeoutError when the worker does not take it in SEND_TIMEOUT_S."""
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            await self.send(encode(frame))
 
 
 class UnknownJob(Exception):
     """A worker sent a frame for a job it was never given."""
 
 
+class Overrun(Exception):
+    """A worker sent more output than a job may relay: its connection is closed."""
+
+
+class ClientTooSlow(ApiError):
+    """The client read a streamed response so much slower than the worker produced it that
+    the gateway stopped buffering: the job is cancelled and billed for what was delivered."""
+
+    status, type, code = 408, "invalid_request_error", "client_too_slow"
+
+
 class Coordinator:
     """The registry of online workers and the dispatcher of jobs."""
 
     def __init__(self, *, queue_max: int, queue_timeout_s: float, attempts: int,
-                 first_token_timeout_s: float, health: WorkerHealth) -> None:
+                 first_token_timeout_s: float, health: WorkerHealth,
+                 relay: RelayPolicy | None = None) -> None:
         self.queue_max = queue_max
         self.queue_timeout_s = queue_timeout_s
         self.attempts = attempts
         self.first_token_timeout_s = first_token_timeout_s
         self.health = health
+        self.relay = relay or RelayPolicy()
         self.workers: dict[str, WorkerLink] = {}
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self.jobs_per_min = RollingCounter(60)
@@ -124,6 +194,7 @@ class Coordinator:
         self.first_seen: dict[str, float] = {}  # model ids served since start, oldest first
         self.earnings_changed: set[str] = set()
         self.on_model_gone: Callable[[str], None] | None = None  # no worker serves it now
+        self._cancels: set[asyncio.Task[None]] = set()  # cancels of jobs whose client is behind
 
     # registry ----------------------------------------------------------------------------------
 
@@ -197,6 +268,13 @@ class Coordinator:
         if benched_for is not None:
             asyncio.get_running_loop().call_later(benched_for, self._wake_wallet, worker.wallet)
 
+    def misbehaved(self, worker: WorkerLink, reason: str) -> None:
+        """Bench the worker's wallet at once: it broke a limit of the protocol or sent a
+        result that failed validation, which no honest worker does by bad luck."""
+        log.warning("worker %s benched: %s", worker.id, reason)
+        benched_for = self.health.misbehaved(worker.wallet)
+        asyncio.get_running_loop().call_later(benched_for, self._wake_wallet, worker.wallet)
+
     def _wake_wallet(self, wallet: str) -> None:
         for worker in self.workers_for(wallet):
             for model in worker.models:
@@ -208,7 +286,10 @@ class Coordinator:
 
     # frames from workers ----------------------------------------------------------------------
 
-    def on_frame(self, worker: WorkerLink, frame: Chunk | Done | Error | Status) -> None:
+    def on_frame(self, worker: WorkerLink, frame: Chunk | Done | Error | Status,
+                 size: int = 0) -> None:
+        """Route a worker's frame (`size`: its length as received) to its job. Raises
+        UnknownJob or Overrun when the connection must be closed."""
         if isinstance(frame, Status):
             worker.tokens_per_s = frame.tokens_per_s
             worker.draining = frame.slots == 0
@@ -220,10 +301,37 @@ class Coordinator:
             log.warning("worker %s reported %s", worker.id, frame.code)  # type: ignore[union-attr]
             return
         events = worker.jobs.get(job_id)
-        if events is not None:
-            events.put(frame)
-        elif job_id not in worker.finished:
-            raise UnknownJob(job_id)
+        if events is None:
+            if job_id not in worker.finished:
+                raise UnknownJob(job_id)
+            return
+        was_behind = events.state == BEHIND
+        try:
+            events.deliver(frame, size)
+        except Violation as violation:
+            self.misbehaved(worker, f"job {job_id}: {violation.reason}")
+            if violation.overrun:
+                raise Overrun(violation.reason) from None
+            return
+        if events.state == BEHIND:
+            self._client_behind(worker, job_id, events, was_behind, frame)
+
+    def _client_behind(self, worker: WorkerLink, job_id: str, events: Mailbox,
+                       was_behind: bool, frame: Chunk | Done | Error) -> None:
+        """A job whose client fell behind: cancel it on its worker at once, and give the
+        worker's slot back when it ends (its `done` waits for the client's settlement)."""
+        if not was_behind:
+            log.info("job %s: the client reads too slowly, cancelling it", job_id)
+            task = asyncio.get_running_loop().create_task(self._cancel(worker, job_id))
+            self._cancels.add(task)
+            task.add_done_callback(self._cancels.discard)
+        elif not isinstance(frame, Chunk):
+            self._release(worker, job_id, events.model)
+
+    @staticmethod
+    async def _cancel(worker: WorkerLink, job_id: str) -> None:
+        with contextlib.suppress(Exception):
+            await worker.send_frame(Cancel(job_id=job_id))
 
     # dispatch ----------------------------------------------------------------------------------
 
@@ -261,15 +369,15 @@ class Coordinator:
                 future.set_result(None)
                 return
 
-    async def _acquire(self, model: str, job_id: str, deadline: float,
-                       tried: set[str]) -> tuple[WorkerLink, Mailbox]:
-        """Take a slot on the least-loaded worker serving `model` (one not `tried` for this
-        job yet, if one is free), waiting if all are busy."""
+    async def _acquire(self, job: Job, tried: set[str]) -> tuple[WorkerLink, Mailbox]:
+        """Take a slot on the least-loaded worker serving the job's model (one not `tried`
+        for this job yet, if one is free), waiting if all are busy."""
+        model, deadline = job.model, job.deadline
         while True:
             worker = self._pick(model, tried)
             if worker is not None:
-                events = Mailbox()
-                worker.jobs[job_id] = events
+                events = Mailbox(JobGuard(job, self.relay), model, self.relay.buffer_bytes)
+                worker.jobs[job.job_id] = events
                 return worker, events
             if not self.serves(model):
                 raise NoWorker(f"No worker is online for model '{model}'.",
@@ -292,6 +400,8 @@ class Coordinator:
             finally:
                 with contextlib.suppress(ValueError):
                     waiters.remove(future)
+                if not waiters and self._waiters.get(model) is waiters:
+                    del self._waiters[model]  # one queue per model waited for now, no more
 
     def _release(self, worker: WorkerLink, job_id: str, model: str) -> None:
         if worker.jobs.pop(job_id, None) is not None:
@@ -306,7 +416,13 @@ class Coordinator:
 
 class JobStream:
     """One request's job across retries. Iterate it for `Chunk`s and the final `Done`;
-    always `close()` it, which cancels the job on its worker if it is still running."""
+    always `close()` it, which cancels the job on its worker if it is still running.
+
+    Every frame was checked by the job's guard before it gets here, so what is yielded may
+    be relayed and a `done` may be settled. A worker whose result fails validation fails the
+    job like an error does: retried on another worker before the first chunk, otherwise the
+    stream ends with an error and the request is refunded in full (what was streamed so far
+    is not billed, as when a worker is lost mid-stream)."""
 
     def __init__(
         self,
@@ -323,11 +439,11 @@ class JobStream:
         self.streamed = False
         self.finished = False
         self.delivered_bytes = 0
-        self.logprob_tokens = 0  # log probabilities relayed, one per generated token
         self._attempts = 0
         self._events: Mailbox | None = None
         self._first_token_by = deadline
         self._tried: set[str] = set()  # workers this job was sent to
+        self._failure: str | None = None  # why the last worker failed the job
 
     def __aiter__(self) -> JobStream:
         return self
@@ -336,23 +452,20 @@ class JobStream:
         if self.finished:
             raise StopAsyncIteration
         while True:
-            if self._events is None:
-                await self._start()
             try:
+                if self._events is None:
+                    await self._start()
                 event = await self._next_event()
             except _Retry as retry:
-                if self.worker is not None:
-                    self.coordinator.job_failed(self.worker)
-                self._release()
-                if (self.streamed or self._attempts >= self.coordinator.attempts
-                        or time.time() >= self.deadline):
-                    self.finished = True
-                    raise UpstreamFailed(retry.message, retry_after=RETRY_AFTER_S) from None
-                log.info("job %s: retrying on another worker (%s)", self.job.job_id, retry.message)
+                self._failed(retry)
                 continue
-            except ApiError:
+            except ClientTooSlow:
+                raise  # `close` ends the job and settles what was delivered
+            except ApiError as error:
                 self._release()
                 self.finished = True
+                if isinstance(error, NoWorker) and self._failure is not None:
+                    raise UpstreamFailed(self._failure, retry_after=RETRY_AFTER_S) from None
                 raise
             if isinstance(event, Done):
                 self._count(event)
@@ -360,12 +473,23 @@ class JobStream:
                 self.finished = True
             return event
 
+    def _failed(self, retry: _Retry) -> None:
+        """The worker failed the job: count it against the worker (unless its guard did),
+        then raise UpstreamFailed unless the job may be tried on another worker."""
+        if self.worker is not None and not retry.counted:
+            self.coordinator.job_failed(self.worker)
+        self._release()
+        if (self.streamed or self._attempts >= self.coordinator.attempts
+                or time.time() >= self.deadline):
+            self.finished = True
+            raise UpstreamFailed(retry.message, retry_after=RETRY_AFTER_S) from None
+        self._failure = retry.message
+        log.info("job %s: retrying on another worker (%s)", self.job.job_id, retry.message)
+
     async def _start(self) -> None:
         self._attempts += 1
         job = self.job
-        self.worker, self._events = await self.coordinator._acquire(
-            job.model, job.job_id, job.deadline, self._tried
-        )
+        self.worker, self._events = await self.coordinator._acquire(job, self._tried)
         self._tried.add(self.worker.id)
         self._first_token_by = time.time() + self.coordinator.first_token_timeout_s
         try:
@@ -385,7 +509,7 @@ class JobStream:
         if isinstance(event, Chunk):
             self.streamed = True
             self.delivered_bytes += _chunk_bytes(event)
-            return self._checked_logprobs(event) if event.logprobs else event
+            return event
         if isinstance(event, Done):
             return event
         if isinstance(event, Error):
@@ -393,19 +517,17 @@ class JobStream:
                 raise BadRequest(event.message[:300] or "The model refused the request.",
                                  code=event.code)
             raise _Retry(f"worker error: {event.code}")
-        raise _Retry("The worker disconnected.")
+        return await self._not_a_result(event)
 
-    def _checked_logprobs(self, chunk: Chunk) -> Chunk:
-        """Log probabilities only when the job asked, and at most one per token the job may
-        generate: a worker that sends more is lying, and its result fails."""
-        request = self.job.request
-        if request.get("logprobs") is None:
-            return chunk.model_copy(update={"logprobs": None})
-        self.logprob_tokens += len(chunk.logprobs or ())
-        if self.logprob_tokens > int(request.get("max_tokens") or 0):
-            raise _Retry("The worker sent log probabilities of more tokens than it may "
-                         "generate.")
-        return chunk
+    async def _not_a_result(self, event: JobEvent) -> Chunk | Done:
+        if isinstance(event, _Invalid):
+            await self._send_cancel()
+            raise _Retry(f"The worker's result failed validation ({event.reason}); the "
+                         "request was not charged.", counted=True)
+        if isinstance(event, _ClientBehind):
+            raise ClientTooSlow("The client read the stream too slowly; the response was "
+                                "cut off and only what was delivered is billed.")
+        raise _Retry("The worker disconnected.")
 
     @property
     def deadline(self) -> float:
@@ -442,7 +564,7 @@ class JobStream:
                 event = await asyncio.wait_for(events.get(), left)
                 if isinstance(event, Done):
                     return event
-                if not isinstance(event, Chunk):
+                if not isinstance(event, Chunk | _ClientBehind):
                     return None
         except TimeoutError:
             return None
@@ -452,9 +574,12 @@ class JobStream:
 
 
 class _Retry(Exception):
-    def __init__(self, message: str) -> None:
+    """The worker failed the job. `counted`: already counted against it (benched)."""
+
+    def __init__(self, message: str, counted: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.counted = counted
 
 
 def _chunk_bytes(chunk: Chunk) -> int:
@@ -465,4 +590,3 @@ def _chunk_bytes(chunk: Chunk) -> int:
             if isinstance(part, str):
                 size += len(part.encode())
     return size
-

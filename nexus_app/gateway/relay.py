@@ -1,6 +1,18 @@
 """Relaying a ticket's job events to the client: collected into one response, or streamed as
 Server-Sent Events in an endpoint's own chunk shapes. Either way the ticket is closed
-(settled or refunded) exactly once."""
+(settled or refunded) exactly once.
+
+Every event was checked against the job before it gets here (see `job_guard`), so nothing
+is settled that failed validation. What is billed:
+- a job that ends with the worker's `done`: what was delivered (token counts capped by the
+  bytes relayed and by `max_tokens`);
+- a client that leaves, or reads a stream too slowly (`ClientTooSlow`): the job is
+  cancelled on its worker and billed for what was delivered before, as the worker reports it
+  within a short grace period (refunded in full when it does not);
+- a job whose worker fails, is lost or sends a result that fails validation: refunded in
+  full, the worker earns nothing, also when part of a stream was already sent (what was sent
+  cannot be unsent, but it is not billed).
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 log = logging.getLogger(__name__)
 
 COOLING_DOWN, PAUSED = "cooling down", "paused"
-MAX_RECORDS = 10_000  # beyond this, records of wallets that are not benched are forgotten
+MAX_RECORDS = 10_000  # beyond this, records of wallets not benched now are forgotten
 
 
 @dataclass
@@ -55,9 +55,7 @@ class WorkerHealth:
 
     def failed(self, wallet: str) -> float | None:
         """Count a failed job; returns the seconds the wallet is now benched for, if it is."""
-        if wallet not in self._records and len(self._records) >= MAX_RECORDS:
-            self._forget_unbenched()
-        record = self._records.setdefault(wallet, _Record())
+        record = self._record(wallet)
         record.failures += 1
         if record.failures < self.failures_before_cooldown:
             return None
@@ -73,9 +71,25 @@ class WorkerHealth:
                     record.state, seconds, self.failures_before_cooldown)
         return seconds
 
+    def misbehaved(self, wallet: str) -> float:
+        """Bench the wallet at once (a cooldown, or a pause after enough of them): its worker
+        broke a limit of the protocol or sent a result that failed validation. Returns the
+        seconds it is benched for."""
+        record = self._record(wallet)
+        record.failures = self.failures_before_cooldown - 1
+        return self.failed(wallet) or 0.0
+
+    def _record(self, wallet: str) -> _Record:
+        if wallet not in self._records and len(self._records) >= MAX_RECORDS:
+            self._forget_unbenched()
+        return self._records.setdefault(wallet, _Record())
+
     def _forget_unbenched(self) -> None:
         """Keep memory bounded (keypairs cost nothing, so wallets are unlimited): drop the
         failure counts of wallets that are not benched now."""
         now = self._clock()
-        self._records = {wallet: record for wallet, record in self._records.items()
-                         if record.benched_until > now}
+        kept = [(wallet, record) for wallet, record in self._records.items()
+                if record.benched_until > now]
+        # benched wallets too are past the limit: the oldest records go (a wallet benched
+        # long ago may take jobs again early, rather than memory growing with keypairs)
+        self._records = dict(kept[-(MAX_RECORDS // 2):] if len(kept) >= MAX_RECORDS else kept)

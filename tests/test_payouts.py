@@ -8,10 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from solders.keypair import Keypair
 
 from nexus_app.chain import token
+from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.gateway.store import PAYOUT_FAILED, PAYOUT_PAID
+from nexus_app.gateway.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 from tests.scripted_worker import ScriptedWorker
 from tests.test_deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury
@@ -134,6 +136,31 @@ async def test_reconcile_settles_payouts_a_crash_left_open(gw: RunningGateway) -
     assert (await store.worker_earnings(sent_worker.wallet)).paid == sent.amount
     unsent_after = await store.worker_earnings(unsent_worker.wallet)
     assert (unsent_after.pending, unsent_after.paid) == (unsent.amount, 0)
+    assert (await store.audit()).ok
+
+
+async def test_a_payout_sent_before_heights_were_recorded_gets_a_deadline(
+    gw: RunningGateway,
+) -> None:
+    """A payout left `sent` by a version that recorded no lastValidBlockHeight: its blockhash
+    is older than now, so it expires at most a blockhash lifetime from now; until then it
+    stays sent (its outcome is unknown)."""
+    user = await depositor(gw)
+    await user.client.deposit(user.keypair, "10")
+    worker = await gw.worker()
+    await chats(gw, user, 1)
+    store = gw.store
+    payout = await store.begin_payout("pay_old", worker.wallet)
+    assert payout is not None
+    await store.payout_sent(payout.id, str(Keypair().sign_message(b"lost in a crash")))
+
+    await gw.gateway.payouts.reconcile()
+
+    [row] = await store.payouts(worker.wallet, 5)
+    height = await chain(gw).block_height()
+    assert row.status == PAYOUT_SENT and row.last_valid_block_height is not None
+    assert height < row.last_valid_block_height <= height + BLOCKHASH_LIFETIME_BLOCKS
+    assert (await store.worker_earnings(worker.wallet)).paying == payout.amount
     assert (await store.audit()).ok
 
 

@@ -59,14 +59,7 @@ class WorkerHealth:
         record.failures += 1
         if record.failures < self.failures_before_cooldown:
             return None
-        record.failures = 0
-        record.cooldowns += 1
-        if record.cooldowns >= self.cooldowns_before_pause:
-            record.cooldowns = 0
-            record.state, seconds = PAUSED, self.pause_s
-        else:
-            record.state, seconds = COOLING_DOWN, self.cooldown_s
-        record.benched_until = self._clock() + seconds
+        seconds = self._bench(record)
         log.warning("worker wallet %s %s for %.0f s after %d failed jobs in a row", wallet,
                     record.state, seconds, self.failures_before_cooldown)
         return seconds
@@ -76,8 +69,21 @@ class WorkerHealth:
         broke a limit of the protocol or sent a result that failed validation. Returns the
         seconds it is benched for."""
         record = self._record(wallet)
-        record.failures = self.failures_before_cooldown - 1
-        return self.failed(wallet) or 0.0
+        seconds = self._bench(record)
+        log.warning("worker wallet %s %s for %.0f s: it broke the protocol's limits", wallet,
+                    record.state, seconds)
+        return seconds
+
+    def _bench(self, record: _Record) -> float:
+        record.failures = 0
+        record.cooldowns += 1
+        if record.cooldowns >= self.cooldowns_before_pause:
+            record.cooldowns = 0
+            record.state, seconds = PAUSED, self.pause_s
+        else:
+            record.state, seconds = COOLING_DOWN, self.cooldown_s
+        record.benched_until = self._clock() + seconds
+        return seconds
 
     def _record(self, wallet: str) -> _Record:
         if wallet not in self._records and len(self._records) >= MAX_RECORDS:

@@ -3,7 +3,9 @@
 A request becomes a `JobStream`: it takes a slot on the least-loaded worker serving the model
 (waiting in a bounded queue when all are busy), sends the `job` frame and yields the worker's
 `chunk` frames, then its `done`. A worker that fails or disconnects before the first chunk is
-replaced by another; after the first chunk the stream ends with an error.
+replaced by another; after the first chunk the stream ends with an error. Frames are checked
+against their job as they arrive (`job_guard`, `mailbox`): a worker that sends what the job
+does not allow is benched at once, and disconnected when it sends more than the job may relay.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from typing import Any
 
 from nexus_app.gateway.errors import ApiError, BadRequest, NoWorker, UpstreamFailed
 from nexus_app.gateway.job_guard import JobGuard, RelayPolicy, Violation
+from nexus_app.gateway.mailbox import (
+    BEHIND,
+    WORKER_LOST,
+    ClientBehind,
+    Invalid,
+    JobEvent,
+    Mailbox,
+)
 from nexus_app.gateway.stats import RollingCounter
 from nexus_app.gateway.worker_health import WorkerHealth
 from nexus_app.ids import new_id
@@ -44,92 +54,6 @@ MAX_REMEMBERED_MODELS = 4096  # model ids served since start that are kept (see 
 CANCEL_GRACE_S = 2.0
 SEND_TIMEOUT_S = 10.0  # a frame to a worker that does not read its socket is given up after it
 WORKER_REQUEST_ERRORS = {"invalid_request", "context_length_exceeded", "unsupported"}
-
-
-class _WorkerLost:
-    """Queued to a job's events when its worker disconnects."""
-
-
-class _ClientBehind:
-    """Queued in place of a job's unread events when its client fell too far behind."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Invalid:
-    """Queued in place of a job's events when its worker sent a frame the job does not
-    allow (see `job_guard`)."""
-
-    reason: str
-
-
-WORKER_LOST = _WorkerLost()
-CLIENT_BEHIND = _ClientBehind()
-JobEvent = Chunk | Done | Error | _WorkerLost | _ClientBehind | _Invalid
-OPEN, BEHIND, FAILED = 0, 1, 2  # a mailbox's states
-
-
-class Mailbox:
-    """The events of one job: a deque and at most one waiting reader (much lighter than an
-    `asyncio.Queue`, which matters at thousands of jobs per second).
-
-    A worker's frames are checked by the job's guard as they arrive (`deliver`). What waits
-    for the reader is bounded: past `limit` bytes of unread chunks the client is too slow,
-    and they are dropped for CLIENT_BEHIND (only a `done` or `error` is kept after it)."""
-
-    __slots__ = ("_items", "_waiter", "guard", "limit", "model", "pending", "state")
-
-    def __init__(self, guard: JobGuard, model: str, limit: int) -> None:
-        self._items: deque[tuple[JobEvent, int]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self.guard = guard
-        self.model = model
-        self.limit = limit
-        self.pending = 0  # bytes of the chunks waiting for the reader
-        self.state = OPEN
-
-    def put(self, item: JobEvent, size: int = 0) -> None:
-        self._items.append((item, size))
-        self.pending += size
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def deliver(self, frame: Chunk | Done | Error, size: int) -> None:
-        """Check a worker's frame (`size`: its length as received) and queue it; on a
-        Violation, queue the failure in place of every unread event, then raise it."""
-        if self.state == FAILED:
-            return
-        try:
-            if isinstance(frame, Chunk):
-                frame = self.guard.chunk(frame, size)
-            elif isinstance(frame, Done):
-                frame = self.guard.done(frame)
-        except Violation as violation:
-            self.state = FAILED
-            self._replace(_Invalid(violation.reason))
-            raise
-        if not isinstance(frame, Chunk):
-            self.put(frame)
-        elif self.state == OPEN:
-            self.put(frame, size)
-            if self.pending > self.limit:
-                self.state = BEHIND
-                self._replace(CLIENT_BEHIND)
-
-    def _replace(self, item: JobEvent) -> None:
-        self._items.clear()
-        self.pending = 0
-        self.put(item)
-
-    async def get(self) -> JobEvent:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        item, size = self._items.popleft()
-        self.pending -= size
-        return item
 
 
 @dataclass(eq=False)
@@ -520,11 +444,11 @@ class JobStream:
         return await self._not_a_result(event)
 
     async def _not_a_result(self, event: JobEvent) -> Chunk | Done:
-        if isinstance(event, _Invalid):
+        if isinstance(event, Invalid):
             await self._send_cancel()
             raise _Retry(f"The worker's result failed validation ({event.reason}); the "
                          "request was not charged.", counted=True)
-        if isinstance(event, _ClientBehind):
+        if isinstance(event, ClientBehind):
             raise ClientTooSlow("The client read the stream too slowly; the response was "
                                 "cut off and only what was delivered is billed.")
         raise _Retry("The worker disconnected.")
@@ -564,7 +488,7 @@ class JobStream:
                 event = await asyncio.wait_for(events.get(), left)
                 if isinstance(event, Done):
                     return event
-                if not isinstance(event, Chunk | _ClientBehind):
+                if not isinstance(event, Chunk | ClientBehind):
                     return None
         except TimeoutError:
             return None

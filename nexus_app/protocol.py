@@ -25,7 +25,7 @@ MODEL_ID_RULE = (f"1-{MAX_MODEL_ID_LENGTH} characters among a-z, 0-9, '.', '_' a
                  "starting with a letter or digit")
 _MODEL_ID = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_MODEL_ID_LENGTH - 1}}}")
 MAX_NOTE_LENGTH = 300  # Hardware.note, a worker's human-readable remark
-MAX_GPUS = 64
+MAX_GPUS = 16  # GPUs one worker reports (one machine's)
 
 
 def is_model_id(text: str) -> bool:

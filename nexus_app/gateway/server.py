@@ -7,6 +7,7 @@ import uvicorn
 from nexus_app.config import Settings
 from nexus_app.file_modes import private_dir, require_private
 from nexus_app.gateway.app import create_app
+from nexus_app.gateway.memory import return_large_blocks
 from nexus_app.logsafe import configure_logging, guard_handlers, quiet_libraries
 
 
@@ -34,6 +35,7 @@ def run_gateway(settings: Settings) -> None:
     """Serve until stopped. Raises `InsecureFile` before anything starts if the treasury
     keypair can be read by other users."""
     configure_logging(settings.log_level)
+    return_large_blocks()  # idle worker connections must not keep their past frames' memory
     require_private(settings.treasury_path, "treasury keypair")
     private_dir(settings.data_dir)
     config = uvicorn_config(settings)

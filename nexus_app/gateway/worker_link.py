@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -182,14 +183,8 @@ async def serve_worker(
         if len(coordinator.workers_for(hello.wallet)) >= connections_per_wallet:
             raise _Close(POLICY_VIOLATION, f"this wallet already has {connections_per_wallet} "
                                            "worker connections, the most allowed")
-        link = WorkerLink(
-            wallet=hello.wallet,
-            models={card.id: card for card in hello.models},
-            slots=hello.slots,
-            hardware=hello.hardware,
-            version=hello.version,
-            send=ws.send_text,
-        )
+        link = _new_link(hello, ws.send_text)
+        del hello  # what the link needs is kept, and the rest freed (see _new_link)
         coordinator.register(link)
         await ws.send_text(encode(Ready(worker_id=link.id)))
         earnings = await store.worker_earnings(link.wallet)
@@ -204,6 +199,21 @@ async def serve_worker(
         gate.disconnect(address)
         if link is not None:
             coordinator.unregister(link)
+
+
+def _new_link(hello: Hello, send: Callable[[str], Awaitable[None]]) -> WorkerLink:
+    """The registry's record of a worker that said hello: what the gateway uses of it, and no
+    more, since it lives as long as the connection (a card's file name is not kept)."""
+    for card in hello.models:
+        card.file = ""  # the cards are this hello's own: cleared, not copied
+    return WorkerLink(
+        wallet=hello.wallet,
+        models={card.id: card for card in hello.models},
+        slots=hello.slots,
+        hardware=hello.hardware,
+        version=hello.version,
+        send=send,
+    )
 
 
 async def _admitted(ws: WebSocket, gate: HandshakeGate, address: str) -> bool:
@@ -228,22 +238,31 @@ async def _relay_frames(ws: WebSocket, coordinator: Coordinator, link: WorkerLin
                         max_frame_bytes: int, rate: FrameRate) -> None:
     """Hand the worker's frames to the coordinator until it disconnects. Too many frames a
     second, or more output than a job may relay, benches its wallet and closes it."""
-    while (text := await _receive_text(ws, max_frame_bytes)) is not None:
-        if not rate.allow():
-            coordinator.misbehaved(link, f"more than {rate.rate} frames a second")
-            raise _Close(POLICY_VIOLATION, f"more than {rate.rate} frames a second")
-        try:
-            frame = parse_worker_frame(text)
-        except ProtocolError as exc:
-            raise _Close(POLICY_VIOLATION, str(exc)) from None
-        if isinstance(frame, Hello):
-            raise _Close(POLICY_VIOLATION, "hello sent twice")
-        try:
-            coordinator.on_frame(link, frame, len(text))
-        except UnknownJob:
-            raise _Close(POLICY_VIOLATION, "frame for a job this worker was not given") from None
-        except Overrun as overrun:
-            raise _Close(POLICY_VIOLATION, f"job output over its limit: {overrun}") from None
+    while True:
+        text = await _receive_text(ws, max_frame_bytes)
+        if text is None:
+            return
+        _relay_frame(coordinator, link, text, rate)
+        del text  # an idle worker must not keep its last frame (up to max_frame_bytes) alive
+
+
+def _relay_frame(coordinator: Coordinator, link: WorkerLink, text: str,
+                 rate: FrameRate) -> None:
+    if not rate.allow():
+        coordinator.misbehaved(link, f"more than {rate.rate} frames a second")
+        raise _Close(POLICY_VIOLATION, f"more than {rate.rate} frames a second")
+    try:
+        frame = parse_worker_frame(text)
+    except ProtocolError as exc:
+        raise _Close(POLICY_VIOLATION, str(exc)) from None
+    if isinstance(frame, Hello):
+        raise _Close(POLICY_VIOLATION, "hello sent twice")
+    try:
+        coordinator.on_frame(link, frame, len(text))
+    except UnknownJob:
+        raise _Close(POLICY_VIOLATION, "frame for a job this worker was not given") from None
+    except Overrun as overrun:
+        raise _Close(POLICY_VIOLATION, f"job output over its limit: {overrun}") from None
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:

@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from nexus_app.protocol import MAX_NOTE_LENGTH, GpuInfo, Hardware
+from nexus_app.protocol import MAX_GPUS, MAX_NOTE_LENGTH, GpuInfo, Hardware
 
 T = TypeVar("T")
 _MIB = 1024 * 1024
@@ -89,7 +89,7 @@ class GpuProbe:
 
 def hardware(probe: GpuProbe, gpu_offload: bool, threads: int) -> Hardware:
     """The worker's compute record: CUDA when llama.cpp can offload and a GPU is present."""
-    gpus = probe.snapshot()
+    gpus = probe.snapshot()[:MAX_GPUS]  # what the protocol carries
     if not probe.available:
         note = f"CPU only: NVML unavailable ({probe.reason})"
     elif not gpus:

@@ -268,14 +268,13 @@ class Webhooks:
                        url: str) -> str:
         """One attempt, checked and connected to the address checked; its outcome class."""
         try:
-            target = await self._target(url)
+            async with asyncio.timeout(self.timeout_s * 2):  # resolving and answering, in all
+                target = await self._target(url)
+                return await self._post(http, target, delivery)
         except UnsafeTarget:
             return "blocked"
         except Unresolved:
             return "unresolved"
-        try:
-            async with asyncio.timeout(self.timeout_s * 2):
-                return await self._post(http, target, delivery)
         except (TimeoutError, httpx.TimeoutException):
             return "timeout"
         except httpx.ConnectError as exc:

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 
 from nexus_app.client.gateway import GatewayClient
+from nexus_app.gateway.store import Webhook, WebhookDelivery
 from nexus_app.webhooks import InvalidSignature, signature, verify
 from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway
 from tests.test_api import assert_openai_error
@@ -273,3 +274,25 @@ def test_the_readme_verifier_agrees_with_the_helper() -> None:
     assert scope["verify"]("whsec_abc", header, body)
     assert not scope["verify"]("whsec_other", header, body)
     assert not scope["verify"]("whsec_abc", signature("whsec_abc", 1, body), body)
+
+
+async def test_ended_deliveries_and_old_model_records_are_pruned(store) -> None:
+    now = time.time()
+    await store.add_webhook(Webhook("wh_1", "acct", "https://example.com/h", ("key.created",),
+                                    None, now))
+    old, recent = now - 10 * 86_400, now - 60
+    await store.add_deliveries([
+        WebhookDelivery(f"whd_{n}", "wh_1", f"evt_{n}", "key.created", b"{}", "pending", 0,
+                        at, at) for n, at in enumerate([old, old, old, recent])])
+    await store.record_attempt("whd_0", "delivered", old, "2xx")
+    await store.record_attempt("whd_1", "failed", old, "5xx")
+    await store.record_attempt("whd_3", "delivered", recent, "2xx")
+    await store.note_model_served("acct", "old-model", old)
+    await store.note_model_served("acct", "used-model", recent)
+
+    assert await store.prune_webhooks(now - 7 * 86_400) == 2
+    kept = {d.id: (d.status, d.last_outcome) for d in await store.deliveries("wh_1", 10)}
+    assert kept == {"whd_2": ("pending", None), "whd_3": ("delivered", "2xx")}  # pending stays
+    assert await store.claim_model_alerts("old-model", now, now) == []
+    assert await store.claim_model_alerts("used-model", now - 3600, now) == ["acct"]
+    assert await store.claim_model_alerts("used-model", now - 3600, now) == []  # once an hour

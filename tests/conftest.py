@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,15 +24,10 @@ from nexus_app.config import Settings, load_settings
 from nexus_app.gateway.server import uvicorn_config
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.sqlite_store import SQLiteStore
+from tests.asgi import free_port
 from tests.scripted_worker import ScriptedWorker
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
@@ -32,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from nexus_app.chain import token
-from tests.conftest import free_port
+from tests.asgi import free_port, serving
 
 API_VERSION = "2.1.21"
 LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}
@@ -261,14 +260,5 @@ def token_account_data(mint: Pubkey, owner: Pubkey, amount: int) -> bytes:
 async def rpc_double() -> AsyncIterator[RpcDouble]:
     double = RpcDouble()
     app = Starlette(routes=[Route("/", double.handle, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=double.port,
-                                           log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=1))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
+    async with serving(app, double.port, timeout_graceful_shutdown=1):
         yield double
-    finally:
-        server.should_exit = True
-        await task

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.gateway.store import Webhook, WebhookDelivery
 from nexus_app.webhooks import InvalidSignature, signature, verify
+from tests.asgi import serving
 from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway
 from tests.test_api import assert_openai_error
 
@@ -34,8 +34,6 @@ class Receiver:
     port: int = field(default_factory=free_port)
     status: int = 200
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    server: uvicorn.Server | None = None
-    task: asyncio.Task | None = None
 
     @property
     def url(self) -> str:
@@ -55,18 +53,12 @@ class Receiver:
         await send({"type": "http.response.body", "body": b""})
 
     async def start(self) -> Receiver:
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
+        self._serving = serving(self, self.port)
+        await self._serving.__aenter__()
         return self
 
     async def stop(self) -> None:
-        assert self.server is not None and self.task is not None
-        self.server.should_exit = True
-        await self.task
+        await self._serving.__aexit__(None, None, None)
 
     async def wait_for(self, event: str, timeout: float = 10) -> tuple[dict[str, str], bytes]:
         deadline = time.monotonic() + timeout

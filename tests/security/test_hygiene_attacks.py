@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from solders.keypair import Keypair
 from starlette.applications import Starlette
@@ -35,6 +34,7 @@ from nexus_app.chain.wallet import sign
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.config import Settings
 from nexus_app.protocol import PROTOCOL_VERSION, worker_auth_message, worker_url
+from tests.asgi import serving
 from tests.conftest import (
     ROOT,
     GatewayProcess,
@@ -146,16 +146,12 @@ class WebhookReceiver:
 
     async def __aenter__(self) -> WebhookReceiver:
         app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
+        self._serving = serving(app, self.port)
+        await self._serving.__aenter__()
         return self
 
-    async def __aexit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        await self.task
+    async def __aexit__(self, *exc: object) -> None:
+        await self._serving.__aexit__(None, None, None)
 
 
 async def test_rpc_api_key_and_webhook_secrets_never_reach_the_log(

@@ -14,17 +14,13 @@ must fail:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from solders.keypair import Keypair
 from starlette.types import Receive, Scope, Send
 
@@ -34,7 +30,8 @@ from nexus_app.gateway.identity import PROOF_PATH, SECRET_FILE, identity_secret
 from nexus_app.gateway.store import ApiKeyRecord
 from nexus_app.siws import SignInMessage, parse
 from nexus_app.tui.local_gateway import LocalGateway
-from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway
+from tests.asgi import free_port, serving
+from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 
 FLOOD = 1500  # challenge requests per flooding address
 
@@ -63,25 +60,6 @@ def sessions_of(gw: RunningGateway, wallet: str) -> int:
                               (wallet,)).fetchone()[0])
     finally:
         db.close()
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Serve an ASGI app on loopback; yields its URL."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 class PhishingRelay:
@@ -188,7 +166,7 @@ async def test_a_phishing_relay_gets_no_signature(tmp_path: Path, public_url: bo
     async with running_gateway(make_settings(tmp_path, port=port, **overrides)) as gw:
         relay = PhishingRelay(gw.url)
         victim = Keypair()
-        async with serve(relay) as phishing_url, GatewayClient(phishing_url) as client:
+        async with serving(relay) as phishing_url, GatewayClient(phishing_url) as client:
             with pytest.raises(SignInRefused) as refused:
                 await client.sign_in(victim)
         assert f"is for '127.0.0.1:{port}'" in refused.value.message
@@ -208,7 +186,7 @@ async def test_a_relay_passing_the_victims_host_on_gets_no_signature(
     async with running_gateway(make_settings(tmp_path, port=port, **overrides)) as gw:
         relay = PhishingRelay(gw.url, pass_host=True)
         victim = Keypair()
-        async with serve(relay) as phishing_url, GatewayClient(phishing_url) as client:
+        async with serving(relay) as phishing_url, GatewayClient(phishing_url) as client:
             with pytest.raises(ClientError) as refused:
                 await client.sign_in(victim)
         if public_url:
@@ -281,7 +259,7 @@ async def test_the_local_mode_does_not_trust_a_squatter_on_its_port(tmp_path: Pa
     port = free_port()
     settings = make_settings(tmp_path / "data", port=port)
     squatter = SquatterGateway()
-    async with serve(squatter, port) as squatter_url:
+    async with serving(squatter, port) as squatter_url:
         local = LocalGateway(settings)
         url = await asyncio.to_thread(local.start)
         try:
@@ -305,7 +283,7 @@ async def test_the_local_mode_does_not_trust_a_relayed_proof(tmp_path: Path) -> 
         shutil.copy(tmp_path / "real" / SECRET_FILE, data_dir / SECRET_FILE)
         port = free_port()
         squatter = SquatterGateway(relay_proof_to=real.url)
-        async with serve(squatter, port) as squatter_url:
+        async with serving(squatter, port) as squatter_url:
             local = LocalGateway(make_settings(data_dir, port=port))
             url = await asyncio.to_thread(local.start)
             try:

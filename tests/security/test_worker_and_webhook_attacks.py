@@ -19,13 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 from solders.keypair import Keypair
 
 from nexus_app.chain.wallet import sign
 from nexus_app.config import Settings
 from nexus_app.protocol import PROTOCOL_VERSION, worker_auth_message, worker_url
+from tests.asgi import serving
 from tests.conftest import (
     Account,
     GatewayProcess,
@@ -72,17 +72,12 @@ class Receiver:
         return [event for _, event in self.received if event["type"] == kind]
 
     async def __aenter__(self) -> Receiver:
-        config = uvicorn.Config(self, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
+        self._serving = serving(self, self.port)
+        await self._serving.__aenter__()
         return self
 
-    async def __aexit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        await self.task
+    async def __aexit__(self, *exc: object) -> None:
+        await self._serving.__aexit__(None, None, None)
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -5,7 +5,6 @@ exception's message, which may hold user text)."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
@@ -14,7 +13,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited, error_response
-from nexus_app.gateway.ratelimit import Quota, RateLimiter
+from nexus_app.gateway.ratelimit import Quota, RateLimiter, address_key
 from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -26,18 +25,8 @@ def client_address(scope: Scope) -> str:
 
 
 def limit_address(scope: Scope) -> str:
-    """What a per-address limit counts: an IPv4 address, or the /64 of an IPv6 one (one
-    host usually holds a whole /64, so single IPv6 addresses would be free to rotate)."""
-    address = client_address(scope)
-    try:
-        ip = ipaddress.ip_address(address.split("%")[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+    """The client's address as per-address limits count it (see `address_key`)."""
+    return address_key(client_address(scope))
 
 
 def first_header(scope: Scope, name: bytes) -> bytes | None:

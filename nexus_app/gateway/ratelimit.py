@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -74,3 +75,18 @@ class RateLimiter:
         current = now - now % WINDOW_S
         for caller in [c for c, w in self._windows.items() if w.start != current]:
             del self._windows[caller]
+
+
+def address_key(address: str) -> str:
+    """What per-address limits count by: an IPv4 address (also when IPv4-mapped), or the
+    /64 network of an IPv6 one (one host usually holds a whole /64, so single IPv6
+    addresses would be free to rotate)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import secrets
 import time
@@ -21,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from nexus_app.chain.wallet import verify
 from nexus_app.gateway.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
 from nexus_app.gateway.middleware import client_address
+from nexus_app.gateway.ratelimit import address_key
 from nexus_app.gateway.store import Store
 from nexus_app.protocol import (
     PROTOCOL_VERSION,
@@ -78,20 +78,6 @@ class HandshakeGate:
 
     def disconnect(self, address: str) -> None:
         _decrement(self._open, address_key(address))
-
-
-def address_key(address: str) -> str:
-    """What per-address limits count by: an IPv4 address (also when IPv4-mapped), or the
-    /64 network of an IPv6 one."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def _decrement(counter: Counter[str], key: str) -> None:

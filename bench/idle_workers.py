@@ -3,7 +3,7 @@
 Starts a real gateway (`nexus-app --gateway`), then connects `--workers` idle workers to it from
 this one process: raw WebSocket clients with a keypair each that answer the challenge with a
 signed `hello` (what `nexus-app --worker` sends for the bundled model, or with `--hello max` the
-largest hello the protocol allows: 64 models with 64-character ids and 64 GPUs), with `--burst`
+largest hello the protocol allows: 64 models with 64-character ids and 16 GPUs), with `--burst`
 one large frame, and then stay silent. Prints the gateway's RSS before and after, and the
 difference per connected worker.
 Run: `python bench/idle_workers.py [--workers 1000] [--hello real|max] [--burst BYTES]`.

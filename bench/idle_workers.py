@@ -3,7 +3,7 @@
 Starts a real gateway (`nexus-app --gateway`), then connects `--workers` idle workers to it from
 this one process: raw WebSocket clients with a keypair each that answer the challenge with a
 signed `hello` (what `nexus-app --worker` sends for the bundled model, or with `--hello max` the
-largest hello the protocol allows: 64 models with 64-character ids and 16 GPUs), with `--burst`
+largest hello the protocol allows: 16 models with 64-character ids and 16 GPUs), with `--burst`
 one large frame, and then stay silent. Prints the gateway's RSS before and after, and the
 difference per connected worker.
 Run: `python bench/idle_workers.py [--workers 1000] [--hello real|max] [--burst BYTES]`.
@@ -30,6 +30,7 @@ from nexus_app.protocol import (  # noqa: E402
     MAX_GPUS,
     MAX_MODEL_ID_LENGTH,
     MAX_NOTE_LENGTH,
+    MAX_WORKER_MODELS,
     PROTOCOL_VERSION,
     Error,
     Hello,
@@ -63,7 +64,7 @@ def max_hello() -> dict[str, Any]:
            "utilization_pct": 100, "temperature_c": 90, "power_w": 700.0}
     return {
         "models": [{**card, "id": f"{n:02d}" + "m" * (MAX_MODEL_ID_LENGTH - 2)}
-                   for n in range(64)],
+                   for n in range(MAX_WORKER_MODELS)],
         "hardware": {"accelerator": "cuda", "gpus": [gpu] * MAX_GPUS, "cpu_threads": 256,
                      "note": "x" * MAX_NOTE_LENGTH},
         "slots": 256, "version": "v" * 64,

@@ -26,6 +26,9 @@ MODEL_ID_RULE = (f"1-{MAX_MODEL_ID_LENGTH} characters among a-z, 0-9, '.', '_' a
 _MODEL_ID = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_MODEL_ID_LENGTH - 1}}}")
 MAX_NOTE_LENGTH = 300  # Hardware.note, a worker's human-readable remark
 MAX_GPUS = 16  # GPUs one worker reports (one machine's)
+# Models one worker serves at once: more than a GPU box holds in memory, and few enough that a
+# connected worker costs the gateway under 100 KB (bench/idle_workers.py --hello max).
+MAX_WORKER_MODELS = 16
 
 
 def is_model_id(text: str) -> bool:
@@ -107,7 +110,7 @@ class Hello(_Frame):
     protocol: int
     wallet: str = Field(min_length=32, max_length=44)
     signature: str = Field(min_length=64, max_length=90)
-    models: list[ModelCard] = Field(min_length=1, max_length=64)
+    models: list[ModelCard] = Field(min_length=1, max_length=MAX_WORKER_MODELS)
     hardware: Hardware = Field(default_factory=Hardware)
     slots: int = Field(1, ge=1, le=256)
     version: str = Field("", max_length=64)

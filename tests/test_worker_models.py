@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nexus_app.protocol import MAX_WORKER_MODELS
 from nexus_app.worker.gguf import GgufError, MetadataValue, read_metadata
 from nexus_app.worker.models import (
     ModelNotFound,
@@ -228,6 +229,14 @@ def test_resolve_unknown_lists_available_ids(models_dir: Path) -> None:
     assert "'llama-70b'" in message
     assert BUNDLED_ID in message
     assert "smollm2-135m-8k-lc100k-mix1-ep2-q4_1" in message
+
+
+def test_resolve_refuses_more_models_than_a_hello_may_carry(models_dir: Path,
+                                                            bundled: Path) -> None:
+    specs = [f"m{n}={bundled}" for n in range(MAX_WORKER_MODELS + 1)]
+    with pytest.raises(ModelSpecError, match=f"at most {MAX_WORKER_MODELS}"):
+        resolve(specs, models_dir)
+    assert len(resolve(specs[:MAX_WORKER_MODELS], models_dir)) == MAX_WORKER_MODELS
 
 
 def test_resolve_rejects_bad_override_id(models_dir: Path, bundled: Path) -> None:

@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from nexus_app.protocol import MAX_MODEL_ID_LENGTH, MODEL_ID_RULE, ModelCard, is_model_id
+from nexus_app.protocol import (
+    MAX_MODEL_ID_LENGTH,
+    MAX_WORKER_MODELS,
+    MODEL_ID_RULE,
+    ModelCard,
+    is_model_id,
+)
 from nexus_app.worker.gguf import FILE_TYPES, GgufError, MetadataValue, read_metadata
 
 logger = logging.getLogger(__name__)
@@ -134,6 +140,9 @@ def resolve(specs: list[str], models_dir: Path) -> list[LocalModel]:
                 "installed; pass --model PATH to a GGUF file"
             )
         return [describe(bundled, bundled=True)]
+    if len(specs) > MAX_WORKER_MODELS:
+        raise ModelSpecError(f"{len(specs)} models given; a worker serves at most "
+                             f"{MAX_WORKER_MODELS} at once")
     catalogue = _Catalogue(models_dir)
     models = [catalogue.find(spec) for spec in specs]
     seen: set[str] = set()

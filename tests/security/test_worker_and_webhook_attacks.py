@@ -24,7 +24,12 @@ from solders.keypair import Keypair
 
 from nexus_app.chain.wallet import sign
 from nexus_app.config import Settings
-from nexus_app.protocol import PROTOCOL_VERSION, worker_auth_message, worker_url
+from nexus_app.protocol import (
+    MAX_WORKER_MODELS,
+    PROTOCOL_VERSION,
+    worker_auth_message,
+    worker_url,
+)
 from tests.asgi import serving
 from tests.conftest import (
     Account,
@@ -166,6 +171,7 @@ FORGED_HELLOS = [  # (hello fields, what the close reason names)
     ({"models": [{"id": "-leading-dash"}]}, "models.0.id"),
     ({"models": [{"id": "ok", "file": "f" * 10_000}]}, "models.0.file"),
     ({"hardware": {"gpus": [{"name": "gpu"}] * 17}}, "hardware.gpus"),
+    ({"models": [{"id": f"m{n}"} for n in range(MAX_WORKER_MODELS + 1)]}, "models"),
 ]
 
 
@@ -218,9 +224,10 @@ async def test_invented_models_send_no_events_and_a_used_one_at_most_once_an_hou
     user = await customer(gateway)
     async with Receiver() as receiver:
         await subscribe(client, user, receiver.url(), ["model.unavailable"])
-        invented = [f"urgent-verify-your-wallet-at-evil-example-{n:02d}" for n in range(64)]
+        invented = [f"urgent-verify-your-wallet-at-evil-example-{n:02d}"
+                    for n in range(MAX_WORKER_MODELS)]
         attacker = await ScriptedWorker(gateway.url, models=invented).start()
-        await attacker.stop()  # 64 models gone at once
+        await attacker.stop()  # all its models gone at once
         honest = await ScriptedWorker(gateway.url).start()
         chat = await client.post("/v1/chat/completions", json=CHAT, headers=auth(user.api_key))
         assert chat.status_code == 200  # the account uses scripted-model

@@ -23,6 +23,7 @@ from nexus_app.client.gateway import GatewayClient
 from nexus_app.config import Settings, load_settings
 from nexus_app.gateway.server import uvicorn_config
 from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.solvency import check_solvency
 from nexus_app.gateway.sqlite_store import SQLiteStore
 from tests.asgi import free_port
 from tests.scripted_worker import ScriptedWorker
@@ -91,6 +92,16 @@ class RunningGateway:
 
     async def worker(self, **kwargs: Any) -> ScriptedWorker:
         return await ScriptedWorker(self.url, **kwargs).start()
+
+    async def assert_solvent(self) -> int:
+        """The ledger invariant holds and the treasury's balance on chain covers all that is
+        owed (only where credit came from deposits: a grant is backed by nothing); returns
+        the surplus."""
+        audit, solvency = await check_solvency(self.store, self.gateway.chain,
+                                               self.gateway.treasury.token_account)
+        assert audit.ok, audit
+        assert solvency.ok and solvency.treasury_balance >= solvency.owed, solvency
+        return solvency.surplus
 
 
 @contextlib.asynccontextmanager

@@ -35,7 +35,6 @@ from nexus_app.chain.treasury import signed
 from nexus_app.chain.wallet import load_keypair
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import Settings
-from nexus_app.gateway.solvency import check_solvency
 from tests.conftest import (
     ROOT,
     RunningGateway,
@@ -111,16 +110,6 @@ async def deposit(gw: RunningGateway) -> str:
     return str(result["signature"])
 
 
-async def assert_solvent(gw: RunningGateway) -> int:
-    """Ledger invariant and solvency against the gateway's chain; returns the surplus."""
-    gateway = gw.gateway
-    audit, solvency = await check_solvency(gw.store, gateway.chain,
-                                           gateway.treasury.token_account)
-    assert audit.ok, audit
-    assert solvency.ok and solvency.treasury_balance >= solvency.owed, solvency
-    return solvency.surplus
-
-
 async def test_an_unfunded_pool_issues_no_free_credit_to_launder(tmp_path: Path) -> None:
     async with running_gateway(attack_settings(tmp_path)) as gw:
         worker = await gw.worker(models=[MODEL])
@@ -130,7 +119,7 @@ async def test_an_unfunded_pool_issues_no_free_credit_to_launder(tmp_path: Path)
         with pytest.raises(ClientError):
             await claim(gw, worker)  # nothing to claim
         assert await gw.store.promo_pool() == 0
-        await assert_solvent(gw)
+        await gw.assert_solvent()
 
 
 @dataclass
@@ -154,7 +143,7 @@ async def launder_from_a_funded_pool(settings: Settings, pool: int, wallets: int
         results = await spend_free_credit(gw, wallets)
         payout = await claim(gw, worker)
         assert payout["status"] == "paid", payout
-        await assert_solvent(gw)
+        await gw.assert_solvent()
         # the honest user's deposit is intact and backed
         audit = await gw.store.audit()
         assert audit.deposits == DEPOSIT and audit.pool == 0
@@ -202,7 +191,7 @@ async def test_funding_the_local_chain_under_a_running_gateway_is_refused(
         status, _, stderr = admin(settings, "fund-promo", "5")
         assert status == 1 and "stop it first" in stderr
         assert await gw.store.promo_pool() == 0
-        await assert_solvent(gw)
+        await gw.assert_solvent()
 
 
 async def test_a_treasury_drained_behind_the_ledger_is_reported_insolvent(
@@ -212,7 +201,7 @@ async def test_a_treasury_drained_behind_the_ledger_is_reported_insolvent(
     assert status == 0, stderr
     async with running_gateway(settings) as gw:
         await deposit(gw)
-        await assert_solvent(gw)
+        await gw.assert_solvent()
     # with the treasury's keypair, the tokens leave on chain; the ledger knows nothing of it
     chain, treasury = await connect_chain(settings)
     thief = Keypair().pubkey()

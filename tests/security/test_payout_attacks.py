@@ -278,7 +278,7 @@ async def test_a_claim_below_the_minimum_payout_is_refused(tmp_path: Path) -> No
         payout = await client.claim()
         assert (payout["status"], payout["amount"]) == (PAYOUT_PAID, 1_200_000)
         assert await on_chain(gw, worker.keypair.pubkey()) == 1_200_000
-        assert (await gw.store.audit()).ok
+        await gw.assert_solvent()
 
 
 async def test_the_treasury_pays_no_token_account_rent(tmp_path: Path) -> None:
@@ -326,7 +326,7 @@ async def test_the_treasury_pays_no_token_account_rent(tmp_path: Path) -> None:
         assert again.status_code == 400
         assert again.json()["error"]["code"] == "token_account_missing"
         assert await treasury_sol(gw) == sol_before
-        assert (await gw.store.audit()).ok
+        await gw.assert_solvent()
 
 
 async def test_the_relay_sends_only_the_callers_own_token_account_creation(
@@ -369,7 +369,7 @@ async def test_the_relay_sends_only_the_callers_own_token_account_creation(
         with pytest.raises(ClientError, match="token account"):
             await client.claim()
         assert (await client.claim(me))["status"] == PAYOUT_PAID
-        assert (await gw.store.audit()).ok
+        await gw.assert_solvent()
 
 
 async def post_creation(http: httpx.AsyncClient, client: GatewayClient,

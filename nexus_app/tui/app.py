@@ -16,10 +16,13 @@ from textual.screen import Screen
 from nexus_app.config import Settings
 from nexus_app.tui.actions import ACTIONS, SCREENS, bindings
 from nexus_app.tui.link import Connection, Link
+from nexus_app.tui.messages import NodeStatusChanged
 from nexus_app.tui.screens import MODES
+from nexus_app.tui.worker_host import WorkerHost
+from nexus_app.worker.status import NodeStatus
 
 if TYPE_CHECKING:
-    from nexus_app.tui.worker_host import WorkerHost
+    from nexus_app.worker.models import LocalModel
 
 
 class NexusApp(App[None]):
@@ -31,14 +34,14 @@ class NexusApp(App[None]):
     MODES = MODES
     DEFAULT_MODE = "chat"
     connection: reactive[Connection] = reactive(Connection, always_update=True)
-    node_status: reactive[Any] = reactive(None, always_update=True)  # the worker's NodeStatus
+    node_status: reactive[NodeStatus | None] = reactive(None, always_update=True)
 
     def __init__(self, settings: Settings, nvml: Any = None) -> None:
         """`nvml` replaces the pynvml module (a stand-in where no GPU exists)."""
         super().__init__()
         self.link = Link(settings)
         self.nvml = nvml
-        self.worker_host: WorkerHost | None = None  # created when the worker is first switched on
+        self.worker_host = WorkerHost(self._post_node_status)  # drained on quit
         self.theme = settings.theme if settings.theme in self.available_themes else self.theme
 
     @property
@@ -68,8 +71,19 @@ class NexusApp(App[None]):
         elif connection.message:
             self.notify(connection.message, title="Local network")
 
-    def on_node_status_changed(self, message: Any) -> None:
-        """The in-process worker's status, posted from its thread (see screens.worker)."""
+    def start_worker(self, gateway_url: str, model: LocalModel) -> None:
+        """Serve `model` from this machine to `gateway_url`, with this session's settings and
+        a status at least every second (the worker screen shows it live)."""
+        settings = self.settings.model_copy(update={
+            "gateway_url": gateway_url,
+            "status_interval_s": min(self.settings.status_interval_s, 1.0)})
+        self.worker_host.start(settings, model)
+
+    def _post_node_status(self, status: NodeStatus) -> None:
+        """Called from the worker's thread: hand the status to the UI's loop."""
+        self.post_message(NodeStatusChanged(status))
+
+    def on_node_status_changed(self, message: NodeStatusChanged) -> None:
         self.node_status = message.status
 
     def action_go(self, mode: str) -> None:
@@ -98,10 +112,8 @@ class NexusApp(App[None]):
         self.call_after_refresh(self.screen.run_action, action)
 
     async def action_quit(self) -> None:
-        from nexus_app.tui.screens.worker import stop_worker
-
         self.workers.cancel_all()  # a reply being written ends its job on the worker
-        await stop_worker(self)
+        await self.worker_host.drain()
         await self.link.close()
         self.exit()
 

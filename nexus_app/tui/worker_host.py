@@ -1,5 +1,8 @@
 """The worker node of the terminal app: a `WorkerNode` run in a thread of its own (with its
-own event loop), so loading a model and decoding never touch the UI's loop."""
+own event loop), so loading a model and decoding never touch the UI's loop.
+
+The app creates one host when it starts and drains it on quit; llama.cpp is imported only
+when the worker is first switched on (a fast first frame)."""
 
 from __future__ import annotations
 
@@ -7,21 +10,24 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nexus_app.config import Settings
-from nexus_app.worker.models import LocalModel
-from nexus_app.worker.node import NodeStatus, WorkerNode
+from nexus_app.worker.status import NodeStatus
+
+if TYPE_CHECKING:
+    from nexus_app.worker.models import LocalModel
+    from nexus_app.worker.node import WorkerNode
 
 
 class WorkerHost:
-    """Starts and stops one worker node serving `model` to the gateway at `gateway_url`.
+    """Starts and stops one worker node serving a model to the gateway in its settings.
 
     `on_status` is called from the worker's thread with every change of the node's status
     (and with a `stopped` status carrying `last_error` when the node fails to start).
     """
 
-    def __init__(self, settings: Settings, on_status: Callable[[NodeStatus], None]) -> None:
-        self.settings = settings
+    def __init__(self, on_status: Callable[[NodeStatus], None]) -> None:
         self.on_status = on_status
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -32,12 +38,13 @@ class WorkerHost:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, gateway_url: str, model: LocalModel) -> None:
+    def start(self, settings: Settings, model: LocalModel) -> None:
+        """Serve `model` to `settings.gateway_url` with the wallet at `settings.wallet_path`."""
         from nexus_app.chain.wallet import load_or_create_keypair
+        from nexus_app.worker.node import WorkerNode
 
         if self.running:
             return
-        settings = self.settings.model_copy(update={"gateway_url": gateway_url})
         keypair = load_or_create_keypair(settings.wallet_path)
         node = WorkerNode(settings, [model], keypair, on_status=self.on_status)
         self._node = node
@@ -75,6 +82,11 @@ class WorkerHost:
                 loop.call_soon_threadsafe(self._begin_stop, node)
             thread.join(timeout)
         self._thread = self._loop = self._node = self._stopping = None
+
+    async def drain(self) -> None:
+        """`stop()` without blocking the caller's loop (the UI's), if the node runs."""
+        if self.running:
+            await asyncio.to_thread(self.stop)
 
     def _begin_stop(self, node: WorkerNode) -> None:
         """In the worker's loop: start draining; `_serve` waits for it before it ends."""

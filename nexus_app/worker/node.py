@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import websockets
 from solders.keypair import Keypair
@@ -45,28 +45,12 @@ from nexus_app.worker.hardware import GpuProbe, hardware
 from nexus_app.worker.llamacpp import gpu_offload_supported
 from nexus_app.worker.models import LocalModel
 from nexus_app.worker.serving import ModelServer
+from nexus_app.worker.status import NodeStatus
 
 log = logging.getLogger(__name__)
 
 FIRST_RETRY_S = 0.5
 HANDSHAKE_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """What the node is doing, for logs and the TUI."""
-
-    state: str = "starting"  # starting | connecting | online | draining | stopped
-    gateway_url: str = ""
-    worker_id: str | None = None
-    accelerator: str = "cpu"
-    jobs_active: int = 0
-    jobs_served: int = 0
-    tokens_generated: int = 0
-    tokens_per_s: float = 0.0
-    earned: int = 0
-    paid: int = 0
-    last_error: str = ""
 
 
 def backoff_delay(attempt: int, cap: float) -> float:

@@ -12,7 +12,7 @@ from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
 from nexus_app.tui.screens.base import NexusScreen
 from nexus_app.tui.screens.dialogs import Confirm, ShowSecret
-from nexus_app.tui.screens.wallet import when
+from nexus_app.tui.text import when
 
 
 class KeysScreen(NexusScreen):

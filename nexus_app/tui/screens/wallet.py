@@ -3,8 +3,6 @@ progress and result, the faucet on a local chain, and the deposit history."""
 
 from __future__ import annotations
 
-import time
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -13,13 +11,10 @@ from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
 from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
 from nexus_app.tui.screens.base import NexusScreen
+from nexus_app.tui.text import when
 from nexus_app.units import format_units
 
 FAUCET_AMOUNT = "100"
-
-
-def when(timestamp: int | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "—"
 
 
 class WalletScreen(NexusScreen):

@@ -4,62 +4,26 @@ tokens/s over time, earnings and the claim button."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import Button, Label, Select, Sparkline, Static, Switch
 
 from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
 from nexus_app.tui.screens.base import NexusScreen
-from nexus_app.worker.node import NodeStatus
+from nexus_app.worker.status import NodeStatus
 
 if TYPE_CHECKING:
-    from nexus_app.tui.app import NexusApp
-    from nexus_app.tui.worker_host import WorkerHost
     from nexus_app.worker.hardware import GpuProbe
     from nexus_app.worker.models import LocalModel
 
 HARDWARE_REFRESH_S = 2.0
 EARNINGS_REFRESH_S = 3.0
 HISTORY = 60  # tokens/s samples kept for the sparkline
-
-
-class NodeStatusChanged(Message):
-    """The in-process worker node's status changed (posted from the worker's thread)."""
-
-    def __init__(self, status: NodeStatus) -> None:
-        super().__init__()
-        self.status = status
-
-
-def host_of(app: NexusApp) -> WorkerHost:
-    """The app's worker host, created on first use."""
-    from nexus_app.tui.worker_host import WorkerHost
-
-    host = app.worker_host
-    if host is None:
-        settings = app.settings.model_copy(
-            update={"status_interval_s": min(app.settings.status_interval_s, 1.0)})
-
-        def report(status: NodeStatus) -> None:
-            app.post_message(NodeStatusChanged(status))
-
-        host = WorkerHost(settings, report)
-        app.worker_host = host
-    return host
-
-
-async def stop_worker(app: NexusApp) -> None:
-    """Drain and stop the in-process worker, if it runs (without blocking the UI)."""
-    host = app.worker_host
-    if host is not None and host.running:
-        await asyncio.to_thread(host.stop)
 
 
 def gpu_panel(probe: GpuProbe | None, accelerator_note: str) -> str:
@@ -115,8 +79,7 @@ class WorkerScreen(NexusScreen):
         self.open_probe()
         self.set_interval(HARDWARE_REFRESH_S, self._show_hardware)
         self.set_interval(EARNINGS_REFRESH_S, self._tick_earnings)
-        host = self.nexus.worker_host
-        self.query_one("#worker-switch", Switch).value = host is not None and host.running
+        self.query_one("#worker-switch", Switch).value = self.nexus.worker_host.running
         self.watch(self.app, "node_status", self._show_state)
 
     def on_unmount(self) -> None:
@@ -168,8 +131,7 @@ class WorkerScreen(NexusScreen):
 
     @on(Switch.Changed, "#worker-switch")
     def _switched(self, event: Switch.Changed) -> None:
-        host = host_of(self.nexus)
-        if event.value == host.running:
+        if event.value == self.nexus.worker_host.running:
             return
         if event.value:
             self._start(event.switch)
@@ -188,13 +150,13 @@ class WorkerScreen(NexusScreen):
                         severity="warning")
             switch.value = False
             return
-        host_of(self.nexus).start(connection.url, model)
+        self.nexus.start_worker(connection.url, model)
         self._show_state(NodeStatus(state="starting"))
 
     @work(exclusive=True, group="worker-stop")
     async def _stop(self) -> None:
         self._show_state(NodeStatus(state="draining"))
-        await stop_worker(self.nexus)
+        await self.nexus.worker_host.drain()
 
     def _show_state(self, status: NodeStatus | None) -> None:
         if status is None:  # the worker has not been switched on in this session

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from nexus_app.env_json import is_json_type
+
 APP_NAME = "nexus-app"
 ENV_PREFIX = "NEXUS_"
 ORIGIN = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#\s]+")  # a web origin: scheme://host[:port]
@@ -340,8 +342,7 @@ def _env_values(environ: dict[str, str]) -> dict[str, Any]:
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None:
             continue
-        annotation = str(field.annotation)
-        if any(kind in annotation for kind in ("dict", "list", "ModelPrice")):
+        if is_json_type(field.annotation):
             try:
                 values[name] = json.loads(raw)
             except json.JSONDecodeError as exc:
@@ -381,9 +382,8 @@ def _file_values(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
 
 
-def load_settings(
-    overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None
-) -> Settings:
+def load_settings(overrides: dict[str, Any] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
     """Build the settings; `overrides` are command-line flags (None values are ignored)."""
     env = dict(os.environ if environ is None else environ)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}

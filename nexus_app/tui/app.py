@@ -29,6 +29,8 @@ class NexusApp(App[None]):
     """`nexus-app` with no command: chat, wallet, keys, worker, network, settings."""
 
     TITLE = "NEXUS"
+    # nexus_app.assets is the folder assets/ at the top of the repository, not nexus_app/assets/:
+    # pyproject.toml maps it into the package ([tool.setuptools.package-dir])
     CSS_PATH = str(files("nexus_app.assets") / "app.tcss")
     BINDINGS = bindings(None)
     MODES = MODES

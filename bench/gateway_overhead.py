@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nexus_app.client.gateway import GatewayClient  # noqa: E402
-from nexus_app.gateway.sqlite_store import SQLiteStore  # noqa: E402
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore  # noqa: E402
 
 MODEL = "instant-model"
 BODIES = {

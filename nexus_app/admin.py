@@ -16,9 +16,9 @@ from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
 from nexus_app.chain.wallet import WalletError, is_valid_address, load_keypair
 from nexus_app.config import Settings
-from nexus_app.gateway.promo import PromoCredit, PromoFundingFailed, credit_promo, fund_promo
-from nexus_app.gateway.solvency import check_solvency_settled, open_treasury_view
-from nexus_app.gateway.sqlite_store import SQLiteStore
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.money.promo import PromoCredit, PromoFundingFailed, credit_promo, fund_promo
+from nexus_app.gateway.money.solvency import check_solvency_settled, open_treasury_view
 from nexus_app.units import AmountError, format_units, to_base_units
 
 

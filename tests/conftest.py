@@ -21,10 +21,10 @@ from solders.keypair import Keypair
 
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.config import Settings, load_settings
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.money.solvency import check_solvency
 from nexus_app.gateway.server import uvicorn_config
 from nexus_app.gateway.service import Gateway
-from nexus_app.gateway.solvency import check_solvency
-from nexus_app.gateway.sqlite_store import SQLiteStore
 from tests.asgi import free_port
 from tests.scripted_worker import ScriptedWorker
 

@@ -54,7 +54,7 @@ def test_unreadable_toml_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_the_example_config_is_valid() -> None:
-    from nexus_app.gateway.pricing import PriceBook
+    from nexus_app.gateway.money.pricing import PriceBook
 
     example = Path(__file__).resolve().parent.parent / "assets" / "config.example.toml"
     settings = load_settings({"config": example}, environ={})

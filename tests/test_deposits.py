@@ -25,7 +25,7 @@ from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, create_mint, top_up_sol
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.gateway.store import DepositIntent as StoredIntent
+from nexus_app.gateway.ledger.store import DepositIntent as StoredIntent
 from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
 
 NEXUS = 1_000_000  # base units per NEXUS (6 decimals)

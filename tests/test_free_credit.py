@@ -13,10 +13,10 @@ from solders.keypair import Keypair
 
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import faucet
-from nexus_app.gateway.free_credit import FreeCredit, week_number
-from nexus_app.gateway.promo import fund_promo
-from nexus_app.gateway.sqlite_store import SQLiteStore
-from nexus_app.gateway.store import FREE_CREDIT, FREE_CREDIT_LAPSE, FreeTopUp, Settlement
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import FREE_CREDIT, FREE_CREDIT_LAPSE, FreeTopUp, Settlement
+from nexus_app.gateway.money.free_credit import FreeCredit, week_number
+from nexus_app.gateway.money.promo import fund_promo
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 
 ALICE, BOB = "alice-account", "bob-account"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nexus_app.gateway.billing import Billing
 from nexus_app.gateway.errors import InsufficientCredit
-from nexus_app.gateway.free_credit import FreeCredit
-from nexus_app.gateway.pricing import Price, PriceBook, split_fee
-from nexus_app.gateway.sqlite_store import SQLiteStore
-from nexus_app.gateway.store import FreeTopUp, Settlement
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import FreeTopUp, Settlement
+from nexus_app.gateway.money.billing import Billing
+from nexus_app.gateway.money.free_credit import FreeCredit
+from nexus_app.gateway.money.pricing import Price, PriceBook, split_fee
 from tests.conftest import make_settings
 
 ALICE, BOB, WORKER = "alice-account", "bob-account", "worker-wallet"
@@ -178,7 +178,7 @@ async def test_a_ledger_with_free_credit_from_before_the_pool_migrates_consisten
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Free credit issued out of nothing by an earlier version is recorded as a grant into
     the pool, so the audit holds (and solvency shows whether fees cover it)."""
-    import nexus_app.gateway.sqlite_store as sqlite_store
+    import nexus_app.gateway.ledger.sqlite.store as sqlite_store
 
     before = next(i for i, m in enumerate(sqlite_store.MIGRATIONS) if "promo_pool" in m)
     path = tmp_path / "ledger.sqlite3"

@@ -13,7 +13,7 @@ from solders.keypair import Keypair
 from nexus_app.chain import token
 from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.gateway.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
+from nexus_app.gateway.ledger.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 from tests.scripted_worker import ScriptedWorker
 from tests.test_deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury

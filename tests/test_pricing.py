@@ -5,7 +5,13 @@ from decimal import Decimal
 import pytest
 
 from nexus_app.config import ModelPrice, load_settings
-from nexus_app.gateway.pricing import Price, PriceBook, resolve_price, split_fee, usd_to_base_units
+from nexus_app.gateway.money.pricing import (
+    Price,
+    PriceBook,
+    resolve_price,
+    split_fee,
+    usd_to_base_units,
+)
 
 
 def test_cost_adds_flat_fee_and_rounds_token_parts_up() -> None:

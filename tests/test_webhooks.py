@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from nexus_app.client.gateway import GatewayClient
-from nexus_app.gateway.store import Webhook, WebhookDelivery
+from nexus_app.gateway.ledger.store import Webhook, WebhookDelivery
 from nexus_app.webhooks import InvalidSignature, signature, verify
 from tests.asgi import serving
 from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway

@@ -16,9 +16,9 @@ from nexus_app.gateway.auth import (
     new_secret,
 )
 from nexus_app.gateway.errors import BadRequest, NotFound
+from nexus_app.gateway.ledger.store import ApiKeyRecord
 from nexus_app.gateway.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
 from nexus_app.gateway.service import gateway_of
-from nexus_app.gateway.store import ApiKeyRecord
 from nexus_app.units import format_units
 
 router = APIRouter()

@@ -20,12 +20,12 @@ from nexus_app.gateway import (
     webhook_routes,
 )
 from nexus_app.gateway.cors import CorsMiddleware
-from nexus_app.gateway.errors import install_error_handlers
+from nexus_app.gateway.http.errors import install_error_handlers
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.middleware import GatewayMiddleware
 from nexus_app.gateway.openapi import install_openapi
 from nexus_app.gateway.service import Gateway
-from nexus_app.gateway.sqlite_store import SQLiteStore
-from nexus_app.gateway.store import Store
 from nexus_app.gateway.worker_link import HANDSHAKES_PER_ADDRESS, HandshakeGate, serve_worker
 from nexus_app.protocol import WORKER_PATH
 

@@ -13,7 +13,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from nexus_app.gateway.chat import finish_reason
-from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
+from nexus_app.gateway.errors import ApiError, BadRequest
+from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.logprobs import completion_logprobs, logprobs_of
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import (

@@ -12,7 +12,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited, error_response
+from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited
+from nexus_app.gateway.http.errors import error_response
 from nexus_app.gateway.ratelimit import Quota, RateLimiter, address_key
 from nexus_app.ids import new_id
 

@@ -13,12 +13,12 @@ from solders.pubkey import Pubkey
 
 from nexus_app.chain import token
 from nexus_app.chain.wallet import is_valid_address
-from nexus_app.gateway.deposits import DepositOutcome
 from nexus_app.gateway.errors import BadRequest
+from nexus_app.gateway.ledger.store import PAYOUT_PAID, DepositEntry, DepositIntent, Payout
+from nexus_app.gateway.money.deposits import DepositOutcome
+from nexus_app.gateway.money.token_accounts import TokenAccounts
 from nexus_app.gateway.schemas import DepositSubmit, FaucetRequest, TokenAccountCreate
 from nexus_app.gateway.service import Gateway, gateway_of
-from nexus_app.gateway.store import PAYOUT_PAID, DepositEntry, DepositIntent, Payout
-from nexus_app.gateway.token_accounts import TokenAccounts
 from nexus_app.units import AmountError, format_units, to_base_units
 
 router = APIRouter()

@@ -17,7 +17,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from nexus_app.gateway.chat import open_chat, tool_calls_of
-from nexus_app.gateway.errors import ApiError, BadRequest, parse_body
+from nexus_app.gateway.errors import ApiError, BadRequest
+from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.openapi import json_post_route
 from nexus_app.gateway.relay import collect, event_stream, usage_body
 from nexus_app.gateway.responses_input import chat_request

@@ -16,18 +16,18 @@ from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
 from nexus_app.gateway.auth import Authenticator, Caller
-from nexus_app.gateway.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.coordinator import RETRY_AFTER_S, Coordinator, JobStream
-from nexus_app.gateway.deposits import Deposits
 from nexus_app.gateway.errors import NotFound, NoWorker
-from nexus_app.gateway.free_credit import FreeCredit
 from nexus_app.gateway.job_guard import RelayPolicy
+from nexus_app.gateway.ledger.store import DepositIntent, Store
 from nexus_app.gateway.metrics import Metrics
-from nexus_app.gateway.payouts import Payouts
-from nexus_app.gateway.pricing import PriceBook
+from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
+from nexus_app.gateway.money.deposits import Deposits
+from nexus_app.gateway.money.free_credit import FreeCredit
+from nexus_app.gateway.money.payouts import Payouts
+from nexus_app.gateway.money.pricing import PriceBook
+from nexus_app.gateway.notify.delivery import Webhooks, load_signing_key
 from nexus_app.gateway.ratelimit import RateLimiter
-from nexus_app.gateway.store import DepositIntent, Store
-from nexus_app.gateway.webhooks import Webhooks, load_signing_key
 from nexus_app.gateway.worker_health import WorkerHealth
 from nexus_app.logsafe import redact_url
 from nexus_app.protocol import Done, JobKind, ModelCard

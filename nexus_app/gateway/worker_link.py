@@ -19,9 +19,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nexus_app.chain.wallet import verify
 from nexus_app.gateway.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
+from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.middleware import client_address
 from nexus_app.gateway.ratelimit import address_key
-from nexus_app.gateway.store import Store
 from nexus_app.protocol import (
     PROTOCOL_VERSION,
     Challenge,

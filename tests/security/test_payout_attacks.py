@@ -42,7 +42,7 @@ from nexus_app.chain.token_account import build_create_token_account
 from nexus_app.chain.treasury import signed
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import ConfigError, Settings
-from nexus_app.gateway.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
+from nexus_app.gateway.ledger.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
 from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
 from tests.scripted_worker import ScriptedWorker
 from tests.solana_rpc_double import BLOCKHASH_LIFETIME_BLOCKS, RpcDouble, rpc_double

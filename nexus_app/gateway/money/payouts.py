@@ -31,9 +31,15 @@ from nexus_app.chain.backend import (
     TransactionFailed,
 )
 from nexus_app.chain.treasury import Treasury
-from nexus_app.gateway.deposits import ChainDown
 from nexus_app.gateway.errors import ApiError, BadRequest, Conflict
-from nexus_app.gateway.store import PAYOUT_PENDING, PAYOUT_SENT, Payout, Store, WorkerEarnings
+from nexus_app.gateway.ledger.store import (
+    PAYOUT_PENDING,
+    PAYOUT_SENT,
+    Payout,
+    Store,
+    WorkerEarnings,
+)
+from nexus_app.gateway.money.deposits import ChainDown
 from nexus_app.ids import new_id
 from nexus_app.units import format_units
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
-from nexus_app.gateway.store import FreeTopUp, Store
+from nexus_app.gateway.ledger.store import FreeTopUp, Store
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from nexus_app.chain.backend import Chain
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.token_account import NotTokenAccountCreation, check_create_token_account
 from nexus_app.chain.treasury import Treasury, top_up_sol
-from nexus_app.gateway.deposits import DepositFailed, Deposits
 from nexus_app.gateway.errors import BadRequest
+from nexus_app.gateway.money.deposits import DepositFailed, Deposits
 from nexus_app.units import format_units
 
 # what a wallet needs to create its token account on a cluster: the rent-exempt minimum of

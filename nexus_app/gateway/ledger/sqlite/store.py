@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_app.file_modes import private_file
-from nexus_app.gateway.store import (
+from nexus_app.gateway.ledger.store import (
     DELIVERY_DELIVERED,
     DELIVERY_FAILED,
     DELIVERY_PENDING,

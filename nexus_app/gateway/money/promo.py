@@ -12,7 +12,7 @@ from solders.signature import Signature
 from nexus_app.chain.backend import Chain, ChainUnavailable, TransactionFailed
 from nexus_app.chain.promo import PromoRejected, build_promo_funding, check_promo_funding
 from nexus_app.chain.treasury import Treasury
-from nexus_app.gateway.store import Store
+from nexus_app.gateway.ledger.store import Store
 
 
 class PromoFundingFailed(Exception):

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nexus_app.gateway.errors import InsufficientCredit
-from nexus_app.gateway.free_credit import FreeCredit
-from nexus_app.gateway.pricing import Price, PriceBook, split_fee
-from nexus_app.gateway.store import Settlement, Store
+from nexus_app.gateway.ledger.store import Settlement, Store
+from nexus_app.gateway.money.free_credit import FreeCredit
+from nexus_app.gateway.money.pricing import Price, PriceBook, split_fee
 from nexus_app.ids import new_id
 
 

@@ -35,9 +35,9 @@ from nexus_app.chain.backend import (
 from nexus_app.chain.deposits import DepositRejected, check_deposit, transfer_references
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
-from nexus_app.gateway.deposit_scan import TreasuryScan
 from nexus_app.gateway.errors import ApiError, BadRequest, Forbidden, RateLimited
-from nexus_app.gateway.store import DepositIntent, Store
+from nexus_app.gateway.ledger.store import DepositIntent, Store
+from nexus_app.gateway.money.deposit_scan import TreasuryScan
 from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)

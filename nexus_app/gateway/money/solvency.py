@@ -33,7 +33,7 @@ from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.chain.wallet import load_keypair
 from nexus_app.config import Settings
-from nexus_app.gateway.store import PAYOUT_SENT, LedgerAudit, Store
+from nexus_app.gateway.ledger.store import PAYOUT_SENT, LedgerAudit, Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ signing key and the webhook id (nothing secret is stored in the database); it is
 when the webhook is created.
 
 Targets are checked against SSRF at registration and before every delivery (see
-`webhook_target`); the delivery log keeps an outcome class ("2xx", "timeout"), never the
+`targets.py`); the delivery log keeps an outcome class ("2xx", "timeout"), never the
 receiver's error text. `model.unavailable` goes only to accounts that were served the model
 (and at most once an hour per account and model), so a worker cannot make the gateway send
 signed events carrying model ids it invented.
@@ -35,7 +35,7 @@ import orjson
 
 from nexus_app import __version__
 from nexus_app.gateway.errors import BadRequest
-from nexus_app.gateway.store import (
+from nexus_app.gateway.ledger.store import (
     DELIVERY_DELIVERED,
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -43,7 +43,7 @@ from nexus_app.gateway.store import (
     Webhook,
     WebhookDelivery,
 )
-from nexus_app.gateway.webhook_target import (
+from nexus_app.gateway.notify.targets import (
     Resolver,
     Target,
     Unresolved,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from solders.pubkey import Pubkey
 
 from nexus_app.chain.backend import Chain
-from nexus_app.gateway.store import Store
+from nexus_app.gateway.ledger.store import Store
 
 SCAN_PAGE = 1000  # the most signatures getSignaturesForAddress returns in one call
 MAX_MISSES = 5  # rounds a listed transaction may stay unreadable before it is skipped

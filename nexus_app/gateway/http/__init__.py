@@ -1,0 +1,1 @@
+"""HTTP plumbing: middleware, CORS, authentication, error responses, OpenAPI and SSE."""

@@ -1,0 +1,1 @@
+"""The ledger: its records and the storage interface (`store.py`), and the SQLite store."""

@@ -1,0 +1,1 @@
+"""The SQLite implementation of the ledger store (one file in the data dir)."""

@@ -1,0 +1,1 @@
+"""Money: prices, billing, free credit, the promotional pool, deposits, payouts, solvency."""

@@ -1,0 +1,1 @@
+"""Notifications to accounts: webhook delivery and the checks on where it may go."""

@@ -1,5 +1,8 @@
 """The one entry point: parses flags, picks the face (gateway, worker, TUI, a management
-command) and imports it lazily, so the headless faces never load the TUI."""
+command) and imports it lazily, so the headless faces never load the TUI.
+
+Each command sets its `handler` (`set_defaults`); `nexus-app gateway` and `nexus-app worker`
+are also spelled `--gateway` and `--worker` (no command), as units and scripts have them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +23,49 @@ EXIT_USAGE = 2
 EXIT_FAILED = 1
 
 
+Handler = Callable[[argparse.ArgumentParser, argparse.Namespace], int]
+UNSET: Any = argparse.SUPPRESS  # a command's option not given keeps the value given before it
+
+
 class CommandError(Exception):
     """A management command failed for a reason the user can act on."""
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="data directory (env NEXUS_DATA_DIR)")
-    parser.add_argument("--config", type=Path, help="TOML config file (env NEXUS_CONFIG)")
+def _common(parser: Any, default: Any = None) -> None:
+    parser.add_argument("--data-dir", type=Path, default=default,
+                        help="data directory (env NEXUS_DATA_DIR)")
+    parser.add_argument("--config", type=Path, default=default,
+                        help="TOML config file (env NEXUS_CONFIG)")
+
+
+def _gateway_options(group: Any, default: Any = None) -> None:
+    """The gateway's options: before any command (for `--gateway`) and on `gateway`."""
+    group.add_argument("--host", default=default, help="listen address (default 127.0.0.1)")
+    group.add_argument("--port", type=int, default=default, help="listen port (default 8080)")
+    group.add_argument("--chain", choices=["local", "rpc"], default=default,
+                       help="Solana backend (default local)")
+    group.add_argument("--rpc-url", default=default, help="Solana RPC URL for --chain rpc")
+
+
+def _worker_options(group: Any, default: Any = None) -> None:
+    """The worker's options: before any command (for `--worker`) and on `worker`."""
+    group.add_argument("--model", action="append", metavar="PATH_OR_ID", default=default,
+                       help="GGUF file or model id to serve (repeatable)")
+    group.add_argument("--wallet", type=Path, default=default, help="payout wallet keypair file")
+    group.add_argument("--slots", type=int, default=default,
+                       help="jobs decoded together per model (default 4)")
+    group.add_argument("--threads", type=int, default=default,
+                       help="CPU threads for decoding (default: all)")
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
     """A command's options. They may also come before the command (`nexus-app --gateway URL
     faucet 100`): with no default here, an option not given after the command keeps the
     value given before it instead of being reset."""
-    unset = argparse.SUPPRESS
-    parser.add_argument("--data-dir", type=Path, default=unset,
-                        help="data directory (env NEXUS_DATA_DIR)")
-    parser.add_argument("--config", type=Path, default=unset,
-                        help="TOML config file (env NEXUS_CONFIG)")
-    parser.add_argument("--gateway", dest="gateway_url", metavar="URL", default=unset,
+    _common(parser, UNSET)
+    parser.add_argument("--gateway", dest="gateway_url", metavar="URL", default=UNSET,
                         help="gateway URL (env NEXUS_GATEWAY_URL)")
-    parser.add_argument("--wallet", type=Path, default=unset,
+    parser.add_argument("--wallet", type=Path, default=UNSET,
                         help="Solana keypair file (env NEXUS_WALLET)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
@@ -52,25 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
         "TOML config file.",
     )
     parser.add_argument("--version", action="version", version=f"nexus-app {__version__}")
+    parser.set_defaults(handler=_no_command)
     _common(parser)
     mode = parser.add_argument_group("faces (default: the terminal app)")
     mode.add_argument("--gateway", nargs="?", const="", metavar="URL",
-                      help="run the headless gateway; with --worker, the gateway URL to join")
-    mode.add_argument("--worker", action="store_true", help="run a headless worker node")
-    gw = parser.add_argument_group("gateway options")
-    gw.add_argument("--host", help="listen address (default 127.0.0.1)")
-    gw.add_argument("--port", type=int, help="listen port (default 8080)")
-    gw.add_argument("--chain", choices=["local", "rpc"], help="Solana backend (default local)")
-    gw.add_argument("--rpc-url", help="Solana RPC URL for --chain rpc")
-    wk = parser.add_argument_group("worker options")
-    wk.add_argument("--model", action="append", metavar="PATH_OR_ID",
-                    help="GGUF file or model id to serve (repeatable)")
-    wk.add_argument("--wallet", type=Path, help="payout wallet keypair file")
-    wk.add_argument("--slots", type=int, help="jobs decoded together per model (default 4)")
-    wk.add_argument("--threads", type=int, help="CPU threads for decoding (default: all)")
+                      help="run the headless gateway (the gateway command); with --worker, "
+                      "the gateway URL to join")
+    mode.add_argument("--worker", action="store_true",
+                      help="run a headless worker node (the worker command)")
+    _gateway_options(parser.add_argument_group("gateway options"))
+    _worker_options(parser.add_argument_group("worker options"))
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _face_commands(commands)
     keys = commands.add_parser("keys", help="create, list or revoke API keys")
+    keys.set_defaults(handler=_command(_keys))
     key_actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = key_actions.add_parser("create", help="create a key (its secret is shown once)")
     _client_options(create)
@@ -83,11 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     deposit = commands.add_parser("deposit", help="deposit $NEXUS into credit")
     _client_options(deposit)
     deposit.add_argument("amount", help="amount in NEXUS, e.g. 25 or 0.5")
-    _client_options(commands.add_parser("balance", help="show the credit balance"))
-    _client_options(commands.add_parser("claim", help="claim worker earnings to the wallet"))
+    balance = commands.add_parser("balance", help="show the credit balance")
+    _client_options(balance)
+    claim = commands.add_parser("claim", help="claim worker earnings to the wallet")
+    _client_options(claim)
     faucet = commands.add_parser("faucet", help="mint test $NEXUS (local chain only)")
     _client_options(faucet)
     faucet.add_argument("amount", help="amount in NEXUS")
+    for command, run in ((deposit, _deposit), (balance, _balance), (claim, _claim),
+                         (faucet, _faucet)):
+        command.set_defaults(handler=_command(run))
 
     _admin_commands(commands)
     return parser
@@ -96,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _admin_commands(commands: Any) -> None:
     """`admin grant|audit|fund-promo|promo-credit` on the `commands` subparsers."""
     admin = commands.add_parser("admin", help="operator commands on the gateway's ledger")
+    admin.set_defaults(handler=_command(_admin))
     actions = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
     grant = actions.add_parser(
         "grant", help="grant credit to an account (its own ledger entry; backed only by fees)")
@@ -123,6 +151,24 @@ def _admin_commands(commands: Any) -> None:
         "(once per signature)")
     _client_options(credit)
     credit.add_argument("signature", help="the transfer's transaction signature")
+
+
+def _face_commands(commands: Any) -> None:
+    """`gateway` and `worker`: the headless faces as commands, with their options."""
+    gateway = commands.add_parser(
+        "gateway", help="run the headless gateway (also: nexus-app --gateway)",
+        description="Run the headless gateway: the HTTP API, the ledger and worker dispatch.")
+    _common(gateway, UNSET)
+    _gateway_options(gateway, UNSET)
+    gateway.set_defaults(handler=_gateway_face)
+    worker = commands.add_parser(
+        "worker", help="run a headless worker node (also: nexus-app --worker)",
+        description="Run a headless worker node serving GGUF models to a gateway.")
+    _common(worker, UNSET)
+    worker.add_argument("--gateway", metavar="URL", default=UNSET,
+                        help="the gateway URL to join (env NEXUS_GATEWAY_URL)")
+    _worker_options(worker, UNSET)
+    worker.set_defaults(handler=_worker_face)
 
 
 FACE_OPTIONS = {"worker": "--worker", "host": "--host", "port": "--port", "chain": "--chain",
@@ -247,11 +293,29 @@ def _admin(args: argparse.Namespace, settings: Settings) -> None:
                            f"{-result['surplus']} base units less than the ledger owes")
 
 
+def _command(run: Callable[[argparse.Namespace, Settings], Awaitable[None] | None]) -> Handler:
+    """The handler of a management command: its settings, then `run` (awaited if async)."""
+    def handle(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+        from nexus_app.client.gateway import ClientError
+
+        settings = command_settings(parser, args)
+        try:
+            result = run(args, settings)
+            if asyncio.iscoroutine(result):
+                asyncio.run(result)
+        except ClientError as exc:
+            raise CommandError(exc.message) from None
+        return 0
+
+    return handle
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler: Handler = args.handler
     try:
-        return _run(parser, args)
+        return handler(parser, args)
     except (ConfigError, CommandError, InsecureFile) as exc:
         print(f"nexus-app: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -259,46 +323,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from nexus_app.client.gateway import ClientError
+def _no_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The terminal app, or the gateway or worker asked for as `--gateway` or `--worker`."""
+    if args.worker:
+        return _worker_face(parser, args)
+    if args.gateway is not None:
+        return _gateway_face(parser, args)
+    from nexus_app.tui.app import run_tui
 
-    if args.command is None and args.worker:
-        from nexus_app.chain.wallet import WalletError
-        from nexus_app.worker.gguf import GgufError
-        from nexus_app.worker.llamacpp import LlamaError
-        from nexus_app.worker.models import ModelNotFound, ModelSpecError
-        from nexus_app.worker.run import run_worker
+    run_tui(_settings(args))
+    return 0
 
-        args.gateway_url = args.gateway or None
-        args.models = args.model
-        try:
-            run_worker(_settings(args))
-        except (ModelNotFound, ModelSpecError, GgufError, WalletError, LlamaError) as exc:
-            raise CommandError(str(exc)) from None
-        return 0
-    if args.command is None and args.gateway is not None:
-        if args.gateway:
-            parser.error("--gateway takes a URL only with --worker; use --host and --port")
-        from nexus_app.gateway.server import run_gateway
 
-        run_gateway(_settings(args))
-        return 0
-    if args.command is None:
-        from nexus_app.tui.app import run_tui
+def _worker_face(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from nexus_app.chain.wallet import WalletError
+    from nexus_app.worker.gguf import GgufError
+    from nexus_app.worker.llamacpp import LlamaError
+    from nexus_app.worker.models import ModelNotFound, ModelSpecError
+    from nexus_app.worker.run import run_worker
 
-        run_tui(_settings(args))
-        return 0
-    settings = command_settings(parser, args)
+    args.gateway_url = args.gateway or None
+    args.models = args.model
     try:
-        if args.command == "keys":
-            asyncio.run(_keys(args, settings))
-        elif args.command == "balance":
-            asyncio.run(_balance(args, settings))
-        elif args.command == "admin":
-            _admin(args, settings)
-        else:
-            commands = {"deposit": _deposit, "faucet": _faucet, "claim": _claim}
-            asyncio.run(commands[args.command](args, settings))
-    except ClientError as exc:
-        raise CommandError(exc.message) from None
+        run_worker(_settings(args))
+    except (ModelNotFound, ModelSpecError, GgufError, WalletError, LlamaError) as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _gateway_face(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.worker:
+        parser.error("--worker runs a worker: use it without the gateway command")
+    if args.gateway:
+        parser.error("--gateway takes a URL only with --worker; use --host and --port")
+    from nexus_app.gateway.server import run_gateway
+
+    run_gateway(_settings(args))
     return 0

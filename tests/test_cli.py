@@ -177,3 +177,26 @@ def test_worker_refuses_a_file_that_is_not_gguf(tmp_path: Path) -> None:
     result = run_cli("--worker", "--model", str(junk), env=env)
     assert result.returncode == 1
     assert "junk.gguf" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("command", "flags"), [
+    (["gateway", "--port", "9000", "--chain", "local"],
+     ["--gateway", "--port", "9000", "--chain", "local"]),
+    (["worker", "--gateway", "http://g:1", "--model", "m", "--slots", "2"],
+     ["--worker", "--gateway", "http://g:1", "--model", "m", "--slots", "2"]),
+])
+def test_the_gateway_and_worker_commands_mean_what_their_flags_mean(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str],
+        flags: list[str]) -> None:
+    """`nexus-app gateway` is `nexus-app --gateway` (units and scripts keep the flags)."""
+    from nexus_app import cli
+
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("NEXUS_CONFIG", str(tmp_path / "none.toml"))
+    started: list[tuple[str, object]] = []
+    monkeypatch.setattr("nexus_app.gateway.server.run_gateway",
+                        lambda settings: started.append(("gateway", settings.model_dump())))
+    monkeypatch.setattr("nexus_app.worker.run.run_worker",
+                        lambda settings: started.append(("worker", settings.model_dump())))
+    assert cli.main(command) == 0 and cli.main(flags) == 0
+    assert started[0] == started[1] and started[0][0] == command[0]

@@ -13,7 +13,7 @@ from solders.keypair import Keypair
 
 from nexus_app import siws
 from nexus_app.chain.wallet import sign
-from nexus_app.gateway import coordinator
+from nexus_app.gateway.workers import coordinator
 from tests.conftest import auth, make_settings, running_gateway
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}

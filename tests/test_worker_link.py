@@ -113,7 +113,7 @@ async def test_a_frame_for_a_job_never_given_disconnects_the_worker(gw: RunningG
 
 
 async def test_no_hello_in_time(gw: RunningGateway, monkeypatch) -> None:
-    from nexus_app.gateway import worker_link
+    from nexus_app.gateway.api import worker_socket as worker_link
 
     monkeypatch.setattr(worker_link, "HELLO_TIMEOUT_S", 0.2)
     async with websockets.connect(ws_url(gw)) as ws:

@@ -19,6 +19,7 @@ from nexus_app.gateway import (
     responses,
     webhook_routes,
 )
+from nexus_app.gateway.api.worker_socket import serve_worker
 from nexus_app.gateway.cors import CorsMiddleware
 from nexus_app.gateway.http.errors import install_error_handlers
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
@@ -26,7 +27,7 @@ from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.middleware import GatewayMiddleware
 from nexus_app.gateway.openapi import install_openapi
 from nexus_app.gateway.service import Gateway
-from nexus_app.gateway.worker_link import HANDSHAKES_PER_ADDRESS, HandshakeGate, serve_worker
+from nexus_app.gateway.workers.admission import HANDSHAKES_PER_ADDRESS, HandshakeGate
 from nexus_app.protocol import WORKER_PATH
 
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 if TYPE_CHECKING:
-    from nexus_app.gateway.coordinator import Coordinator
     from nexus_app.gateway.money.billing import BilledUsage
+    from nexus_app.gateway.workers.coordinator import Coordinator
 
 
 class Metrics:

@@ -7,7 +7,7 @@ import uvicorn
 from nexus_app.config import Settings
 from nexus_app.file_modes import private_dir, require_private
 from nexus_app.gateway.app import create_app
-from nexus_app.gateway.memory import return_large_blocks
+from nexus_app.gateway.workers.memory import return_large_blocks
 from nexus_app.logsafe import configure_logging, guard_handlers, quiet_libraries
 
 

@@ -16,9 +16,7 @@ from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
 from nexus_app.gateway.auth import Authenticator, Caller
-from nexus_app.gateway.coordinator import RETRY_AFTER_S, Coordinator, JobStream
 from nexus_app.gateway.errors import NotFound, NoWorker
-from nexus_app.gateway.job_guard import RelayPolicy
 from nexus_app.gateway.ledger.store import DepositIntent, Store
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
@@ -28,7 +26,9 @@ from nexus_app.gateway.money.payouts import Payouts
 from nexus_app.gateway.money.pricing import PriceBook
 from nexus_app.gateway.notify.delivery import Webhooks, load_signing_key
 from nexus_app.gateway.ratelimit import RateLimiter
-from nexus_app.gateway.worker_health import WorkerHealth
+from nexus_app.gateway.workers.coordinator import RETRY_AFTER_S, Coordinator, JobStream
+from nexus_app.gateway.workers.health import WorkerHealth
+from nexus_app.gateway.workers.job_guard import RelayPolicy
 from nexus_app.logsafe import redact_url
 from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import websockets
 
-from nexus_app.gateway.worker_link import HANDSHAKES_PER_ADDRESS
+from nexus_app.gateway.workers.admission import HANDSHAKES_PER_ADDRESS
 from nexus_app.protocol import Status, encode
 from tests.conftest import auth, make_settings, running_gateway, signed_in_account
 from tests.reliability.conftest import rss_bytes

@@ -13,8 +13,8 @@ import websockets
 from solders.keypair import Keypair
 
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.gateway import worker_health
-from nexus_app.gateway.worker_health import COOLING_DOWN, PAUSED, WorkerHealth
+from nexus_app.gateway.workers import health as worker_health
+from nexus_app.gateway.workers.health import COOLING_DOWN, PAUSED, WorkerHealth
 from nexus_app.protocol import Ready, parse_gateway_frame
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 from tests.test_deposits import depositor

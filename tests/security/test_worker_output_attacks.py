@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from solders.keypair import Keypair
 
-from nexus_app.gateway.worker_health import COOLING_DOWN
+from nexus_app.gateway.workers.health import COOLING_DOWN
 from tests.conftest import (
     GatewayProcess,
     RunningGateway,

@@ -11,17 +11,15 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nexus_app.chain.wallet import verify
-from nexus_app.gateway.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
 from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.middleware import client_address
-from nexus_app.gateway.ratelimit import address_key
+from nexus_app.gateway.workers.admission import FrameRate, HandshakeGate
+from nexus_app.gateway.workers.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
 from nexus_app.protocol import (
     PROTOCOL_VERSION,
     Challenge,
@@ -37,74 +35,9 @@ from nexus_app.protocol import (
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 15.0
-HANDSHAKES_PER_ADDRESS = 16  # worker connections one address may have waiting for a hello
 POLICY_VIOLATION = 1008
 UNSUPPORTED_DATA = 1003
 MESSAGE_TOO_BIG = 1009
-
-
-class HandshakeGate:
-    """Bounds the worker connections of one client address (IPv6: of one /64 network, which
-    one host usually holds whole): all of them, since each costs memory for as long as it
-    stays, and those that have not said hello yet, since each holds a task for up to
-    HELLO_TIMEOUT_S and a flood of them must not pile up."""
-
-    def __init__(self, per_address: int, connections_per_address: int | None = None) -> None:
-        self.per_address = per_address
-        self.connections_per_address = connections_per_address
-        self._pending: Counter[str] = Counter()
-        self._open: Counter[str] = Counter()
-
-    def admit(self, address: str) -> bool:
-        """Count a new connection's handshake, unless the address has too many pending."""
-        key = address_key(address)
-        if self._pending[key] >= self.per_address:
-            return False
-        self._pending[key] += 1
-        return True
-
-    def leave(self, address: str) -> None:
-        """The handshake admitted for `address` ended (hello or not)."""
-        _decrement(self._pending, address_key(address))
-
-    def connect(self, address: str) -> bool:
-        """Count a connection from `address` until `disconnect`, unless it has the most."""
-        key = address_key(address)
-        limit = self.connections_per_address
-        if limit is not None and self._open[key] >= limit:
-            return False
-        self._open[key] += 1
-        return True
-
-    def disconnect(self, address: str) -> None:
-        _decrement(self._open, address_key(address))
-
-
-def _decrement(counter: Counter[str], key: str) -> None:
-    counter[key] -= 1
-    if counter[key] <= 0:
-        del counter[key]
-
-
-class FrameRate:
-    """A token bucket: the frames one worker connection may send per second, with a
-    second's worth as burst. Parsing frames costs the gateway CPU whoever sends them."""
-
-    __slots__ = ("_last", "_tokens", "rate")
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._tokens = float(rate)
-        self._last = time.monotonic()
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class _Close(Exception):

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_app.gateway.errors import ApiError, BadRequest, NoWorker, UpstreamFailed
-from nexus_app.gateway.job_guard import JobGuard, RelayPolicy, Violation
-from nexus_app.gateway.mailbox import (
+from nexus_app.gateway.workers.health import WorkerHealth
+from nexus_app.gateway.workers.job_guard import JobGuard, RelayPolicy, Violation
+from nexus_app.gateway.workers.mailbox import (
     BEHIND,
     WORKER_LOST,
     ClientBehind,
@@ -30,8 +31,7 @@ from nexus_app.gateway.mailbox import (
     JobEvent,
     Mailbox,
 )
-from nexus_app.gateway.stats import RollingCounter
-from nexus_app.gateway.worker_health import WorkerHealth
+from nexus_app.gateway.workers.stats import RollingCounter
 from nexus_app.ids import new_id
 from nexus_app.protocol import (
     Cancel,

@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass
 
-from nexus_app.gateway.job_guard import JobGuard, Violation
+from nexus_app.gateway.workers.job_guard import JobGuard, Violation
 from nexus_app.protocol import Chunk, Done, Error
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nexus_app.gateway.chat import merge_tool_calls
+from nexus_app.gateway.api.openai.chat_job import merge_tool_calls
 from nexus_app.worker.tool_calls import ToolCallReader
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris \\"Ville\\"", ' \

@@ -9,23 +9,15 @@ from fastapi import FastAPI, WebSocket
 
 from nexus_app import __version__
 from nexus_app.config import Settings
-from nexus_app.gateway import (
-    account,
-    chat,
-    completions,
-    identity,
-    network,
-    onchain,
-    responses,
-    webhook_routes,
-)
+from nexus_app.gateway.api import account, deposits, earnings, identity, network, webhooks
+from nexus_app.gateway.api.openai import chat, completions, responses
 from nexus_app.gateway.api.worker_socket import serve_worker
-from nexus_app.gateway.cors import CorsMiddleware
+from nexus_app.gateway.http.cors import CorsMiddleware
 from nexus_app.gateway.http.errors import install_error_handlers
+from nexus_app.gateway.http.middleware import GatewayMiddleware
+from nexus_app.gateway.http.openapi import install_openapi
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.ledger.store import Store
-from nexus_app.gateway.middleware import GatewayMiddleware
-from nexus_app.gateway.openapi import install_openapi
 from nexus_app.gateway.service import Gateway
 from nexus_app.gateway.workers.admission import HANDSHAKES_PER_ADDRESS, HandshakeGate
 from nexus_app.protocol import WORKER_PATH
@@ -54,8 +46,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.router.routes.extend([*chat.routes, *completions.routes, *responses.routes])
-    for router in (account.router, onchain.router, network.router, webhook_routes.router,
-                   identity.router):
+    for router in (account.router, deposits.router, earnings.router, network.router,
+                   webhooks.router, identity.router):
         app.include_router(router)
 
     handshakes = HandshakeGate(HANDSHAKES_PER_ADDRESS,

@@ -9,14 +9,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import HTTPConnection
-
 from nexus_app.chain.backend import Chain, is_panic
 from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
-from nexus_app.gateway.auth import Authenticator, Caller
 from nexus_app.gateway.errors import NotFound, NoWorker
+from nexus_app.gateway.http.auth import Authenticator, Caller
 from nexus_app.gateway.ledger.store import DepositIntent, Store
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
@@ -34,11 +32,6 @@ from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units
 
 log = logging.getLogger(__name__)
-
-
-def gateway_of(request: HTTPConnection) -> Gateway:
-    """The gateway serving `request`."""
-    return request.app.state.gateway  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

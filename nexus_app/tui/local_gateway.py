@@ -2,7 +2,7 @@
 served by uvicorn in a thread of this process, on loopback.
 
 A gateway already listening on the configured port is used only when it proves that it
-serves this data dir (see nexus_app.gateway.identity); anything else there (another user's
+serves this data dir (see nexus_app.gateway.api.identity); anything else there (another user's
 process, a stale server) is never trusted with the wallet's sign-in, prompts or deposits:
 the app then serves its own gateway on a free port."""
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from nexus_app.config import Settings
-from nexus_app.gateway.identity import PROOF_PATH, identity_secret, proof
+from nexus_app.gateway.api.identity import PROOF_PATH, identity_secret, proof
 
 if TYPE_CHECKING:
     import uvicorn

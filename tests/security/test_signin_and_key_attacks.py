@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from nexus_app.chain.wallet import sign
 from nexus_app.client.gateway import ClientError, GatewayClient, SignInRefused
-from nexus_app.gateway.identity import PROOF_PATH, SECRET_FILE, identity_secret
+from nexus_app.gateway.api.identity import PROOF_PATH, SECRET_FILE, identity_secret
 from nexus_app.gateway.ledger.store import ApiKeyRecord
 from nexus_app.siws import SignInMessage, parse
 from nexus_app.tui.local_gateway import LocalGateway
@@ -329,7 +329,7 @@ async def test_a_key_cannot_raise_its_limits(tmp_path: Path) -> None:
 
         # a key stored with a huge limit before this rule gets the operator's
         old = "nex_live_" + "o" * 43
-        from nexus_app.gateway.auth import hash_secret
+        from nexus_app.gateway.http.auth import hash_secret
         await gw.store.add_key(ApiKeyRecord(
             id="key_old", account=account.wallet, name="old", prefix=old[:15],
             secret_hash=hash_secret(old), created_at=time.time(), rpm=2**62, tpm=2**62))
@@ -344,7 +344,7 @@ async def test_a_key_cannot_raise_its_limits(tmp_path: Path) -> None:
 
 def test_an_ipv6_host_counts_as_one_address_per_64() -> None:
     """Rotating through the 2^64 addresses of one IPv6 /64 does not escape the limits."""
-    from nexus_app.gateway.middleware import limit_address
+    from nexus_app.gateway.http.middleware import limit_address
 
     def bucket(host: str) -> str:
         return limit_address({"client": (host, 1234)})

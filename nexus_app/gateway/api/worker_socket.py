@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nexus_app.chain.wallet import verify
+from nexus_app.gateway.http.middleware import client_address
 from nexus_app.gateway.ledger.store import Store
-from nexus_app.gateway.middleware import client_address
 from nexus_app.gateway.workers.admission import FrameRate, HandshakeGate
 from nexus_app.gateway.workers.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
 from nexus_app.protocol import (

@@ -1,6 +1,6 @@
 """The gateway's storage interface: ledger, reservations, API keys, sessions, worker earnings.
 
-One interface (`Store`); SQLite backs it today (`sqlite_store.py`). Every money operation is a
+One interface (`Store`); SQLite backs it today (`sqlite/store.py`). Every money operation is a
 single atomic transaction whose guards (`balance >= amount`, reservation still open) are in the
 SQL itself, so the same statements are correct on PostgreSQL with several gateway processes.
 """

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import Scope
 
-from nexus_app.gateway.challenges import Issuer
 from nexus_app.gateway.errors import BadRequest
+from nexus_app.gateway.http.challenges import Issuer
 from nexus_app.siws import authority
 
 _LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}

@@ -16,14 +16,14 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.chat import open_chat, tool_calls_of
+from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.gateway.api.openai.chat_job import open_chat, tool_calls_of
+from nexus_app.gateway.api.openai.relay import collect, event_stream, usage_body
+from nexus_app.gateway.api.openai.responses_input import chat_request
+from nexus_app.gateway.api.schemas import ResponsesRequest
 from nexus_app.gateway.errors import ApiError, BadRequest
 from nexus_app.gateway.http.errors import parse_body
-from nexus_app.gateway.openapi import json_post_route
-from nexus_app.gateway.relay import collect, event_stream, usage_body
-from nexus_app.gateway.responses_input import chat_request
-from nexus_app.gateway.schemas import ResponsesRequest
-from nexus_app.gateway.service import gateway_of
+from nexus_app.gateway.http.openapi import json_post_route
 from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done
 

@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from nexus_app.gateway.api.deps import gateway_of
 from nexus_app.gateway.errors import NotFound
-from nexus_app.gateway.service import Gateway, gateway_of
+from nexus_app.gateway.service import Gateway
 from nexus_app.protocol import ModelCard
 
 router = APIRouter()

@@ -12,21 +12,21 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.chat import finish_reason
-from nexus_app.gateway.errors import ApiError, BadRequest
-from nexus_app.gateway.http.errors import parse_body
-from nexus_app.gateway.logprobs import completion_logprobs, logprobs_of
-from nexus_app.gateway.openapi import json_post_route
-from nexus_app.gateway.relay import (
+from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.gateway.api.openai.chat_job import finish_reason
+from nexus_app.gateway.api.openai.logprobs import completion_logprobs, logprobs_of
+from nexus_app.gateway.api.openai.relay import (
     END_OF_STREAM,
     collect,
     error_event,
     event_stream,
     usage_body,
 )
-from nexus_app.gateway.schemas import CompletionRequest, EmbeddingRequest
-from nexus_app.gateway.service import gateway_of
-from nexus_app.gateway.sse import sse_data
+from nexus_app.gateway.api.schemas import CompletionRequest, EmbeddingRequest
+from nexus_app.gateway.errors import ApiError, BadRequest
+from nexus_app.gateway.http.errors import parse_body
+from nexus_app.gateway.http.openapi import json_post_route
+from nexus_app.gateway.http.sse import sse_data
 from nexus_app.ids import new_id
 from nexus_app.protocol import MAX_EMBEDDING_INPUTS, Chunk, Done, TokenLogprob
 

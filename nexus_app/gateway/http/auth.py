@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from nexus_app.chain.wallet import is_valid_address, verify
-from nexus_app.gateway.challenges import Challenge, ChallengeBook
 from nexus_app.gateway.errors import BadRequest, RateLimited, Unauthorized
+from nexus_app.gateway.http.challenges import Challenge, ChallengeBook
+from nexus_app.gateway.http.middleware import limit_address, request_context
+from nexus_app.gateway.http.public_origin import chain_id_of, sign_in_issuer
 from nexus_app.gateway.ledger.store import ApiKeyRecord, Store
-from nexus_app.gateway.middleware import limit_address, request_context
-from nexus_app.gateway.public_origin import chain_id_of, sign_in_issuer
 from nexus_app.gateway.ratelimit import RateLimiter
 from nexus_app.siws import parse
 

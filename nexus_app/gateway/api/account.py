@@ -8,17 +8,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from nexus_app.gateway.auth import (
+from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.gateway.api.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
+from nexus_app.gateway.errors import BadRequest, NotFound
+from nexus_app.gateway.http.auth import (
     KEY_PREFIX,
     Authenticator,
     display_prefix,
     hash_secret,
     new_secret,
 )
-from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.ledger.store import ApiKeyRecord
-from nexus_app.gateway.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
-from nexus_app.gateway.service import gateway_of
 from nexus_app.units import format_units
 
 router = APIRouter()

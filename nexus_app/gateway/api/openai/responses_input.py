@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nexus_app.gateway.errors import BadRequest, invalid_body
-from nexus_app.gateway.schemas import (
+from nexus_app.gateway.api.schemas import (
     ChatCompletionRequest,
     ResponseAllowedToolsChoice,
     ResponsesRequest,
 )
+from nexus_app.gateway.errors import BadRequest, invalid_body
 
 _ROLES = {"user", "assistant", "system", "developer"}
 _TEXT_PARTS = {"input_text", "output_text", "text"}

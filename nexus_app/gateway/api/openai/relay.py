@@ -24,8 +24,8 @@ import orjson
 from starlette.types import Receive
 
 from nexus_app.gateway.errors import ApiError, ClientGone
+from nexus_app.gateway.http.sse import EventStreamResponse, sse_data, wait_for_disconnect
 from nexus_app.gateway.service import Gateway, Ticket
-from nexus_app.gateway.sse import EventStreamResponse, sse_data, wait_for_disconnect
 from nexus_app.protocol import Chunk, Done
 
 

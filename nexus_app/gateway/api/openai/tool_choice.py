@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexus_app.gateway.api.schemas import ChatFunctionChoice, ChatToolChoice, Tool
 from nexus_app.gateway.errors import BadRequest
-from nexus_app.gateway.schemas import ChatFunctionChoice, ChatToolChoice, Tool
 
 
 def worker_tools(tools: list[Tool] | None, choice: ChatToolChoice | None

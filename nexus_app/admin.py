@@ -11,10 +11,11 @@ from typing import Any
 
 from solders.keypair import Keypair
 
+from nexus_app.addresses import is_valid_address
 from nexus_app.chain.backend import Chain, ChainError
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
-from nexus_app.chain.wallet import WalletError, is_valid_address, load_keypair
+from nexus_app.chain.wallet import WalletError, load_keypair
 from nexus_app.config import Settings
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.money.promo import PromoCredit, PromoFundingFailed, credit_promo, fund_promo

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from nexus_app.addresses import is_valid_address
 from nexus_app.env_json import is_json_type
 
 APP_NAME = "nexus-app"
@@ -303,11 +304,8 @@ class Settings(BaseModel):
     def _rpc_chain_is_complete(self) -> Settings:
         if self.chain == "rpc" and not (self.rpc_url and self.mint):
             raise ValueError("--chain rpc needs rpc_url (--rpc-url) and mint (NEXUS_MINT)")
-        if self.mint is not None:
-            from nexus_app.chain.wallet import is_valid_address
-
-            if not is_valid_address(self.mint):
-                raise ValueError(f"mint '{self.mint}' is not a Solana address")
+        if self.mint is not None and not is_valid_address(self.mint):
+            raise ValueError(f"mint '{self.mint}' is not a Solana address")
         return self
 
     @property

@@ -55,10 +55,3 @@ def verify(wallet: str, message: bytes, signature: str) -> bool:
     except (ValueError, TypeError):
         return False
 
-
-def is_valid_address(wallet: str) -> bool:
-    try:
-        Pubkey.from_string(wallet)
-    except (ValueError, TypeError):
-        return False
-    return True

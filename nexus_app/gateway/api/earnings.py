@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from solders.pubkey import Pubkey
 
-from nexus_app.chain.wallet import is_valid_address
+from nexus_app.addresses import is_valid_address
 from nexus_app.gateway.api.deps import gateway_of
 from nexus_app.gateway.api.schemas import TokenAccountCreate
 from nexus_app.gateway.errors import BadRequest

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Scope
 
-from nexus_app.chain.wallet import is_valid_address, verify
+from nexus_app.addresses import is_valid_address
+from nexus_app.chain.wallet import verify
 from nexus_app.gateway.errors import BadRequest, RateLimited, Unauthorized
 from nexus_app.gateway.http.challenges import Challenge, ChallengeBook
 from nexus_app.gateway.http.middleware import limit_address, request_context

@@ -19,7 +19,7 @@ from nexus_app.gateway.api.openai.relay import (
     event_stream,
     usage_body,
 )
-from nexus_app.gateway.api.schemas import ChatCompletionRequest
+from nexus_app.gateway.api.openai.schemas import ChatCompletionRequest
 from nexus_app.gateway.errors import ApiError
 from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.http.openapi import json_post_route

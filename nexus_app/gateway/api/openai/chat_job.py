@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from nexus_app.gateway.api.openai.schemas import ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.api.openai.tool_choice import worker_tools
-from nexus_app.gateway.api.schemas import ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.errors import BadRequest
 from nexus_app.gateway.http.auth import Caller
 from nexus_app.gateway.service import Gateway, Ticket

@@ -22,7 +22,7 @@ from nexus_app.gateway.api.openai.relay import (
     event_stream,
     usage_body,
 )
-from nexus_app.gateway.api.schemas import CompletionRequest, EmbeddingRequest
+from nexus_app.gateway.api.openai.schemas import CompletionRequest, EmbeddingRequest
 from nexus_app.gateway.errors import ApiError, BadRequest
 from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.http.openapi import json_post_route

@@ -20,7 +20,7 @@ from nexus_app.gateway.api.deps import gateway_of
 from nexus_app.gateway.api.openai.chat_job import open_chat, tool_calls_of
 from nexus_app.gateway.api.openai.relay import collect, event_stream, usage_body
 from nexus_app.gateway.api.openai.responses_input import chat_request
-from nexus_app.gateway.api.schemas import ResponsesRequest
+from nexus_app.gateway.api.openai.schemas import ResponsesRequest
 from nexus_app.gateway.errors import ApiError, BadRequest
 from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.http.openapi import json_post_route

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nexus_app.gateway.api.schemas import (
+from nexus_app.gateway.api.openai.schemas import (
     ChatCompletionRequest,
     ResponseAllowedToolsChoice,
     ResponsesRequest,

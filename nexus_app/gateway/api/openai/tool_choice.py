@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus_app.gateway.api.schemas import ChatFunctionChoice, ChatToolChoice, Tool
+from nexus_app.gateway.api.openai.schemas import ChatFunctionChoice, ChatToolChoice, Tool
 from nexus_app.gateway.errors import BadRequest
 
 

@@ -2,7 +2,7 @@
 Server-Sent Events in an endpoint's own chunk shapes. Either way the ticket is closed
 (settled or refunded) exactly once.
 
-Every event was checked against the job before it gets here (see `job_guard`), so nothing
+Every event was checked against the job before it gets here (see `workers/job_guard.py`), so nothing
 is settled that failed validation. What is billed:
 - a job that ends with the worker's `done`: what was delivered (token counts capped by the
   bytes relayed and by `max_tokens`);

@@ -29,6 +29,8 @@ MAY_IMPORT = {
     f"{G}.notify": (*NEUTRAL, f"{G}.ledger"),
     f"{G}.workers": NEUTRAL,
     f"{G}.http": (*NEUTRAL, f"{G}.ledger"),
+    f"{G}.api": (*NEUTRAL, f"{G}.metrics", f"{G}.service", *(f"{G}.{part}" for part in (
+        "ledger", "money", "notify", "workers", "http"))),
 }
 
 

@@ -24,9 +24,10 @@ from nexus_app.gateway.money.payouts import Payouts
 from nexus_app.gateway.money.pricing import PriceBook
 from nexus_app.gateway.notify.delivery import Webhooks, load_signing_key
 from nexus_app.gateway.ratelimit import RateLimiter
-from nexus_app.gateway.workers.coordinator import RETRY_AFTER_S, Coordinator, JobStream
+from nexus_app.gateway.workers.coordinator import Coordinator
 from nexus_app.gateway.workers.health import WorkerHealth
 from nexus_app.gateway.workers.job_guard import RelayPolicy
+from nexus_app.gateway.workers.job_stream import RETRY_AFTER_S, JobStream
 from nexus_app.logsafe import redact_url
 from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units

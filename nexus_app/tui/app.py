@@ -116,6 +116,7 @@ class NexusApp(App[None]):
     async def action_quit(self) -> None:
         self.workers.cancel_all()  # a reply being written ends its job on the worker
         await self.worker_host.drain()
+        self.workers.cancel_all()  # and what a screen's timer started while it drained
         await self.link.close()
         self.exit()
 

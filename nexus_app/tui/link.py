@@ -52,6 +52,7 @@ class Link:
         self.chat: ChatClient | None = None
         self._account: GatewayClient | None = None
         self._sign_in_lock = asyncio.Lock()
+        self._closed = False  # the app is quitting: no new account calls
 
     @property
     def api_key(self) -> str | None:
@@ -155,6 +156,8 @@ class Link:
 
         if not self.connection.nexus:
             raise ClientError("this server has no NEXUS account endpoints")
+        if self._closed:  # a screen's timer may still fire while the app quits
+            raise ClientError("the app is closing")
         async with self._sign_in_lock:
             if self._account is None or self._account.base_url != self.connection.url:
                 if self._account is not None:
@@ -165,6 +168,7 @@ class Link:
             return self._account
 
     async def close(self) -> None:
+        self._closed = True
         if self.chat is not None:
             await self.chat.aclose()
         if self._account is not None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from tests import tmux_new_user
-from tests.conftest import free_port
+from tests.asgi import free_port
 
 MODEL = "smollm2-135m-instruct-q4_1"
 

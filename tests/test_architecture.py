@@ -6,6 +6,8 @@ in a circle."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -164,3 +166,14 @@ def test_only_the_terminal_app_imports_textual() -> None:
                  if _within(target, "textual") or (_within(target, "nexus_app.tui")
                                                    and not (module in ENTRY_POINTS and lazy))]
     assert offenders == []
+
+
+def test_the_frozen_build_smoke_test_needs_no_test_dependencies() -> None:
+    """`packaging/build.sh` runs `tests.frozen_smoke` after `pip install -e '.[build]'`
+    alone: it and what it imports must not need pytest."""
+    blocked = "import sys; sys.modules['pytest'] = sys.modules['_pytest'] = None; "
+    done = subprocess.run(
+        [sys.executable, "-c", blocked + "import tests.frozen_smoke, tests.tmux_new_user"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr

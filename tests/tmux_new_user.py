@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.asgi import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION = f"nexus-new-user-{os.getpid()}"

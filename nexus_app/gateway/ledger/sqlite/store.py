@@ -444,10 +444,7 @@ class SQLiteStore:
         if s.worker_amount + s.treasury_amount != s.cost or min(s.cost, s.worker_amount) < 0:
             raise ValueError("settlement parts must add up to the cost")
         with self._tx() as db:
-            row = db.execute(
-                "DELETE FROM reservations WHERE id = ? RETURNING account, amount, free_amount",
-                (reservation_id,),
-            ).fetchone()
+            row = self._take_reservation(db, reservation_id)
             if row is None:
                 return False
             account, reserved, free = row
@@ -480,16 +477,24 @@ class SQLiteStore:
             return self._release(db, reservation_id)
 
     def _release(self, db: sqlite3.Connection, reservation_id: str) -> bool:
-        row = db.execute(
-            "DELETE FROM reservations WHERE id = ? RETURNING account, amount, free_amount",
-            (reservation_id,),
-        ).fetchone()
+        row = self._take_reservation(db, reservation_id)
         if row is None:
             return False
         account, amount, free = row
         self._return(db, account, amount, amount - free, free)
         self._entry(db, REFUND, amount, account=account, ref=reservation_id)
         return True
+
+    @staticmethod
+    def _take_reservation(db: sqlite3.Connection,
+                          reservation_id: str) -> tuple[str, int, int] | None:
+        """Close an open reservation: its (account, amount, free part), or None when it is
+        not open (so settling or releasing it twice changes nothing)."""
+        row = db.execute(
+            "DELETE FROM reservations WHERE id = ? RETURNING account, amount, free_amount",
+            (reservation_id,),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
 
     @staticmethod
     def _return(db: sqlite3.Connection, account: str, reserved: int, paid: int, free: int,

@@ -3,7 +3,6 @@ temporary data dir, funded accounts with API keys, and scripted test workers."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
@@ -25,7 +24,7 @@ from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.money.solvency import check_solvency
 from nexus_app.gateway.server import uvicorn_config
 from nexus_app.gateway.service import Gateway
-from tests.asgi import free_port
+from tests.asgi import free_port, served
 from tests.scripted_worker import ScriptedWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,16 +108,8 @@ async def running_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     config = uvicorn_config(settings)
     config.lifespan = "on"
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
+    async with served(server, stop_timeout=15):
         yield RunningGateway(settings, server)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture
@@ -163,6 +154,14 @@ class GatewayProcess:
         store = SQLiteStore(self.settings.db_path)
         store.open_sync()
         return store
+
+    def audit_ok(self) -> bool:
+        """Whether the ledger invariant holds, read as the operator's CLI reads it."""
+        store = self.open_ledger()
+        try:
+            return store.audit_sync().ok
+        finally:
+            store.db.close()
 
     def assert_paid_from(self, wallet: str, credit: int) -> None:
         """The account spent some of its `credit`, what it did not spend is still its

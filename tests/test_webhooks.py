@@ -20,7 +20,7 @@ import pytest
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.gateway.ledger.store import Webhook, WebhookDelivery
 from nexus_app.webhooks import InvalidSignature, signature, verify
-from tests.asgi import serving
+from tests.asgi import read_body, serving
 from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway
 from tests.test_api import assert_openai_error
 
@@ -42,12 +42,7 @@ class Receiver:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.received.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
         await send({"type": "http.response.start", "status": self.status, "headers": []})
         await send({"type": "http.response.body", "body": b""})

@@ -78,14 +78,6 @@ async def start(gateway_process: StartProcess, settings: Settings) -> GatewayPro
     return await asyncio.to_thread(gateway_process, settings)
 
 
-def audit_ok(running: GatewayProcess) -> bool:
-    store = running.open_ledger()
-    try:
-        return store.audit_sync().ok
-    finally:
-        store.db.close()
-
-
 # 8. deposit-intent flood --------------------------------------------------------------------
 
 async def test_an_intent_flood_is_capped_and_does_not_multiply_chain_calls(
@@ -128,7 +120,7 @@ async def test_an_intent_flood_is_capped_and_does_not_multiply_chain_calls(
     again = await payer.submit_deposit(signature=str(tx.signatures[0]))
     assert again["already_credited"] and again["balance"] == NEXUS
     await payer.aclose()
-    assert audit_ok(running)
+    assert running.audit_ok()
 
 
 # 13. secrets in logs -----------------------------------------------------------------------
@@ -232,7 +224,7 @@ async def test_worker_strings_cannot_forge_log_lines_or_drive_the_terminal(
     lines = log.splitlines()  # splits at \u2028 and the other line breaks too
     assert not [line for line in lines if line.startswith(FORGED)], log
     assert max(len(line) for line in lines) < 5_000  # 200,000 characters were cut
-    assert audit_ok(running)
+    assert running.audit_ok()
 
 
 # 15. file modes ---------------------------------------------------------------------------

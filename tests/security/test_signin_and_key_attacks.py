@@ -30,7 +30,7 @@ from nexus_app.gateway.api.identity import PROOF_PATH, SECRET_FILE, identity_sec
 from nexus_app.gateway.ledger.store import ApiKeyRecord
 from nexus_app.siws import SignInMessage, parse
 from nexus_app.tui.local_gateway import LocalGateway
-from tests.asgi import free_port, serving
+from tests.asgi import free_port, read_body, serving
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 
 FLOOD = 1500  # challenge requests per flooding address
@@ -72,12 +72,7 @@ class PhishingRelay:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.paths.append(scope["path"])
         skip = {b"content-length"} if self.pass_host else {b"content-length", b"host"}
         headers = [(k, v) for k, v in scope["headers"] if k not in skip]

@@ -30,7 +30,7 @@ from nexus_app.protocol import (
     worker_auth_message,
     worker_url,
 )
-from tests.asgi import serving
+from tests.asgi import read_body, serving
 from tests.conftest import (
     Account,
     GatewayProcess,
@@ -61,12 +61,7 @@ class Receiver:
         return f"http://{host}:{self.port}/hook"
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.received.append((headers, json.loads(body)))
         await send({"type": "http.response.start", "status": self.status,
@@ -100,14 +95,6 @@ async def http() -> AsyncIterator[Callable[[GatewayProcess], httpx.AsyncClient]]
     yield client
     for one in clients:
         await one.aclose()
-
-
-def audit_ok(gateway: GatewayProcess) -> bool:
-    ledger = gateway.open_ledger()
-    try:
-        return ledger.audit_sync().ok
-    finally:
-        ledger.db.close()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -157,7 +144,7 @@ async def test_worker_connections_per_address_are_capped(
     assert replacement.worker_id is not None
     for worker in [*workers[1:], replacement]:
         await worker.stop()
-    assert audit_ok(gateway)
+    assert gateway.audit_ok()
 
 
 FORGED_HELLOS = [  # (hello fields, what the close reason names)
@@ -240,7 +227,7 @@ async def test_invented_models_send_no_events_and_a_used_one_at_most_once_an_hou
         await again.stop()
         await asyncio.sleep(MODEL_GRACE_S + 2)
         assert len(receiver.received) == 1  # at most once an hour per model
-    assert audit_ok(gateway)
+    assert gateway.audit_ok()
 
 
 # 11. webhook SSRF ---------------------------------------------------------------------------
@@ -319,7 +306,7 @@ async def test_delivery_checks_the_address_again_and_its_log_leaks_nothing(
             assert time.monotonic() < deadline, await deliveries(client, user, hook)
             await asyncio.sleep(0.1)
         assert len(receiver.received) == seen
-    assert audit_ok(gateway)
+    assert gateway.audit_ok()
 
 
 async def test_a_closed_port_shows_as_refused_and_nothing_more(

@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=_command(run))
 
     _admin_commands(commands)
+    _chain_command(commands)
     return parser
 
 
@@ -169,6 +170,38 @@ def _face_commands(commands: Any) -> None:
                         help="the gateway URL to join (env NEXUS_GATEWAY_URL)")
     _worker_options(worker, UNSET)
     worker.set_defaults(handler=_worker_face)
+
+
+def _chain_command(commands: Any) -> None:
+    """`chain`: the local chain served over Solana's JSON-RPC."""
+    chain = commands.add_parser(
+        "chain", help="serve the local chain over Solana's JSON-RPC (for --chain rpc)",
+        description="Serve the local LiteSVM chain of the data dir (real SPL Token, Associated "
+        "Token Account and Memo programs) over Solana's JSON-RPC 2.0 on HTTP, with an airdrop "
+        "faucet. The gateway's own local chain cannot be open at the same time.")
+    chain.add_argument("--data-dir", type=Path, default=UNSET,
+                       help="data directory (env NEXUS_DATA_DIR)")
+    chain.add_argument("--host", dest="chain_host", default="127.0.0.1",
+                       help="listen address (default 127.0.0.1)")
+    chain.add_argument("--port", dest="chain_port", type=int, default=8899,
+                       help="listen port (default 8899)")
+    chain.add_argument("--block-time", type=float, default=0.4, metavar="SECONDS",
+                       help="seconds per slot (default 0.4, as a cluster)")
+    chain.set_defaults(handler=_chain_node)
+
+
+def _chain_node(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from nexus_app.chain.local import ChainInUse
+    from nexus_app.chain.node_server import serve
+
+    data_dir = load_settings({"data_dir": getattr(args, "data_dir", None)}).data_dir
+    print(f"nexus-app chain: JSON-RPC on http://{args.chain_host}:{args.chain_port} "
+          f"(data {data_dir})", file=sys.stderr, flush=True)
+    try:
+        asyncio.run(serve(data_dir, args.chain_host, args.chain_port, args.block_time))
+    except ChainInUse as exc:
+        raise CommandError(str(exc)) from None
+    return 0
 
 
 FACE_OPTIONS = {"worker": "--worker", "host": "--host", "port": "--port", "chain": "--chain",

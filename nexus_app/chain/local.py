@@ -17,6 +17,7 @@ import os
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -24,8 +25,13 @@ from solders.account import Account
 from solders.hash import Hash
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.transaction import VersionedTransaction
-from solders.transaction_metadata import FailedTransactionMetadata
+from solders.transaction_metadata import (
+    FailedTransactionMetadata,
+    SimulatedTransactionInfo,
+    TransactionMetadata,
+)
 
 from nexus_app.chain.backend import (
     BLOCKHASH_LIFETIME_BLOCKS,
@@ -60,9 +66,13 @@ class LocalChain:
 
     name = "local"
 
-    def __init__(self, path: Path, *, exclusive: bool = True) -> None:
+    def __init__(self, path: Path, *, exclusive: bool = True,
+                 clock: Callable[[], int] | None = None) -> None:
+        """`clock` gives the block height (default: one block every `BLOCK_S` since the
+        epoch); the JSON-RPC node (`node_server.py`) passes its own, which tests can advance."""
         private_file(path)  # its keys' balances and history are the operator's: 0600
         self._lock = _lock(path) if exclusive else None
+        self._clock = clock or _clock_height
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # as the ledger: survives a process crash
@@ -90,7 +100,7 @@ class LocalChain:
         return (await self.recent_blockhash()).blockhash
 
     async def recent_blockhash(self) -> RecentBlockhash:
-        height = _clock_height()
+        height = self._clock()
         while self._blockhashes and (
             len(self._blockhashes) >= MAX_BLOCKHASHES
             or next(iter(self._blockhashes.values())) < height
@@ -101,11 +111,11 @@ class LocalChain:
         return RecentBlockhash(blockhash, last_valid)
 
     async def block_height(self) -> int:
-        return _clock_height()
+        return self._clock()
 
     def _blockhash_valid(self, blockhash: Hash) -> bool:
         last_valid = self._blockhashes.get(blockhash)
-        return last_valid is not None and _clock_height() <= last_valid
+        return last_valid is not None and self._clock() <= last_valid
 
     async def send(self, tx: VersionedTransaction) -> str:
         signature = str(tx.signatures[0])
@@ -191,6 +201,32 @@ class LocalChain:
         self._db.close()
         if self._lock is not None:
             self._lock.close()  # releases the lock
+
+    # what the JSON-RPC node reads (node_*.py) ------------------------------------------------
+
+    def account(self, address: Pubkey) -> Account | None:
+        return self._svm.get_account(address)
+
+    def program_accounts(self, program: Pubkey) -> list[tuple[Pubkey, Account]]:
+        return list(self._svm.get_program_accounts(program))
+
+    def blockhash_last_valid(self, blockhash: Hash) -> int | None:
+        """The last block height at which a transaction signed with `blockhash` can land;
+        None when this chain did not issue it (or forgot it: it expired, or a restart)."""
+        return self._blockhashes.get(blockhash)
+
+    def simulate(self, tx: VersionedTransaction,
+                 ) -> SimulatedTransactionInfo | FailedTransactionMetadata:
+        """Execute `tx` without keeping its effects (blockhash not checked)."""
+        return self._svm.simulate_transaction(tx)
+
+    def executed(self, signature: Signature,
+                 ) -> TransactionMetadata | FailedTransactionMetadata | None:
+        """What executing a transaction of this run gave: logs, fee, compute units."""
+        return self._svm.get_transaction(signature)
+
+    def rent_exempt_minimum(self, size: int) -> int:
+        return int(self._svm.minimum_balance_for_rent_exemption(size))
 
     # local only ------------------------------------------------------------------------------
 

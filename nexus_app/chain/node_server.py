@@ -1,0 +1,198 @@
+"""`nexus-app chain`: the local chain served over Solana's JSON-RPC 2.0 on HTTP (POST /, single
+and batch requests; GET /health), so the `rpc` backend, wallets and SDKs run against real
+program execution.
+
+A plain ASGI app on uvicorn (the web framework stays at the gateway's edge). The fault switch
+(`node_faults.py`) acts here, around each call: latency, an error answer instead of the call,
+or the call carried out and its answer never sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from nexus_app.chain.local import LocalChain
+from nexus_app.chain.node_clock import CLUSTER_BLOCK_S, SlotClock
+from nexus_app.chain.node_encoding import InvalidParams
+from nexus_app.chain.node_faults import Faults
+from nexus_app.chain.node_methods import LocalNode, RpcError
+from nexus_app.chain.node_store import NodeStore
+
+log = logging.getLogger("nexus.chain.node")
+DEFAULT_PORT = 8899
+MAX_BODY = 1 << 20  # a request larger than a megabyte is no JSON-RPC call of ours
+CORS = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST, GET"),
+        (b"access-control-allow-headers", b"content-type, solana-client")]
+DROPPED = object()  # an answer the fault switch keeps
+
+
+def rpc_error(code: int, message: str, ident: Any, data: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": ident}
+
+
+class NodeApp:
+    """The ASGI app answering JSON-RPC with `node`'s methods."""
+
+    def __init__(self, node: LocalNode) -> None:
+        self.node = node
+        self.faults: Faults = node.faults
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "OPTIONS":
+            await _respond(send, 204, b"", "text/plain")
+            return
+        if scope["method"] == "GET" and scope["path"] == "/health":
+            await _respond(send, 200, b"ok", "text/plain")
+            return
+        if scope["method"] != "POST":
+            await _respond(send, 405, b"POST JSON-RPC requests to /", "text/plain")
+            return
+        answer = await self.answer(await _body(receive))
+        if answer is DROPPED:  # the work is done; the answer is lost on the way
+            await asyncio.Event().wait()
+        await _respond(send, 200, json.dumps(answer).encode(), "application/json")
+
+    async def answer(self, body: bytes | None) -> Any:
+        try:
+            request = json.loads(body) if body is not None else None
+        except ValueError:
+            request = None
+        if body is None or request is None:
+            return rpc_error(-32700, "Parse error", None)
+        if isinstance(request, list):
+            if not request:
+                return rpc_error(-32600, "Invalid request", None)
+            answers = [await self.call(one) for one in request]
+            return DROPPED if DROPPED in answers else answers
+        return await self.call(request)
+
+    async def call(self, request: Any) -> Any:
+        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(
+                request.get("method"), str):
+            return rpc_error(-32600, "Invalid request", None)
+        method, ident = request["method"], request.get("id")
+        params = request.get("params", [])
+        self.faults.calls.append(method)
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        error = self.faults.error_for(method)
+        if error is not None:
+            return {"jsonrpc": "2.0", "error": error, "id": ident}
+        handler = self.node.methods.get(method)
+        if handler is None:
+            return rpc_error(-32601, "Method not found", ident)
+        if not isinstance(params, list):
+            return rpc_error(-32602, "Invalid params: params must be an array", ident)
+        try:
+            result = await handler(*params)
+        except RpcError as exc:
+            return rpc_error(exc.code, exc.message, ident, exc.data)
+        except (InvalidParams, ValueError, TypeError) as exc:
+            message = str(exc) if isinstance(exc, InvalidParams) else "Invalid params"
+            return rpc_error(-32602, message, ident)
+        except Exception:
+            log.exception("%s failed", method)
+            return rpc_error(-32603, "Internal error", ident)
+        if self.faults.drops(method):
+            return DROPPED
+        return {"jsonrpc": "2.0", "result": result, "id": ident}
+
+
+async def _body(receive: Any) -> bytes | None:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY:
+            return None
+        if not message.get("more_body"):
+            return body
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: str) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type.encode()), *CORS]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class ChainNode:
+    """An opened node: the chain in `data_dir`, its clock, its record, its fault switch."""
+
+    node: LocalNode
+    app: NodeApp
+
+    @property
+    def clock(self) -> SlotClock:
+        return self.node.clock
+
+    @property
+    def faults(self) -> Faults:
+        return self.node.faults
+
+    @property
+    def chain(self) -> LocalChain:
+        return self.node.chain
+
+    async def close(self) -> None:
+        await self.node.chain.close()
+        self.node.store.close()
+
+
+def open_node(data_dir: Path, block_s: float = CLUSTER_BLOCK_S) -> ChainNode:
+    """The local chain of `data_dir` (the gateway's `local-chain.sqlite3`, locked while open)
+    behind a node whose clock makes a block every `block_s` seconds."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    clock = SlotClock(block_s)
+    chain = LocalChain(data_dir / "local-chain.sqlite3", clock=clock.height)
+    node = LocalNode(chain, clock, NodeStore(data_dir / "local-chain-node.sqlite3"))
+    return ChainNode(node, NodeApp(node))
+
+
+def server_for(node: ChainNode, host: str, port: int) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(node.app, host=host, port=port, lifespan="off",
+                                         log_level="warning", timeout_graceful_shutdown=1))
+
+
+@contextlib.asynccontextmanager
+async def running_node(data_dir: Path, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+                       block_s: float = CLUSTER_BLOCK_S) -> AsyncIterator[ChainNode]:
+    """Serve the node in this event loop until the block ends."""
+    node = open_node(data_dir, block_s)
+    server = server_for(node, host, port)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise OSError(f"the chain node could not listen on {host}:{port}")
+            await asyncio.sleep(0.01)
+        yield node
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        await node.close()
+
+
+async def serve(data_dir: Path, host: str, port: int, block_s: float) -> None:
+    """`nexus-app chain`: serve until interrupted."""
+    node = open_node(data_dir, block_s)
+    try:
+        await server_for(node, host, port).serve()
+    finally:
+        await node.close()

@@ -15,6 +15,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, 
 PROTOCOL_VERSION = 1
 WORKER_PATH = "/v1/workers/connect"  # the gateway's WebSocket endpoint for workers
 JobKind = Literal["chat", "completion", "embeddings"]
+# why a job ended: the engine says stop, length or cancelled; the worker turns a stop after a
+# tool call into tool_calls
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 MAX_EMBEDDING_INPUTS = 256  # texts in one embeddings job
 MAX_TOP_LOGPROBS = 20  # alternatives per token, as OpenAI allows
 MAX_CHUNK_LOGPROBS = 4096  # tokens whose log probabilities one chunk carries
@@ -168,7 +171,7 @@ class Chunk(_Frame):
 class Done(_Frame):
     type: Literal["done"] = "done"
     job_id: str
-    finish_reason: Literal["stop", "length", "tool_calls", "cancelled"] = "stop"
+    finish_reason: FinishReason = "stop"
     usage: Usage = Field(default_factory=Usage)
     embeddings: list[list[float]] | None = None
 

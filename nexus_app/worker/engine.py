@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import llama_cpp
 
@@ -42,9 +42,13 @@ class Text:
     logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens that made this text, if asked
 
 
+# why the engine ended a sequence (the worker may turn a stop after a tool call into tool_calls)
+EngineStop = Literal["stop", "length", "cancelled"]
+
+
 @dataclass(frozen=True)
 class Finished:
-    reason: str  # stop | length | cancelled
+    reason: EngineStop
     prompt_tokens: int
     completion_tokens: int
 
@@ -357,7 +361,7 @@ class Engine:
             self._emit(sequence, text[: len(text) - keep])
         return False
 
-    def _finished(self, sequence: _Sequence, reason: str, flush: bool = True) -> Finished:
+    def _finished(self, sequence: _Sequence, reason: EngineStop, flush: bool = True) -> Finished:
         """The final event; with `flush`, first send the held text (a character whose bytes
         were cut off by the end is dropped, not sent as U+FFFD)."""
         if flush:

@@ -12,6 +12,7 @@ from nexus_app.protocol import (
     Chunk,
     Done,
     Error,
+    FinishReason,
     Job,
     ModelCard,
     TokenLogprob,
@@ -116,14 +117,14 @@ class ModelServer:
                 out = reader.feed(event.text) if reader else Output(text=event.text)
                 await forward(out, event.logprobs)
             elif isinstance(event, Finished):
-                reason = event.reason
+                reason: FinishReason = event.reason
                 if reader is not None:
                     await forward(reader.finish(), ())
                     if reader.calls and reason == "stop":
                         reason = "tool_calls"
                 usage = Usage(prompt_tokens=event.prompt_tokens,
                               completion_tokens=event.completion_tokens)
-                await send(Done(job_id=job_id, finish_reason=reason,  # type: ignore[arg-type]
+                await send(Done(job_id=job_id, finish_reason=reason,
                                 usage=usage))
             elif isinstance(event, Embedded):
                 await send(Done(job_id=job_id, usage=Usage(prompt_tokens=event.prompt_tokens),

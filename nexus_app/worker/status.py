@@ -4,13 +4,16 @@ its messages and screens with it without loading the inference engine."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+NodeState = Literal["starting", "connecting", "online", "draining", "stopped"]
 
 
 @dataclass(frozen=True)
 class NodeStatus:
     """What the node is doing, for logs and the TUI."""
 
-    state: str = "starting"  # starting | connecting | online | draining | stopped
+    state: NodeState = "starting"
     gateway_url: str = ""
     worker_id: str | None = None
     accelerator: str = "cpu"

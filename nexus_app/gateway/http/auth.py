@@ -20,7 +20,7 @@ from starlette.types import Scope
 from nexus_app.addresses import is_valid_address
 from nexus_app.chain.wallet import verify
 from nexus_app.gateway.errors import BadRequest, RateLimited, Unauthorized
-from nexus_app.gateway.http.challenges import Challenge, ChallengeBook
+from nexus_app.gateway.http.challenges import ChallengeBook, SignInChallenge
 from nexus_app.gateway.http.middleware import limit_address, request_context
 from nexus_app.gateway.http.public_origin import chain_id_of, sign_in_issuer
 from nexus_app.gateway.ledger.store import ApiKeyRecord, Store
@@ -224,7 +224,7 @@ class Authenticator:
 
     # wallet sign-in ----------------------------------------------------------------------------
 
-    def challenge(self, scope: Scope, wallet: str) -> Challenge:
+    def challenge(self, scope: Scope, wallet: str) -> SignInChallenge:
         """A SIWS message for `wallet` naming this gateway, to be signed within its expiry."""
         self.anonymous(scope)
         if not is_valid_address(wallet):

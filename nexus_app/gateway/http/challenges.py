@@ -20,7 +20,7 @@ CHALLENGE_TTL_S = 300
 
 
 @dataclass(frozen=True, slots=True)
-class Challenge:
+class SignInChallenge:
     wallet: str
     nonce: str
     expires_at: float
@@ -41,13 +41,13 @@ class ChallengeBook:
     def __init__(self, *, per_address: int, max_pending: int,
                  ttl_s: float = CHALLENGE_TTL_S) -> None:
         self.per_address, self.max_pending, self.ttl_s = per_address, max_pending, ttl_s
-        self._pending: dict[str, Challenge] = {}  # by nonce, oldest first
+        self._pending: dict[str, SignInChallenge] = {}  # by nonce, oldest first
         self._by_address: dict[str, deque[str]] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def issue(self, wallet: str, address: str, issuer: Issuer) -> Challenge:
+    def issue(self, wallet: str, address: str, issuer: Issuer) -> SignInChallenge:
         """A new challenge for `wallet`, asked for from `address`."""
         now = time.time()
         nonce = secrets.token_hex(16)  # SIWS nonces are alphanumeric
@@ -55,7 +55,7 @@ class ChallengeBook:
             domain=issuer.domain, address=wallet, uri=issuer.uri, chain_id=issuer.chain_id,
             nonce=nonce, issued_at=iso(now), expiration_time=iso(now + self.ttl_s),
         )
-        challenge = Challenge(wallet, nonce, int(now + self.ttl_s), message.text(), address)
+        challenge = SignInChallenge(wallet, nonce, int(now + self.ttl_s), message.text(), address)
         mine = self._by_address.setdefault(address, deque())
         while len(mine) >= self.per_address:
             self._drop(mine[0])
@@ -67,7 +67,7 @@ class ChallengeBook:
         self._by_address.setdefault(address, deque()).append(nonce)
         return challenge
 
-    def take(self, nonce: str) -> Challenge | None:
+    def take(self, nonce: str) -> SignInChallenge | None:
         """The live challenge of `nonce`, removed: each is good for one login attempt."""
         challenge = self._pending.get(nonce)
         if challenge is None:

@@ -53,7 +53,7 @@ from nexus_app.gateway.notify.targets import (
 )
 from nexus_app.ids import new_id
 from nexus_app.protocol import is_model_id
-from nexus_app.webhooks import SIGNATURE_HEADER, signature
+from nexus_app.webhook_signing import SIGNATURE_HEADER, signature
 
 log = logging.getLogger(__name__)
 

@@ -278,10 +278,12 @@ class Coordinator:
                 future.set_result(None)
                 return
 
-    async def _acquire(self, job: Job, tried: set[str]) -> tuple[WorkerLink, Mailbox]:
+    async def _acquire(self, job: Job, deadline: float,
+                       tried: set[str]) -> tuple[WorkerLink, Mailbox]:
         """Take a slot on the least-loaded worker serving the job's model (one not `tried`
-        for this job yet, if one is free), waiting if all are busy."""
-        model, deadline = job.model, job.deadline
+        for this job yet, if one is free), waiting if all are busy, at most until `deadline`
+        (a `time.monotonic()` instant)."""
+        model = job.model
         while True:
             worker = self._pick(model, tried)
             if worker is not None:
@@ -300,7 +302,7 @@ class Coordinator:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiters = self._waiters.setdefault(model, deque())
             waiters.append(future)
-            timeout = min(self.queue_timeout_s, deadline - time.time())
+            timeout = min(self.queue_timeout_s, deadline - time.monotonic())
             try:
                 await asyncio.wait_for(future, timeout)
             except TimeoutError:
@@ -320,4 +322,4 @@ class Coordinator:
     def submit(
         self, kind: JobKind, model: str, request: dict[str, Any], timeout_s: float
     ) -> JobStream:
-        return JobStream(self, kind, model, request, time.time() + timeout_s)
+        return JobStream(self, kind, model, request, timeout_s)

@@ -53,18 +53,21 @@ class JobStream:
         kind: JobKind,
         model: str,
         request: dict[str, Any],
-        deadline: float,
+        timeout_s: float,
     ) -> None:
         self.coordinator = coordinator
+        # the worker gets the deadline as a wall-clock instant (it crosses machines); waits
+        # here use the monotonic clock, which a clock step cannot move
         self.job = Job(job_id=new_id("job"), kind=kind, model=model,
-                       request=request, deadline=deadline)
+                       request=request, deadline=time.time() + timeout_s)
+        self.deadline = time.monotonic() + timeout_s
         self.worker: WorkerLink | None = None
         self.streamed = False
         self.finished = False
         self.delivered_bytes = 0
         self._attempts = 0
         self._events: Mailbox | None = None
-        self._first_token_by = deadline
+        self._first_token_by = self.deadline
         self._tried: set[str] = set()  # workers this job was sent to
         self._failure: str | None = None  # why the last worker failed the job
 
@@ -103,7 +106,7 @@ class JobStream:
             self.coordinator.job_failed(self.worker)
         self._release()
         if (self.streamed or self._attempts >= self.coordinator.attempts
-                or time.time() >= self.deadline):
+                or time.monotonic() >= self.deadline):
             self.finished = True
             raise UpstreamFailed(retry.message, retry_after=RETRY_AFTER_S) from None
         self._failure = retry.message
@@ -112,9 +115,10 @@ class JobStream:
     async def _start(self) -> None:
         self._attempts += 1
         job = self.job
-        self.worker, self._events = await self.coordinator._acquire(job, self._tried)
+        self.worker, self._events = await self.coordinator._acquire(job, self.deadline,
+                                                                    self._tried)
         self._tried.add(self.worker.id)
-        self._first_token_by = time.time() + self.coordinator.first_token_timeout_s
+        self._first_token_by = time.monotonic() + self.coordinator.first_token_timeout_s
         try:
             await self.worker.send_frame(job)
         except Exception:
@@ -124,7 +128,7 @@ class JobStream:
         assert self._events is not None
         limit = self.deadline if self.streamed else min(self.deadline, self._first_token_by)
         try:
-            async with asyncio.timeout(limit - time.time()):
+            async with asyncio.timeout(limit - time.monotonic()):
                 event = await self._events.get()
         except TimeoutError:
             await self._send_cancel()
@@ -151,10 +155,6 @@ class JobStream:
             raise ClientTooSlow("The client read the stream too slowly; the response was "
                                 "cut off and only what was delivered is billed.")
         raise _Retry("The worker disconnected.")
-
-    @property
-    def deadline(self) -> float:
-        return self.job.deadline
 
     def _count(self, done: Done) -> None:
         self.coordinator.jobs_per_min.add(1)

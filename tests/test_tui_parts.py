@@ -13,18 +13,18 @@ import pytest
 from nexus_app.client.chat import ChatClient, Reply, api_root
 from nexus_app.client.http import ClientError
 from nexus_app.config import ConfigError, load_settings, save_config
-from nexus_app.tui.conversations import MIGRATIONS, ConversationStore, Message
+from nexus_app.tui.conversations import MIGRATIONS, ChatTurn, ConversationStore
 
 
 def test_conversations_are_kept_in_order(tmp_path: Path) -> None:
     store = ConversationStore(tmp_path / "c.sqlite3")
     first, second = store.create("first"), store.create("second")
-    store.add(first.id, Message("user", "hi"), model="m")
+    store.add(first.id, ChatTurn("user", "hi"), model="m")
     assert [c.title for c in store.recent()] == ["first", "second"]
-    store.add(first.id, Message("assistant", "hello", cost=12, completion_tokens=3))
+    store.add(first.id, ChatTurn("assistant", "hello", cost=12, completion_tokens=3))
     store.rename(second.id, "  ")
     assert store.get(second.id).title == "Untitled"  # type: ignore[union-attr]
-    assert store.messages(first.id)[1] == Message("assistant", "hello", 12, 3, False)
+    assert store.messages(first.id)[1] == ChatTurn("assistant", "hello", 12, 3, False)
     assert store.get(first.id).model == "m"  # type: ignore[union-attr]
     store.delete(first.id)
     assert store.messages(first.id) == [] and [c.title for c in store.recent()] == ["Untitled"]
@@ -41,7 +41,7 @@ def test_an_old_database_is_migrated_forward_keeping_its_messages(tmp_path: Path
     db.close()
     store = ConversationStore(path)
     assert store.schema_version == len(MIGRATIONS)
-    assert store.messages(1) == [Message("user", "kept")]
+    assert store.messages(1) == [ChatTurn("user", "kept")]
     store.close()
     assert ConversationStore(path).schema_version == len(MIGRATIONS)  # reopening is a no-op
 

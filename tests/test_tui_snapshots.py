@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nexus_app.tui.app import NexusApp
-from nexus_app.tui.conversations import ConversationStore, Message
+from nexus_app.tui.conversations import ChatTurn, ConversationStore
 from tests.tui_helpers import SIZE, tui_settings
 
 CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -36,8 +36,8 @@ def test_welcome(snap_compare: Any, tmp_path: Path) -> None:
 def test_chat_with_a_stored_conversation(snap_compare: Any, tmp_path: Path) -> None:
     store = ConversationStore(tmp_path / "data" / "conversations.sqlite3")
     conversation = store.create("Colours")
-    store.add(conversation.id, Message("user", "Name three colours."))
-    store.add(conversation.id, Message("assistant", "**Red**, green and blue.", None, 7))
+    store.add(conversation.id, ChatTurn("user", "Name three colours."))
+    store.add(conversation.id, ChatTurn("assistant", "**Red**, green and blue.", None, 7))
     store.close()
     assert snap_compare(app_for(tmp_path, network="remote"), terminal_size=SIZE,
                         run_before=settle)

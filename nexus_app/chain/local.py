@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from solders.transaction_metadata import (
     TransactionMetadata,
 )
 
+from nexus_app import sqlite
 from nexus_app.chain.backend import (
     BLOCKHASH_LIFETIME_BLOCKS,
     BLOCKHASH_LIFETIME_S,
@@ -47,7 +47,9 @@ from nexus_app.file_modes import private_file
 MAX_BLOCKHASHES = 10_000
 BLOCK_S = BLOCKHASH_LIFETIME_S / BLOCKHASH_LIFETIME_BLOCKS  # 0.8 s a block
 
-SCHEMA = """
+# `nexus_app.sqlite.migrate` order. The first one is the schema of chains made before versioning
+# (user_version 0), hence IF NOT EXISTS: such a chain takes it as a no-op and is then at 1.
+MIGRATIONS = ["""
 CREATE TABLE IF NOT EXISTS accounts (address BLOB PRIMARY KEY, account BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS transactions (
     signature TEXT PRIMARY KEY, slot INTEGER NOT NULL, tx BLOB NOT NULL, error TEXT
@@ -57,7 +59,7 @@ CREATE TABLE IF NOT EXISTS mentions (
 );
 CREATE INDEX IF NOT EXISTS mentions_address ON mentions (address, slot);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+"""]
 
 
 class LocalChain:
@@ -73,10 +75,8 @@ class LocalChain:
         private_file(path)  # its keys' balances and history are the operator's: 0600
         self._lock = _lock(path) if exclusive else None
         self._clock = clock or _clock_height
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # as the ledger: survives a process crash
-        self._db.executescript(SCHEMA)
+        self._db = sqlite.connect(path, check_same_thread=False)
+        sqlite.migrate(self._db, MIGRATIONS)
         self._svm = LiteSVM().with_blockhash_check(False)
         self._blockhashes: OrderedDict[Hash, int] = OrderedDict()  # -> last valid height
         for address, account in self._db.execute("SELECT address, account FROM accounts"):

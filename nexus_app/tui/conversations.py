@@ -1,12 +1,13 @@
 """Conversations of the chat screen, kept on this machine only: SQLite in the data dir, its
-schema versioned with `PRAGMA user_version` and migrated forward on open."""
+schema versioned with `PRAGMA user_version` and migrated forward on open (`nexus_app.sqlite`)."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from nexus_app import sqlite
 
 MIGRATIONS = [
     """
@@ -39,7 +40,9 @@ class Conversation:
 
 
 @dataclass(frozen=True)
-class Message:
+class ChatTurn:
+    """One message of a conversation, as stored."""
+
     role: str
     content: str
     cost: int | None = None  # token base units, when the server reported it
@@ -50,19 +53,12 @@ class Message:
 class ConversationStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
-
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        self.db = sqlite.connect(path)
+        sqlite.migrate(self.db, MIGRATIONS)
 
     @property
     def schema_version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return sqlite.user_version(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -97,15 +93,15 @@ class ConversationStore:
     def delete(self, conversation_id: int) -> None:
         self.db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
-    def messages(self, conversation_id: int) -> list[Message]:
+    def messages(self, conversation_id: int) -> list[ChatTurn]:
         rows = self.db.execute(
             "SELECT role, content, cost, completion_tokens, cancelled FROM messages "
             "WHERE conversation_id = ? ORDER BY id", (conversation_id,),
         )
-        return [Message(role, content, cost, tokens, bool(cancelled))
+        return [ChatTurn(role, content, cost, tokens, bool(cancelled))
                 for role, content, cost, tokens, cancelled in rows]
 
-    def add(self, conversation_id: int, message: Message, model: str | None = None) -> None:
+    def add(self, conversation_id: int, message: ChatTurn, model: str | None = None) -> None:
         """Append a message; the conversation becomes the most recent one."""
         now = time.time()
         with self.db:

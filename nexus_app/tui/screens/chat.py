@@ -13,7 +13,7 @@ from textual.widgets import Button, Input, Label, ListItem, ListView, Markdown, 
 from nexus_app.client.chat import ModelInfo, Reply, fit_history
 from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
-from nexus_app.tui.conversations import Conversation, ConversationStore, Message
+from nexus_app.tui.conversations import ChatTurn, Conversation, ConversationStore
 from nexus_app.tui.link import Connection
 from nexus_app.tui.screens.base import NexusScreen
 from nexus_app.tui.screens.dialogs import AskText, Confirm
@@ -30,7 +30,7 @@ def price_label(model: ModelInfo) -> str:
     return f"{model.id} · {out} NEXUS/1M out"
 
 
-def reply_note(message: Message, decimals: int | None) -> str:
+def reply_note(message: ChatTurn, decimals: int | None) -> str:
     """'42 tokens · 0.000123 NEXUS' under a reply, with what is known of it."""
     parts = []
     if message.completion_tokens is not None:
@@ -45,7 +45,7 @@ def reply_note(message: Message, decimals: int | None) -> str:
 class MessageView(Vertical):
     """One message: its Markdown and, for replies, a note (tokens, cost)."""
 
-    def __init__(self, message: Message, note: str = "") -> None:
+    def __init__(self, message: ChatTurn, note: str = "") -> None:
         super().__init__(classes=f"message {message.role}")
         self.message = message
         self.note = note
@@ -246,7 +246,7 @@ class ChatScreen(NexusScreen):
             self.conversation = self.store.create(text[:40], model)
         elif not self.store.messages(self.conversation.id):
             self.store.rename(self.conversation.id, text[:40])
-        message = Message("user", text)
+        message = ChatTurn("user", text)
         self.store.add(self.conversation.id, message, model)
         self._fill_list(self.store.recent())
         history = [{"role": m.role, "content": m.content}
@@ -255,7 +255,7 @@ class ChatScreen(NexusScreen):
         sent = fit_history(history, info.context_length if info else None, REPLY_MAX_TOKENS)
         messages = self.query_one("#messages", VerticalScroll)
         messages.mount(MessageView(message))
-        view = MessageView(Message("assistant", ""), "writing…")
+        view = MessageView(ChatTurn("assistant", ""), "writing…")
         messages.mount(view)
         messages.anchor()
         self.reply(self.conversation.id, model, sent, view, len(history) - len(sent))
@@ -293,7 +293,7 @@ class ChatScreen(NexusScreen):
                 end: Reply | None, failure: str | None, left_out: int) -> None:
         """Save the reply (all of it, or what arrived before a cancel) and show its note."""
         cancelled = end is None and failure is None
-        message = Message("assistant", text, end.cost if end else None,
+        message = ChatTurn("assistant", text, end.cost if end else None,
                           end.completion_tokens if end else None, cancelled)
         if text or end is not None:
             self.store.add(conversation_id, message)

@@ -1,6 +1,10 @@
 """TEST DOUBLE of a Solana cluster's JSON-RPC endpoint, on loopback.
 
-No cluster can be reached from here, so the RPC backend is tested against this server. It
+The RPC backend's own tests run against `nexus-app chain` (tests/test_rpc_chain.py), which
+executes for real. This double is kept for what that chain cannot be made to do: accept a
+transaction with a valid blockhash and never land it, hold a status short of a commitment for
+as long as a test likes, and move the block height by a test's hand within one RPC answer
+(the attacks of tests/security/ and the timeouts of tests/reliability/ script these). It
 executes almost nothing: it remembers the transactions sent to it and answers each method
 with a response in the shape the Solana RPC documentation gives (getLatestBlockhash,
 getBlockHeight, sendTransaction, getSignatureStatuses, getTransaction with base64 encoding,

@@ -1,6 +1,12 @@
-"""The `rpc` chain backend, tested against a loopback JSON-RPC server that answers in the
-shapes of the Solana RPC documentation (`tests/solana_rpc_double.py`, a test double): this
-workplace cannot reach a Solana cluster, so no test here talks to a real one."""
+"""The `rpc` chain backend against `nexus-app chain`: the local LiteSVM chain served over
+Solana's JSON-RPC (nexus_app/chain/node_server.py), so every send, preflight, confirmation and
+read runs the real SPL Token, Associated Token Account and Memo programs. Its clock makes a
+block every 50 ms here: a status is finalized 32 blocks (1.6 s) after it lands.
+
+The gateway on `--chain rpc --rpc-url` runs its money path on it: the treasury and the users'
+SOL come from the node's airdrop and their $NEXUS from the treasury's mint, as a devnet
+faucet would give them. `tests/solana_rpc_double.py` (a loopback double that executes nothing)
+is kept only for the shapes this chain cannot produce; see its docstring."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from solders.hash import Hash
+from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
@@ -22,90 +28,177 @@ from solders.transaction import VersionedTransaction
 from nexus_app.chain import token
 from nexus_app.chain.backend import ChainUnavailable, TransactionFailed
 from nexus_app.chain.deposits import build_deposit
+from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.chain.rpc import RpcChain
-from nexus_app.chain.treasury import Treasury
+from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury, create_mint, signed
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import ConfigError, Settings
-from tests.conftest import auth, free_port, make_settings, running_gateway
-from tests.solana_rpc_double import RpcDouble, rpc_double
+from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway
 
-MINT = Keypair().pubkey()
+MINT = Keypair().pubkey()  # the mint the double's tests name (it checks no mint)
+BLOCK_S = 0.05
+NEXUS = 1_000_000  # base units of 1 $NEXUS (6 decimals)
 
 
 @pytest.fixture
-async def double() -> AsyncIterator[RpcDouble]:
-    async with rpc_double() as running:
+async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
+    async with running_node(tmp_path / "chain", port=free_port(), block_s=BLOCK_S) as running:
         yield running
 
 
-def payout_tx(blockhash: Hash) -> tuple[Treasury, Pubkey, VersionedTransaction]:
-    treasury = Treasury(Keypair(), MINT, 6)
-    worker = Keypair().pubkey()
-    return treasury, worker, treasury.payout(worker, 1234, blockhash, "NEXUS payout t")
+async def airdrop(url: str, owner: Pubkey, lamports: int = LAMPORTS_PER_SOL) -> None:
+    """SOL from the node's faucet, confirmed as any wallet confirms it."""
+    async with AsyncClient(url) as client:
+        signature = (await client.request_airdrop(owner, lamports)).value
+        await client.confirm_transaction(signature, "confirmed", sleep_seconds=0.05)
 
 
-async def test_send_confirms_and_reads_back_the_transaction(double: RpcDouble) -> None:
-    chain = RpcChain(double.url, "finalized", poll_s=0.01)
-    treasury, worker, tx = payout_tx(await chain.latest_blockhash())
+async def provision(node: ChainNode) -> Treasury:
+    """A treasury with SOL, a new $NEXUS mint it is the authority of, and its token account."""
+    treasury = Keypair()
+    await airdrop(node.url, treasury.pubkey(), 10 * LAMPORTS_PER_SOL)
+    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    mint = await create_mint(chain, treasury, 6)
+    await chain.send(signed(treasury, [
+        token.create_token_account(treasury.pubkey(), treasury.pubkey(), mint),
+    ], await chain.latest_blockhash()))
+    await chain.close()
+    return Treasury(treasury, mint, 6)
+
+
+async def fund(node: ChainNode, treasury: Treasury, owner: Pubkey, amount: int) -> None:
+    """The faucet over RPC: SOL by airdrop, `amount` $NEXUS minted into `owner`'s account."""
+    await airdrop(node.url, owner)
+    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    await chain.send(treasury.mint_to(owner, amount, await chain.latest_blockhash()))
+    await chain.close()
+
+
+def rpc_settings(tmp_path: Path, node: Any, treasury: Treasury | None = None,
+                 **overrides: Any) -> Settings:
+    """A gateway on `--chain rpc` at `node.url` (the node, or the double) with `treasury`'s
+    keypair and mint (default: a new keypair, and MINT)."""
+    keypair = treasury.keypair if treasury else Keypair()
+    treasury_file = tmp_path / "treasury.json"
+    treasury_file.write_text(json.dumps(list(bytes(keypair))))
+    treasury_file.chmod(0o600)  # a gateway refuses a treasury key others can read
+    mint = treasury.mint if treasury else MINT
+    return make_settings(tmp_path, chain="rpc", rpc_url=node.url, mint=str(mint),
+                         treasury_keypair=treasury_file, **overrides)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def payout_tx(node: ChainNode, chain: RpcChain, amount: int = 1234,
+                    ) -> tuple[Treasury, Pubkey, VersionedTransaction]:
+    """A treasury holding 10 $NEXUS, and its payout of `amount` to a new worker that has a
+    token account."""
+    treasury = await provision(node)
+    await fund(node, treasury, treasury.address, 10 * NEXUS)
+    worker = Keypair()
+    await fund(node, treasury, worker.pubkey(), 0)
+    return treasury, worker.pubkey(), treasury.payout(
+        worker.pubkey(), amount, await chain.latest_blockhash(), "NEXUS payout t")
+
+
+async def test_send_confirms_and_reads_back_the_transaction(node: ChainNode) -> None:
+    chain = RpcChain(node.url, "finalized", poll_s=0.02)
+    treasury, worker, tx = await payout_tx(node, chain)
+    calls = len(node.faults.calls)
     signature = await chain.send(tx)
+    assert node.faults.calls[calls:calls + 2] == ["sendTransaction", "getSignatureStatuses"]
     found = await chain.transaction(signature)
     assert found is not None and found.succeeded and found.slot > 0
     assert bytes(found.transaction) == bytes(tx)
     [transfer] = token.token_transfers(found.transaction)
-    assert (transfer.amount, transfer.mint, transfer.source) == (1234, MINT,
+    assert (transfer.amount, transfer.mint, transfer.source) == (1234, treasury.mint,
                                                                  treasury.token_account)
-    assert await chain.signatures_for(token.associated_token_address(worker, MINT)) == [
-        signature]
+    worker_account = token.associated_token_address(worker, treasury.mint)
+    assert (await chain.signatures_for(worker_account))[0] == signature
+    assert await chain.token_balance(worker_account) == 1234  # executed, not just recorded
+    assert await chain.token_balance(treasury.token_account) == 10 * NEXUS - 1234
     assert await chain.transaction(str(Keypair().sign_message(b"x"))) is None
-    assert double.calls[:3] == ["getLatestBlockhash", "sendTransaction", "getSignatureStatuses"]
     await chain.close()
 
 
-async def test_balances_are_read_from_account_data(double: RpcDouble) -> None:
-    owner, account = Keypair().pubkey(), Keypair().pubkey()
-    data = bytes(64) + (42_000_000).to_bytes(8, "little") + bytes(93)
-    double.accounts[str(owner)] = (2_500_000_000, b"", "11111111111111111111111111111111")
-    double.accounts[str(account)] = (2_039_280, data, str(token.TOKEN_PROGRAM_ID))
-    chain = RpcChain(double.url)
-    assert await chain.sol_balance(owner) == 2_500_000_000
-    assert await chain.token_balance(account) == 42_000_000
+async def test_balances_are_read_from_account_data(node: ChainNode) -> None:
+    treasury = await provision(node)
+    owner = Keypair().pubkey()
+    await fund(node, treasury, owner, 42 * NEXUS)
+    chain = RpcChain(node.url, "confirmed")
+    assert await chain.sol_balance(owner) == LAMPORTS_PER_SOL  # the treasury paid the rent
+    assert await chain.token_balance(token.associated_token_address(owner, treasury.mint)
+                                     ) == 42 * NEXUS
     assert await chain.token_balance(Keypair().pubkey()) == 0
+    assert not await chain.account_exists(Keypair().pubkey())
     await chain.close()
 
 
-async def test_preflight_failure_is_a_failed_transaction(double: RpcDouble) -> None:
-    double.preflight_error = "Error processing Instruction 0: custom program error: 0x1"
-    chain = RpcChain(double.url, poll_s=0.01)
-    _, _, tx = payout_tx(await chain.latest_blockhash())
-    with pytest.raises(TransactionFailed, match="simulation failed"):
+async def test_preflight_failure_is_a_failed_transaction(node: ChainNode) -> None:
+    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    treasury, _, tx = await payout_tx(node, chain, amount=11 * NEXUS)  # it holds 10
+    with pytest.raises(TransactionFailed, match=r"simulation failed.*custom program error: 0x1"):
         await chain.send(tx)
-    assert not double.landed
+    assert await chain.transaction(str(tx.signatures[0])) is None  # never forwarded
+    assert await chain.token_balance(treasury.token_account) == 10 * NEXUS
     await chain.close()
 
 
 async def test_transaction_landing_with_an_error_is_a_failed_transaction(
-    double: RpcDouble,
+    node: ChainNode,
 ) -> None:
-    double.land_with_error = True
-    chain = RpcChain(double.url, poll_s=0.01)
-    _, _, tx = payout_tx(await chain.latest_blockhash())
+    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    treasury, _, tx = await payout_tx(node, chain, amount=11 * NEXUS)
+    sol = await chain.sol_balance(treasury.address)
+    async with httpx.AsyncClient() as http:  # as a wallet skipping preflight sends it
+        sent = (await http.post(node.url, json={
+            "jsonrpc": "2.0", "id": 1, "method": "sendTransaction",
+            "params": [base64.b64encode(bytes(tx)).decode(),
+                       {"encoding": "base64", "skipPreflight": True}]})).json()
+    assert sent["result"] == str(tx.signatures[0])
     with pytest.raises(TransactionFailed, match="InstructionError"):
-        await chain.send(tx)
+        await chain.send(tx)  # already processed: its status says it failed
+    await asyncio.sleep(2 * BLOCK_S)  # confirmed a block after it landed
     found = await chain.transaction(str(tx.signatures[0]))
     assert found is not None and not found.succeeded
+    assert await chain.token_balance(treasury.token_account) == 10 * NEXUS
+    assert await chain.sol_balance(treasury.address) == sol - 5000  # the fee is paid all the same
     await chain.close()
 
 
-async def test_commitment_not_reached_in_time_is_unavailable(double: RpcDouble) -> None:
-    double.confirmation = "confirmed"
-    chain = RpcChain(double.url, "finalized", timeout_s=0.3, poll_s=0.05)
-    _, _, tx = payout_tx(await chain.latest_blockhash())
+async def test_commitment_not_reached_in_time_is_unavailable(node: ChainNode) -> None:
+    chain = RpcChain(node.url, "finalized", timeout_s=0.3, poll_s=0.05)
+    _, _, tx = await payout_tx(node, chain)
     with pytest.raises(ChainUnavailable, match="not finalized"):
-        await chain.send(tx)
-    confirmed = RpcChain(double.url, "confirmed", poll_s=0.01)
+        await chain.send(tx)  # finality takes 32 blocks: 1.6 s
+    confirmed = RpcChain(node.url, "confirmed", poll_s=0.02)
     assert await confirmed.send(tx) == str(tx.signatures[0])
+    patient = RpcChain(node.url, "finalized", poll_s=0.05)
+    assert await patient.send(tx) == str(tx.signatures[0])
+    for client in (chain, confirmed, patient):
+        await client.close()
+
+
+async def test_resending_a_processed_transaction_is_not_an_error(node: ChainNode) -> None:
+    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    treasury, worker, tx = await payout_tx(node, chain)
+    signature = await chain.send(tx)
+    async with httpx.AsyncClient() as http:  # what the node answers the second send
+        again = (await http.post(node.url, json={
+            "jsonrpc": "2.0", "id": 1, "method": "sendTransaction",
+            "params": [base64.b64encode(bytes(tx)).decode(), {"encoding": "base64"}]})).json()
+    assert again["error"]["code"] == -32002
+    assert "already been processed" in again["error"]["message"]
+    assert await chain.send(tx) == signature
+    assert await chain.token_balance(token.associated_token_address(worker, treasury.mint)
+                                     ) == 1234  # paid once
     await chain.close()
-    await confirmed.close()
 
 
 async def test_unreachable_node_is_unavailable() -> None:
@@ -122,72 +215,65 @@ def test_rpc_chain_needs_url_and_mint(tmp_path: Path) -> None:
         make_settings(tmp_path, chain="rpc", rpc_url="http://x", mint="nope")
 
 
+async def funded_user(gw: RunningGateway, node: ChainNode, treasury: Treasury,
+                      amount: int) -> tuple[Keypair, GatewayClient]:
+    account = await gw.account()
+    await fund(node, treasury, account.keypair.pubkey(), amount)
+    return account.keypair, GatewayClient(gw.url, token=account.session)
+
+
 async def test_gateway_on_the_rpc_chain_credits_a_checked_deposit(
-    double: RpcDouble, tmp_path: Path,
+    node: ChainNode, tmp_path: Path,
 ) -> None:
-    settings = rpc_settings(tmp_path, double, chain_poll_interval_s=60)
+    treasury = await provision(node)
+    settings = rpc_settings(tmp_path, node, treasury, chain_poll_interval_s=60)
     async with running_gateway(settings) as gw:
         account = await gw.account()
+        await fund(node, treasury, account.keypair.pubkey(), 30 * NEXUS)
         client = GatewayClient(gw.url, token=account.session)
         intent = await client.deposit_intent("25")
-        assert intent.mint == MINT and intent.treasury == gw.gateway.treasury.token_account
+        assert intent.mint == treasury.mint and intent.treasury == treasury.token_account
 
-        short = build_deposit(account.keypair, replace(intent, amount=24_000_000))
+        calls = len(node.faults.calls)
+        short = build_deposit(account.keypair, replace(intent, amount=24 * NEXUS))
         async with httpx.AsyncClient(base_url=gw.url) as http:
             response = await http.post(
                 "/v1/deposits", headers=auth(account.api_key),
                 json={"transaction": base64.b64encode(bytes(short)).decode()})
         assert response.status_code == 400 and "wrong amount" in response.text
-        assert "sendTransaction" not in double.calls  # refused before it reached the chain
+        assert "sendTransaction" not in node.faults.calls[calls:]  # refused before the chain
 
         result = await client.deposit(account.keypair, "25")
-        assert (result["status"], result["balance"]) == ("credited", 25_000_000)
-        assert double.calls.count("sendTransaction") == 1
-        assert "getTransaction" in double.calls
+        assert (result.status, result.balance) == ("credited", 25 * NEXUS)
+        assert node.faults.calls[calls:].count("sendTransaction") == 1
+        assert "getTransaction" in node.faults.calls[calls:]
+        user_account = token.associated_token_address(account.keypair.pubkey(), treasury.mint)
+        chain = RpcChain(node.url, "finalized")
+        assert await chain.token_balance(user_account) == 5 * NEXUS
+        await chain.close()
 
         with pytest.raises(ClientError, match="only on the local chain") as refused:
             await client.faucet("10")
         assert refused.value.status == 403
-        assert (await gw.store.audit()).ok
+        await gw.assert_solvent()
 
-
-async def test_resending_a_processed_transaction_is_not_an_error(double: RpcDouble) -> None:
-    chain = RpcChain(double.url, poll_s=0.01)
-    _, _, tx = payout_tx(await chain.latest_blockhash())
-    signature = await chain.send(tx)
-    double.preflight_error = "This transaction has already been processed"
-    assert await chain.send(tx) == signature
-    await chain.close()
-
-
-def rpc_settings(tmp_path: Path, double: RpcDouble, **overrides: Any) -> Settings:
-    treasury_file = tmp_path / "treasury.json"
-    treasury_file.write_text(json.dumps(list(bytes(Keypair()))))
-    treasury_file.chmod(0o600)  # a gateway refuses a treasury key others can read
-    return make_settings(tmp_path, chain="rpc", rpc_url=double.url, mint=str(MINT),
-                         treasury_keypair=treasury_file, **overrides)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_unconfirmed_deposit_and_payout_are_settled_later(
-    double: RpcDouble, tmp_path: Path,
+    node: ChainNode, tmp_path: Path,
 ) -> None:
-    double.confirmation = "confirmed"  # the gateway waits for finalized: not yet
-    settings = rpc_settings(tmp_path, double, chain_timeout_s=0.3, chain_poll_interval_s=0.1)
+    """The gateway waits 0.3 s for finality (1.6 s here): the deposit and the payout land
+    but are not final in time; the watcher then credits the one and reconciles the other."""
+    treasury = await provision(node)
+    await fund(node, treasury, treasury.address, 10 * NEXUS)  # what payouts are paid from
+    settings = rpc_settings(tmp_path, node, treasury, chain_timeout_s=0.3,
+                            chain_poll_interval_s=0.1)
     async with running_gateway(settings) as gw:
-        account = await gw.account()
-        client = GatewayClient(gw.url, token=account.session)
-        pending = await client.deposit(account.keypair, "4")
-        assert pending["status"] == "pending" and pending["balance"] == 0
+        keypair, client = await funded_user(gw, node, treasury, 4 * NEXUS)
+        pending = await client.deposit(keypair, "4")
+        assert pending.status == "pending" and pending.balance == 0
 
-        await gw.store.grant(account.wallet, 5000, "test credit")
+        account = await gw.account(credit=5000)
         worker = await gw.worker()
         async with httpx.AsyncClient(base_url=gw.url) as http:
             chat = await http.post("/v1/chat/completions", headers=auth(account.api_key),
@@ -196,21 +282,29 @@ async def test_unconfirmed_deposit_and_payout_are_settled_later(
         assert chat.status_code == 200
         worker_client = GatewayClient(gw.url)
         await worker_client.sign_in(worker.keypair)
-        double.confirmation = "finalized"  # the worker's own token account, created at once
-        created = await worker_client.create_token_account(worker.keypair)
-        assert created["exists"] and created["signature"] in double.landed
-        double.confirmation = "confirmed"
+        await airdrop(node.url, worker.keypair.pubkey())  # SOL for its token account's rent
+        with pytest.raises(ClientError):  # landed, not final within the gateway's wait
+            await worker_client.create_token_account(worker.keypair)
+        await wait_until(lambda: _exists(node, token.associated_token_address(
+            worker.keypair.pubkey(), treasury.mint)))
         sent = await worker_client.claim()
-        assert (sent["status"], sent["amount"]) == ("sent", 800)
-        assert (await worker_client.worker_earnings())["paying"] == 800
-
-        double.confirmation = "finalized"  # now the watcher credits and reconciles
+        assert (sent.status, sent.amount) == ("sent", 800)
+        assert (await worker_client.worker_earnings()).paying == 800
 
         async def settled() -> bool:
             me = await worker_client.worker_earnings()
-            return (await client.balance())["balance"] == 4_000_000 + 4000 and me["paid"] == 800
+            return (await client.balance()).balance == 4 * NEXUS and me.paid == 800
 
         await wait_until(settled)
-        assert [d["status"] for d in await client.deposits()] == ["credited"]
+        assert [d.status for d in await client.deposits()] == ["credited"]
         audit = await gw.store.audit()
-        assert audit.ok and (audit.deposits, audit.payouts) == (4_000_000, 800)
+        assert audit.ok and (audit.deposits, audit.payouts) == (4 * NEXUS, 800)
+        await gw.assert_solvent()
+
+
+async def _exists(node: ChainNode, address: Pubkey) -> bool:
+    chain = RpcChain(node.url, "finalized")
+    try:
+        return await chain.account_exists(address)
+    finally:
+        await chain.close()

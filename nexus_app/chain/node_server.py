@@ -135,6 +135,7 @@ class ChainNode:
 
     node: LocalNode
     app: NodeApp
+    url: str = ""  # where it is served, once it is
 
     @property
     def clock(self) -> SlotClock:
@@ -181,6 +182,7 @@ async def running_node(data_dir: Path, host: str = "127.0.0.1", port: int = DEFA
                 task.result()
                 raise OSError(f"the chain node could not listen on {host}:{port}")
             await asyncio.sleep(0.01)
+        node.url = f"http://{host}:{port}"
         yield node
     finally:
         server.should_exit = True

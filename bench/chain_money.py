@@ -77,8 +77,8 @@ async def bench(deposits: int, wallets: int) -> None:
             print(row(f"deposit, {wallets} wallets at once", [x for xs in each for x in xs],
                       time.perf_counter() - start))
 
-            ledger = gateway.open_ledger()
-            audit = ledger.audit_sync()
+            ledger = await gateway.open_ledger()
+            audit = await ledger.audit()
             print(f"\nledger: deposits {audit.deposits} base units, invariant ok: {audit.ok}")
         finally:
             gateway.process.terminate()

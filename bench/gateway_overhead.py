@@ -140,8 +140,8 @@ async def account_key(url: str, db: Path) -> str:
         await client.sign_in(keypair)
         key = (await client.create_key("bench"))["key"]
     store = SQLiteStore(db)
-    store.open_sync()
-    store.grant_sync(str(keypair.pubkey()), 10**15, "benchmark credit")
+    await store.open()
+    await store.grant(str(keypair.pubkey()), 10**15, "benchmark credit")
     await store.close()
     return str(key)
 

@@ -88,10 +88,10 @@ async def run(args: argparse.Namespace, folder: Path) -> None:
             print(f"{number:>5} {args.streams / elapsed:>10.0f} {tokens / elapsed:>9.0f} "
                   f"{statistics.median(firsts) * 1000:>7.0f}ms {p99 * 1000:>7.0f}ms "
                   f"{rss_bytes(gateway.process.pid) / 2**20:>8.0f}")
-        ledger = gateway.open_ledger()
-        audit = ledger.audit_sync()
+        ledger = await gateway.open_ledger()
+        audit = await ledger.audit()
         print(f"ledger invariant: {audit.ok}, open reservations: {audit.open_reservations}")
-        ledger.db.close()
+        await ledger.close()
     finally:
         for process in [*workers, gateway.process]:
             process.kill()

@@ -4,6 +4,7 @@ dir: grants, the ledger and solvency audit, and funding the promotional pool on 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,8 +19,13 @@ from nexus_app.chain.treasury import Treasury, faucet
 from nexus_app.chain.wallet import WalletError, load_keypair
 from nexus_app.config import Settings
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import LedgerStore, Store
 from nexus_app.gateway.money.promo import PromoCredit, PromoFundingFailed, credit_promo, fund_promo
-from nexus_app.gateway.money.solvency import check_solvency_settled, open_treasury_view
+from nexus_app.gateway.money.solvency import (
+    SolvencyStore,
+    check_solvency_settled,
+    open_treasury_view,
+)
 from nexus_app.units import AmountError, format_units, to_base_units
 
 
@@ -30,30 +36,34 @@ class AdminError(Exception):
 def run_admin(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """Run `args.action`; returns its result (what `--json` prints). `AdminError` on failure
     (after printing nothing): the caller prints it and exits 1."""
-    import asyncio
-
-    store = SQLiteStore(settings.db_path)
-    store.open_sync()
     try:
-        if args.action == "grant":
-            return _grant(args, settings, store)
-        return asyncio.run(_chain_action(args, settings, store))
+        return asyncio.run(_run(args, settings))
     except (ChainError, WalletError, PromoFundingFailed) as exc:
         raise AdminError(str(exc)) from None
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    store = SQLiteStore(settings.db_path)
+    await store.open()
+    try:
+        if args.action == "grant":
+            return await _grant(args, settings, store)
+        return await _chain_action(args, settings, store)
     finally:
-        asyncio.run(store.close())
+        await store.close()
 
 
-def _grant(args: argparse.Namespace, settings: Settings, store: SQLiteStore) -> dict[str, Any]:
+async def _grant(args: argparse.Namespace, settings: Settings,
+                 store: LedgerStore) -> dict[str, Any]:
     if not is_valid_address(args.account):
         raise AdminError(f"'{args.account}' is not a Solana address")
     amount = _units(args.amount, settings)
-    store.grant_sync(args.account, amount, args.memo)
+    await store.grant(args.account, amount, args.memo)
     return {"account": args.account, "granted": amount}
 
 
 async def _chain_action(args: argparse.Namespace, settings: Settings,
-                        store: SQLiteStore) -> dict[str, Any]:
+                        store: Store) -> dict[str, Any]:
     if args.action == "audit":
         return await _audit(settings, store, args.ledger_only)
     if args.action == "promo-credit":
@@ -70,9 +80,9 @@ async def _chain_action(args: argparse.Namespace, settings: Settings,
         await chain.close()
 
 
-async def _audit(settings: Settings, store: SQLiteStore, ledger_only: bool) -> dict[str, Any]:
+async def _audit(settings: Settings, store: SolvencyStore, ledger_only: bool) -> dict[str, Any]:
     if ledger_only:
-        audit = store.audit_sync()
+        audit = await store.audit()
         return {"ok": audit.ok, "ledger_ok": audit.ok, **_fields(audit)}
     chain, treasury = await open_treasury_view(settings)
     try:

@@ -3,6 +3,7 @@ temporary data dir, funded accounts with API keys, and scripted test workers."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -149,36 +150,41 @@ class GatewayProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.port}"
 
-    def open_ledger(self) -> SQLiteStore:
+    async def open_ledger(self) -> SQLiteStore:
         """A second connection to the gateway's ledger, as the operator's CLI has."""
         store = SQLiteStore(self.settings.db_path)
-        store.open_sync()
+        await store.open()
         return store
 
-    def audit_ok(self) -> bool:
+    async def audit_ok(self) -> bool:
         """Whether the ledger invariant holds, read as the operator's CLI reads it."""
-        store = self.open_ledger()
+        store = await self.open_ledger()
         try:
-            return store.audit_sync().ok
+            return (await store.audit()).ok
         finally:
-            store.db.close()
+            await store.close()
 
     def assert_paid_from(self, wallet: str, credit: int) -> None:
         """The account spent some of its `credit`, what it did not spend is still its
-        balance, and the ledger invariant holds."""
-        store = self.open_ledger()
-        spent, balance = store.db.execute(
-            "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)
-        ).fetchone()
-        assert spent > 0 and spent + balance == credit
-        assert store.audit_sync().ok
-        store.db.close()
+        balance, and the ledger invariant holds (for tests that run no event loop)."""
+        async def check() -> None:
+            store = await self.open_ledger()
+            try:
+                spent, balance = store.db.execute(
+                    "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)
+                ).fetchone()
+                assert spent > 0 and spent + balance == credit
+                assert (await store.audit()).ok
+            finally:
+                await store.close()
+
+        asyncio.run(check())
 
     async def funded_key(self, credit: int) -> tuple[str, str]:
         """(wallet, API key) of a new account granted `credit` base units."""
         account = await signed_in_account(self.url)
-        store = self.open_ledger()
-        store.grant_sync(account.wallet, credit, "test credit")
+        store = await self.open_ledger()
+        await store.grant(account.wallet, credit, "test credit")
         await store.close()
         return account.wallet, account.api_key
 

@@ -25,7 +25,7 @@ from nexus_app.chain.deposits import DepositIntent, build_deposit
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, create_mint, top_up_sol
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.gateway.ledger.store import DepositIntent as StoredIntent
+from nexus_app.gateway.ledger.records import DepositIntentRecord
 from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
 
 NEXUS = 1_000_000  # base units per NEXUS (6 decimals)
@@ -280,7 +280,7 @@ async def test_expired_unpaid_intents_are_deleted_and_paid_ones_kept(tmp_path: P
         an_hour_ago = time.time() - 3600
         store.db.execute("UPDATE deposit_intents SET expires_at = ?", (an_hour_ago,))
         for n in range(50):  # a flood of intents that expired unpaid
-            await store.add_deposit_intent(StoredIntent(
+            await store.add_deposit_intent(DepositIntentRecord(
                 f"dep_old{n}", user.account.wallet, str(Keypair().pubkey()), NEXUS, "m",
                 an_hour_ago - 60, an_hour_ago), 100)
 

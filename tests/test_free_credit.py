@@ -13,8 +13,8 @@ from solders.keypair import Keypair
 
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import faucet
+from nexus_app.gateway.ledger.records import EntryKind, FreeTopUp, Settlement
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
-from nexus_app.gateway.ledger.store import FREE_CREDIT, FREE_CREDIT_LAPSE, FreeTopUp, Settlement
 from nexus_app.gateway.money.free_credit import FreeCredit, week_number
 from nexus_app.gateway.money.promo import fund_promo
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
@@ -40,7 +40,7 @@ async def fund_pool_on_chain(gw: RunningGateway, amount: int) -> None:
     assert credit.credited and credit.amount == amount
 
 
-def entries(store: SQLiteStore, kind: str = FREE_CREDIT) -> list[int]:
+def entries(store: SQLiteStore, kind: EntryKind = EntryKind.FREE_CREDIT) -> list[int]:
     rows = store.db.execute("SELECT amount FROM ledger WHERE kind = ? ORDER BY id",
                             (kind,)).fetchall()
     return [amount for (amount,) in rows]
@@ -69,7 +69,7 @@ async def test_free_credit_tops_up_once_a_week_and_never_accumulates(store) -> N
     assert await credit.top_up(ALICE, now=MONDAY + WEEK + 5) == FreeTopUp(500, 300, 0)
     assert (await store.balance(ALICE)).free_balance == 500
     assert await store.promo_pool() == 9_300
-    assert (entries(store), entries(store, FREE_CREDIT_LAPSE)) == ([500, 500], [300])
+    assert (entries(store), entries(store, EntryKind.FREE_CREDIT_LAPSE)) == ([500, 500], [300])
     # a second gateway process (its own memory) still issues once per week
     other = FreeCredit(store, 500, "monday")
     await other.top_up(ALICE, now=MONDAY + WEEK + 60)

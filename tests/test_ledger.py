@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from nexus_app import sqlite
 from nexus_app.gateway.errors import InsufficientCredit
+from nexus_app.gateway.ledger.records import FreeTopUp, Settlement
+from nexus_app.gateway.ledger.sqlite.schema import MIGRATIONS
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
-from nexus_app.gateway.ledger.store import FreeTopUp, Settlement
 from nexus_app.gateway.money.billing import Billing
 from nexus_app.gateway.money.free_credit import FreeCredit
 from nexus_app.gateway.money.pricing import Price, PriceBook, split_fee
@@ -175,27 +178,23 @@ async def test_audit_detects_tampered_free_credit(store: SQLiteStore, tamper: st
 
 
 async def test_a_ledger_with_free_credit_from_before_the_pool_migrates_consistent(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """Free credit issued out of nothing by an earlier version is recorded as a grant into
     the pool, so the audit holds (and solvency shows whether fees cover it)."""
-    import nexus_app.gateway.ledger.sqlite.store as sqlite_store
-
-    before = next(i for i, m in enumerate(sqlite_store.MIGRATIONS) if "promo_pool" in m)
+    before = next(i for i, m in enumerate(MIGRATIONS) if "promo_pool" in m)
     path = tmp_path / "ledger.sqlite3"
-    monkeypatch.setattr(sqlite_store, "MIGRATIONS", sqlite_store.MIGRATIONS[:before])
-    old = SQLiteStore(path)
-    old.open_sync()
+    old = sqlite.connect(path)
+    sqlite.migrate(old, MIGRATIONS[:before])
     for account, free_left in ((ALICE, 300), (BOB, 0)):  # what the old top-up wrote
-        old.db.execute("INSERT INTO accounts (account, updated_at, free_balance, free_week)"
-                       " VALUES (?, 0, ?, 7)", (account, free_left))
-        old.db.execute("INSERT INTO ledger (at, kind, account, amount, ref)"
-                       " VALUES (0, 'free_credit', ?, 500, 'week 7')", (account,))
-    old.db.execute("INSERT INTO worker_accounts (wallet, earned) VALUES ('w', 560)")
-    old.db.executescript("INSERT INTO ledger (at, kind, wallet, amount) VALUES"
-                         " (0, 'worker_earning', 'w', 560), (0, 'treasury_fee', NULL, 140),"
-                         " (0, 'reserve', 'x', 700), (0, 'settle', 'x', 700)")
-    await old.close()
-    monkeypatch.undo()
+        old.execute("INSERT INTO accounts (account, updated_at, free_balance, free_week)"
+                    " VALUES (?, 0, ?, 7)", (account, free_left))
+        old.execute("INSERT INTO ledger (at, kind, account, amount, ref)"
+                    " VALUES (0, 'free_credit', ?, 500, 'week 7')", (account,))
+    old.execute("INSERT INTO worker_accounts (wallet, earned) VALUES ('w', 560)")
+    old.execute("INSERT INTO ledger (at, kind, wallet, amount) VALUES"
+                " (0, 'worker_earning', 'w', 560), (0, 'treasury_fee', NULL, 140),"
+                " (0, 'reserve', 'x', 700), (0, 'settle', 'x', 700)")
+    old.close()
     new = SQLiteStore(path)
     await new.open()
     audit = await new.audit()
@@ -206,6 +205,43 @@ async def test_a_ledger_with_free_credit_from_before_the_pool_migrates_consisten
     audit = await new.audit()
     assert audit.ok and audit.pool == 0 and audit.free_balances == 300
     await new.close()
+
+
+def _old_migrate(db: sqlite3.Connection, migrations: list[str]) -> None:
+    """How ledgers were migrated before `nexus_app.sqlite`: statement by statement, split on
+    `;`, the version bumped in the same transaction."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(migrations[version:], start=version + 1):
+        db.execute("BEGIN IMMEDIATE")
+        for statement in filter(str.strip, script.split(";")):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version={number}")
+        db.execute("COMMIT")
+
+
+@pytest.mark.parametrize("version", range(1, len(MIGRATIONS) + 1))
+async def test_a_ledger_made_by_the_earlier_code_opens_and_upgrades(
+        tmp_path: Path, version: int) -> None:
+    """A ledger file at any earlier schema version, written as the code before the shared
+    SQLite helper wrote it, opens with the current code: migrated to the last version,
+    keeping its accounts and entries."""
+    path = tmp_path / "ledger.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    _old_migrate(old, MIGRATIONS[:version])
+    old.execute("INSERT INTO accounts (account, balance, updated_at) VALUES (?, 700, 0)",
+                (ALICE,))
+    old.execute("INSERT INTO ledger (at, kind, account, amount, ref)"
+                " VALUES (0, 'grant', ?, 700, 'old grant')", (ALICE,))
+    old.close()
+    store = SQLiteStore(path)
+    await store.open()
+    assert sqlite.user_version(store.db) == len(MIGRATIONS)
+    assert (await store.balance(ALICE)).balance == 700
+    assert await store.reserve("r1", ALICE, 300)
+    assert await store.settle("r1", settlement(300))
+    audit = await store.audit()
+    assert audit.ok and audit.grants == 700 and audit.settled == 300
+    await store.close()
 
 
 async def test_grants_must_be_positive(store: SQLiteStore) -> None:

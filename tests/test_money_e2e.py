@@ -4,6 +4,7 @@ real SmolLM2 worker and billed from the deposit."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def test_faucet_deposit_chat_and_claim_with_the_real_worker(
     )
     assert reply.choices[0].message.content and reply.usage is not None
 
-    ledger = gateway.open_ledger()
+    ledger = asyncio.run(gateway.open_ledger())
     balance = cli(user, gateway.url, "balance")
     spent = balance["total_spent"]
     assert spent > 0 and balance["balance"] == 25 * NEXUS - spent
@@ -61,5 +62,5 @@ def test_faucet_deposit_chat_and_claim_with_the_real_worker(
     earned = ledger.db.execute("SELECT earned FROM worker_accounts").fetchone()[0]
     assert claim["status"] == "paid" and claim["amount"] == earned == spent * 80 // 100
     assert cli(worker_dir, gateway.url, "balance")["wallet"]["nexus"] == earned
-    audit = ledger.audit_sync()
+    audit = asyncio.run(ledger.audit())
     assert audit.ok and (audit.deposits, audit.payouts) == (25 * NEXUS, earned)

@@ -47,7 +47,7 @@ async def test_fifty_concurrent_requests_on_credit_for_ten(gw: RunningGateway) -
 async def test_sigkill_during_streams_leaves_nothing_stuck(gateway_process) -> None:
     gateway = gateway_process()
     wallet, key = await gateway.funded_key(1_000_000)
-    store = gateway.open_ledger()
+    store = await gateway.open_ledger()
     worker = await ScriptedWorker(gateway.url, token_delay_s=0.05,
                                   reply=" ".join(["tick"] * 400), slots=32).start()
     streamed = asyncio.Event()
@@ -64,7 +64,7 @@ async def test_sigkill_during_streams_leaves_nothing_stuck(gateway_process) -> N
 
     tasks = [asyncio.create_task(stream(i)) for i in range(20)]
     await asyncio.wait_for(streamed.wait(), 30)
-    during = store.audit_sync()
+    during = await store.audit()
     assert during.open_reservations > 0 and during.ok
     os.kill(gateway.process.pid, signal.SIGKILL)
     gateway.process.wait(10)
@@ -73,7 +73,7 @@ async def test_sigkill_during_streams_leaves_nothing_stuck(gateway_process) -> N
     await worker.stop()
 
     restarted = gateway_process(gateway.settings)
-    audit = store.audit_sync()
+    audit = await store.audit()
     assert audit.ok, audit
     assert audit.reserved == 0 and audit.open_reservations == 0
     balance = await store.balance(wallet)

@@ -13,7 +13,7 @@ from solders.keypair import Keypair
 from nexus_app.chain import token
 from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.gateway.ledger.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
+from nexus_app.gateway.ledger.records import PayoutStatus
 from tests.conftest import RunningGateway, auth, make_settings, running_gateway
 from tests.scripted_worker import ScriptedWorker
 from tests.test_deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury
@@ -99,7 +99,7 @@ async def test_payout_failing_on_chain_leaves_earnings_claimable(gw: RunningGate
     assert failed.value.status == 502
     me = await client.worker_earnings()
     assert (me["pending"], me["paid"], me["paying"]) == (1600, 0, 0)
-    assert [p["status"] for p in me["payouts"]] == [PAYOUT_FAILED]
+    assert [p["status"] for p in me["payouts"]] == [PayoutStatus.FAILED]
     funder = await depositor(gw)
     await funder.client.deposit(funder.keypair, "1")  # now the treasury can pay
     assert (await client.claim())["amount"] == 1600
@@ -132,7 +132,7 @@ async def test_reconcile_settles_payouts_a_crash_left_open(gw: RunningGateway) -
     assert await gw.gateway.payouts.reconcile() == 2
 
     assert {p.id: p.status for p in await store.payouts(sent_worker.wallet, 5)} == {
-        "pay_sent": PAYOUT_PAID}
+        "pay_sent": PayoutStatus.PAID}
     assert (await store.worker_earnings(sent_worker.wallet)).paid == sent.amount
     unsent_after = await store.worker_earnings(unsent_worker.wallet)
     assert (unsent_after.pending, unsent_after.paid) == (unsent.amount, 0)
@@ -158,7 +158,7 @@ async def test_a_payout_sent_before_heights_were_recorded_gets_a_deadline(
 
     [row] = await store.payouts(worker.wallet, 5)
     height = await chain(gw).block_height()
-    assert row.status == PAYOUT_SENT and row.last_valid_block_height is not None
+    assert row.status == PayoutStatus.SENT and row.last_valid_block_height is not None
     assert height < row.last_valid_block_height <= height + BLOCKHASH_LIFETIME_BLOCKS
     assert (await store.worker_earnings(worker.wallet)).paying == payout.amount
     assert (await store.audit()).ok

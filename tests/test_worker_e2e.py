@@ -94,7 +94,7 @@ async def test_openai_client_streams_a_chat_through_gateway_and_worker(
     assert usage.completion_tokens == 150 and usage.prompt_tokens > 20
     assert 0.9 * 150 <= len(pieces) <= 150  # a chunk per token, as they are produced
     assert first < last / 5, (first, last)
-    store = gateway.open_ledger()
+    store = await gateway.open_ledger()
     price = resolve_price(gateway.settings.default_price, gateway.settings)
     charged = 10**9 - (await store.balance(wallet)).balance
     await store.close()
@@ -158,14 +158,14 @@ async def test_sigkill_of_a_worker_mid_stream_errors_refunds_and_fails_over(
                     first.send_signal(signal.SIGKILL)
         assert "error" in events[-1], events[-1]
         assert events[-1]["error"]["code"] == "worker_failed"
-        store = gateway.open_ledger()
+        store = await gateway.open_ledger()
         for _ in range(50):  # the refund is written as the stream closes
             account = await store.balance(wallet)
             if account.reserved == 0:
                 break
             await asyncio.sleep(0.1)
         assert (account.balance, account.reserved) == (10**9, 0)  # a broken reply costs nothing
-        assert store.audit_sync().ok
+        assert (await store.audit()).ok
         await store.close()
         wait_for_workers(gateway.url, 1)
         reply = await http.post("/v1/chat/completions", headers=auth(key), json={

@@ -15,7 +15,8 @@ from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
-from nexus_app.gateway.ledger.store import DepositIntent, Store
+from nexus_app.gateway.ledger.records import DepositIntentRecord
+from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.money.deposits import Deposits
@@ -149,7 +150,7 @@ class Gateway:
                 failing = None
             await asyncio.sleep(self.settings.chain_poll_interval_s)
 
-    async def _deposit_credited(self, intent: DepositIntent, signature: str) -> None:
+    async def _deposit_credited(self, intent: DepositIntentRecord, signature: str) -> None:
         decimals = self.settings.token_decimals
         await self.webhooks.emit(intent.account, "deposit.credited", {
             "signature": signature, "amount": intent.amount,

@@ -56,7 +56,7 @@ async def test_200_concurrent_streams_in_rounds(gateway_process, scripted_worker
                                   "--reply", REPLY))
     await wait_for_scripted(gateway.url, WORKERS)
     wallet, key = await gateway.funded_key(10**12)
-    ledger = gateway.open_ledger()
+    ledger = await gateway.open_ledger()
     idle = rss_bytes(gateway.process.pid)
     memory, rates = [], []
     limits = httpx.Limits(max_connections=STREAMS + 10)
@@ -66,14 +66,14 @@ async def test_200_concurrent_streams_in_rounds(gateway_process, scripted_worker
             tokens = await asyncio.gather(*(stream_once(http, key) for _ in range(STREAMS)))
             rates.append(STREAMS / (time.monotonic() - started))
             assert tokens == [40] * STREAMS
-            audit = ledger.audit_sync()
+            audit = await ledger.audit()
             assert audit.ok and audit.open_reservations == 0 and audit.reserved == 0, audit
             await asyncio.sleep(0.5)
             memory.append(rss_bytes(gateway.process.pid))
     spent, balance = ledger.db.execute(
         "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)).fetchone()
     assert spent + balance == 10**12 and spent > 0
-    ledger.db.close()
+    await ledger.close()
     growth = memory[-1] - memory[0]
     print(f"\n{STREAMS} concurrent streams x {ROUNDS} rounds: "
           f"{', '.join(f'{rate:.0f}' for rate in rates)} streams/s; gateway RSS "

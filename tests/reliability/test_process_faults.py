@@ -70,7 +70,7 @@ async def test_gateway_sigkill_under_load_and_restart(gateway_process, worker_pr
     await wait_for_scripted(gateway.url, 1)
     credit = 10_000_000
     wallet, key = await gateway.funded_key(credit)
-    ledger = gateway.open_ledger()
+    ledger = await gateway.open_ledger()
 
     enough = ChunkCount(100)
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
@@ -79,14 +79,14 @@ async def test_gateway_sigkill_under_load_and_restart(gateway_process, worker_pr
         streams = [asyncio.create_task(stream_until_killed(http, key, body, enough.add))
                    for body in bodies]
         await asyncio.wait_for(enough.wait(), 60)
-        assert ledger.audit_sync().open_reservations > 0
+        assert (await ledger.audit()).open_reservations > 0
         os.kill(gateway.process.pid, signal.SIGKILL)
         gateway.process.wait(10)
         endings = await asyncio.gather(*streams)
     assert set(endings) == {"cut"}
 
     restarted = gateway_process(settings)  # same port and data dir
-    audit = ledger.audit_sync()
+    audit = await ledger.audit()
     assert audit.ok and audit.reserved == 0 and audit.open_reservations == 0, audit
     wait_for_workers(restarted.url, 1, timeout=30, process=node)  # it came back by itself
     async with httpx.AsyncClient(base_url=restarted.url, timeout=120) as http:
@@ -96,8 +96,8 @@ async def test_gateway_sigkill_under_load_and_restart(gateway_process, worker_pr
     spent, balance = ledger.db.execute(
         "SELECT total_spent, balance FROM accounts WHERE account = ?", (wallet,)).fetchone()
     assert spent > 0 and spent + balance == credit
-    assert ledger.audit_sync().ok
-    ledger.db.close()
+    assert (await ledger.audit()).ok
+    await ledger.close()
 
 
 async def test_worker_sigkill_mid_stream_refunds_every_request(scripted_workers,

@@ -120,7 +120,7 @@ async def test_an_intent_flood_is_capped_and_does_not_multiply_chain_calls(
     again = await payer.submit_deposit(signature=str(tx.signatures[0]))
     assert again["already_credited"] and again["balance"] == NEXUS
     await payer.aclose()
-    assert running.audit_ok()
+    assert await running.audit_ok()
 
 
 # 13. secrets in logs -----------------------------------------------------------------------
@@ -224,7 +224,7 @@ async def test_worker_strings_cannot_forge_log_lines_or_drive_the_terminal(
     lines = log.splitlines()  # splits at \u2028 and the other line breaks too
     assert not [line for line in lines if line.startswith(FORGED)], log
     assert max(len(line) for line in lines) < 5_000  # 200,000 characters were cut
-    assert running.audit_ok()
+    assert await running.audit_ok()
 
 
 # 15. file modes ---------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from nexus_app.chain.token_account import build_create_token_account
 from nexus_app.chain.treasury import signed
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import ConfigError, Settings
-from nexus_app.gateway.ledger.store import PAYOUT_FAILED, PAYOUT_PAID, PAYOUT_SENT
+from nexus_app.gateway.ledger.records import PayoutStatus
 from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
 from tests.scripted_worker import ScriptedWorker
 from tests.solana_rpc_double import BLOCKHASH_LIFETIME_BLOCKS, RpcDouble, rpc_double
@@ -125,7 +125,7 @@ async def test_an_rpc_error_while_confirming_a_payout_never_pays_twice(
         assert double.transfers_to(worker_token_account(gw, worker)) == [EARNED]
         me = await client.worker_earnings()
         assert (me["pending"], me["paying"]) == (0, 0)
-        assert [p["status"] for p in me["payouts"]] == [PAYOUT_PAID]
+        assert [p["status"] for p in me["payouts"]] == [PayoutStatus.PAID]
         assert (await raw_claim(gw, client)).status_code == 409
         audit = await gw.store.audit()
         assert audit.ok and audit.payouts == EARNED
@@ -142,7 +142,7 @@ async def test_errors_past_the_blockhash_expiry_do_not_fail_a_payout_that_landed
         double.errors = {"getSignatureStatuses": (-32603, "Internal error"),
                          "getTransaction": (-32603, "Internal error")}
         sent = await client.claim()
-        assert sent["status"] == PAYOUT_SENT
+        assert sent["status"] == PayoutStatus.SENT
         double.advance(BLOCKHASH_LIFETIME_BLOCKS + 10)
         await until(lambda: double.answered_errors.count("getTransaction") >= 5)
 
@@ -167,7 +167,7 @@ async def test_a_payout_whose_blockhash_expires_unlanded_fails_then_pays_once(
         _, worker, client = await earning_worker(gw)
         double.never_land = True  # accepted by the node, dropped before any block
         sent = await client.claim()
-        assert sent["status"] == PAYOUT_SENT
+        assert sent["status"] == PayoutStatus.SENT
         calls = len(double.calls)
         await until(lambda: double.calls[calls:].count("getBlockHeight") >= 3)
         # still within its blockhash's lifetime: unknown, however long it takes
@@ -181,10 +181,10 @@ async def test_a_payout_whose_blockhash_expires_unlanded_fails_then_pays_once(
 
         await wait_until(failed)
         me = await client.worker_earnings()
-        assert [p["status"] for p in me["payouts"]] == [PAYOUT_FAILED]
+        assert [p["status"] for p in me["payouts"]] == [PayoutStatus.FAILED]
         double.never_land = False
         again = await client.claim()
-        assert (again["status"], again["amount"]) == (PAYOUT_PAID, EARNED)
+        assert (again["status"], again["amount"]) == (PayoutStatus.PAID, EARNED)
         assert double.transfers_to(worker_token_account(gw, worker)) == [EARNED]
         assert (await raw_claim(gw, client)).status_code == 409
         audit = await gw.store.audit()
@@ -203,7 +203,7 @@ async def test_unreadable_rpc_answers_are_no_500_and_do_not_stop_the_watcher(
     async with running_gateway(settings) as gw:
         user, worker, client = await earning_worker(gw)
         double.never_land = True
-        assert (await client.claim())["status"] == PAYOUT_SENT  # left for the watcher
+        assert (await client.claim())["status"] == PayoutStatus.SENT  # left for the watcher
         double.never_land = False
         await chat(gw, user.api_key)  # and new earnings to claim
         caplog.set_level(logging.WARNING, logger="nexus_app")
@@ -232,7 +232,7 @@ async def test_unreadable_rpc_answers_are_no_500_and_do_not_stop_the_watcher(
         await wait_until(failed)
         watcher = [r for r in caplog.records if r.getMessage().startswith("chain watcher")]
         assert len([r for r in watcher if r.levelno == logging.WARNING]) == 1  # logged once
-        assert (await client.claim())["status"] == PAYOUT_PAID
+        assert (await client.claim())["status"] == PayoutStatus.PAID
         assert double.transfers_to(worker_token_account(gw, worker)) == [2 * EARNED]
         assert (await gw.store.audit()).ok
 
@@ -276,7 +276,7 @@ async def test_a_claim_below_the_minimum_payout_is_refused(tmp_path: Path) -> No
         assert await treasury_sol(gw) == sol_before  # nothing was sent
         await chat(gw, user.account.api_key, 2)  # 1.2 NEXUS now: claimable
         payout = await client.claim()
-        assert (payout["status"], payout["amount"]) == (PAYOUT_PAID, 1_200_000)
+        assert (payout["status"], payout["amount"]) == (PayoutStatus.PAID, 1_200_000)
         assert await on_chain(gw, worker.keypair.pubkey()) == 1_200_000
         await gw.assert_solvent()
 
@@ -307,7 +307,7 @@ async def test_the_treasury_pays_no_token_account_rent(tmp_path: Path) -> None:
 
         payout = await client.claim(worker.keypair)  # exists: nothing more to create
 
-        assert (payout["status"], payout["amount"]) == (PAYOUT_PAID, EARNED)
+        assert (payout["status"], payout["amount"]) == (PayoutStatus.PAID, EARNED)
         assert await treasury_sol(gw) == sol_before - FEE  # the transfer's fee only
         assert await on_chain(gw, owner) == EARNED
 
@@ -368,7 +368,7 @@ async def test_the_relay_sends_only_the_callers_own_token_account_creation(
         assert not (await client.token_account())["exists"]
         with pytest.raises(ClientError, match="token account"):
             await client.claim()
-        assert (await client.claim(me))["status"] == PAYOUT_PAID
+        assert (await client.claim(me))["status"] == PayoutStatus.PAID
         await gw.assert_solvent()
 
 

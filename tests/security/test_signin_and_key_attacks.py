@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from nexus_app.chain.wallet import sign
 from nexus_app.client.gateway import ClientError, GatewayClient, SignInRefused
 from nexus_app.gateway.api.identity import PROOF_PATH, SECRET_FILE, identity_secret
-from nexus_app.gateway.ledger.store import ApiKeyRecord
+from nexus_app.gateway.ledger.records import ApiKeyRecord
 from nexus_app.siws import SignInMessage, parse
 from nexus_app.tui.local_gateway import LocalGateway
 from tests.asgi import free_port, read_body, serving

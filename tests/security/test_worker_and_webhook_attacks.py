@@ -144,7 +144,7 @@ async def test_worker_connections_per_address_are_capped(
     assert replacement.worker_id is not None
     for worker in [*workers[1:], replacement]:
         await worker.stop()
-    assert gateway.audit_ok()
+    assert await gateway.audit_ok()
 
 
 FORGED_HELLOS = [  # (hello fields, what the close reason names)
@@ -189,9 +189,9 @@ async def test_oversize_and_forged_hello_strings_are_refused(
 
 async def customer(gateway: GatewayProcess, credit: int = 100_000) -> Account:
     account = await signed_in_account(gateway.url)
-    ledger = gateway.open_ledger()
-    ledger.grant_sync(account.wallet, credit, "test credit")
-    ledger.db.close()
+    ledger = await gateway.open_ledger()
+    await ledger.grant(account.wallet, credit, "test credit")
+    await ledger.close()
     return account
 
 
@@ -227,7 +227,7 @@ async def test_invented_models_send_no_events_and_a_used_one_at_most_once_an_hou
         await again.stop()
         await asyncio.sleep(MODEL_GRACE_S + 2)
         assert len(receiver.received) == 1  # at most once an hour per model
-    assert gateway.audit_ok()
+    assert await gateway.audit_ok()
 
 
 # 11. webhook SSRF ---------------------------------------------------------------------------
@@ -306,7 +306,7 @@ async def test_delivery_checks_the_address_again_and_its_log_leaks_nothing(
             assert time.monotonic() < deadline, await deliveries(client, user, hook)
             await asyncio.sleep(0.1)
         assert len(receiver.received) == seen
-    assert gateway.audit_ok()
+    assert await gateway.audit_ok()
 
 
 async def test_a_closed_port_shows_as_refused_and_nothing_more(

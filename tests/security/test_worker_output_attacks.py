@@ -166,11 +166,11 @@ async def test_a_frame_flood_disconnects_and_benches_the_worker(tmp_path: Path) 
 
 
 async def ledger_state(gateway: GatewayProcess, account: str, worker: str) -> tuple[int, ...]:
-    store = gateway.open_ledger()
+    store = await gateway.open_ledger()
     try:
         balance = await store.balance(account)
         earned = (await store.worker_earnings(worker)).earned
-        assert store.audit_sync().ok
+        assert (await store.audit()).ok
         return balance.balance, balance.reserved, balance.total_spent, earned
     finally:
         await store.close()

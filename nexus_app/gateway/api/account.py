@@ -18,7 +18,7 @@ from nexus_app.gateway.http.auth import (
     hash_secret,
     new_secret,
 )
-from nexus_app.gateway.ledger.store import ApiKeyRecord
+from nexus_app.gateway.ledger.records import ApiKeyRecord
 from nexus_app.units import format_units
 
 router = APIRouter()

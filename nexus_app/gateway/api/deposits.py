@@ -15,7 +15,7 @@ from nexus_app.chain import token
 from nexus_app.gateway.api.deps import gateway_of
 from nexus_app.gateway.api.schemas import DepositSubmit, FaucetRequest
 from nexus_app.gateway.errors import BadRequest
-from nexus_app.gateway.ledger.store import DepositEntry, DepositIntent
+from nexus_app.gateway.ledger.records import DepositEntry, DepositIntentRecord
 from nexus_app.gateway.money.deposits import DepositOutcome
 from nexus_app.gateway.service import Gateway
 from nexus_app.units import AmountError, format_units, to_base_units
@@ -89,7 +89,7 @@ def _outcome_view(gateway: Gateway, outcome: DepositOutcome) -> dict[str, Any]:
             "already_credited": outcome.already_credited}
 
 
-def _deposit_view(gateway: Gateway, intent: DepositIntent, status: str,
+def _deposit_view(gateway: Gateway, intent: DepositIntentRecord, status: str,
                   signature: str | None) -> dict[str, Any]:
     return {
         "object": "deposit",

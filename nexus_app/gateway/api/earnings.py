@@ -14,7 +14,7 @@ from nexus_app.addresses import is_valid_address
 from nexus_app.gateway.api.deps import gateway_of
 from nexus_app.gateway.api.schemas import TokenAccountCreate
 from nexus_app.gateway.errors import BadRequest
-from nexus_app.gateway.ledger.store import PAYOUT_PAID, Payout
+from nexus_app.gateway.ledger.records import Payout, PayoutStatus
 from nexus_app.gateway.money.token_accounts import TokenAccounts
 from nexus_app.gateway.service import Gateway
 from nexus_app.units import format_units
@@ -37,7 +37,7 @@ async def claim(request: Request) -> JSONResponse:
     payout = await gateway.payouts.claim(caller.account)
     gateway.coordinator.earnings_changed.add(caller.account)
     return JSONResponse(_payout_view(gateway, payout),
-                        status_code=200 if payout.status == PAYOUT_PAID else 202)
+                        status_code=200 if payout.status == PayoutStatus.PAID else 202)
 
 
 @router.get("/v1/workers/token-account", tags=["workers"])

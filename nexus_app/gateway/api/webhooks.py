@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from nexus_app.gateway.api.deps import gateway_of
 from nexus_app.gateway.api.schemas import WebhookCreate
 from nexus_app.gateway.errors import BadRequest, NotFound
-from nexus_app.gateway.ledger.store import Webhook, WebhookDelivery
+from nexus_app.gateway.ledger.records import Webhook, WebhookDelivery
 from nexus_app.gateway.notify.delivery import EVENTS, OUTCOMES
 from nexus_app.gateway.service import Gateway
 from nexus_app.units import AmountError, format_units, to_base_units

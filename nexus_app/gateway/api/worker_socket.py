@@ -17,7 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nexus_app.chain.wallet import verify
 from nexus_app.gateway.http.middleware import client_address
-from nexus_app.gateway.ledger.store import Store
+from nexus_app.gateway.ledger.store import EarningsStore
 from nexus_app.gateway.workers.admission import FrameRate, HandshakeGate
 from nexus_app.gateway.workers.coordinator import Coordinator, Overrun, UnknownJob, WorkerLink
 from nexus_app.protocol import (
@@ -83,7 +83,7 @@ async def _handshake(ws: WebSocket, max_bytes: int) -> Hello | None:
 
 
 async def serve_worker(
-    ws: WebSocket, coordinator: Coordinator, store: Store, gate: HandshakeGate, *,
+    ws: WebSocket, coordinator: Coordinator, store: EarningsStore, gate: HandshakeGate, *,
     max_frame_bytes: int, connections_per_wallet: int, frames_per_s: int = 10_000,
 ) -> None:
     """Run one worker connection until it closes."""

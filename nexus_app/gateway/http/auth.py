@@ -23,7 +23,8 @@ from nexus_app.gateway.errors import BadRequest, RateLimited, Unauthorized
 from nexus_app.gateway.http.challenges import ChallengeBook, SignInChallenge
 from nexus_app.gateway.http.middleware import limit_address, request_context
 from nexus_app.gateway.http.public_origin import chain_id_of, sign_in_issuer
-from nexus_app.gateway.ledger.store import ApiKeyRecord, Store
+from nexus_app.gateway.ledger.records import ApiKeyRecord
+from nexus_app.gateway.ledger.store import KeyStore
 from nexus_app.gateway.ratelimit import RateLimiter
 from nexus_app.siws import parse
 
@@ -65,7 +66,7 @@ class Authenticator:
 
     def __init__(
         self,
-        store: Store,
+        store: KeyStore,
         limiter: RateLimiter,
         *,
         rpm: int,
@@ -88,7 +89,8 @@ class Authenticator:
         self._last_used: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, store: Store, limiter: RateLimiter, settings: Settings) -> Authenticator:
+    def from_settings(cls, store: KeyStore, limiter: RateLimiter,
+                      settings: Settings) -> Authenticator:
         return cls(
             store, limiter,
             rpm=settings.rate_limit_rpm, tpm=settings.rate_limit_tpm,

@@ -1,1 +1,2 @@
-"""The ledger: its records and the storage interface (`store.py`), and the SQLite store."""
+"""The ledger: its records (`records.py`), the storage interface as one protocol per concern
+(`store.py`), and the SQLite store (`sqlite/`, a module per concern)."""

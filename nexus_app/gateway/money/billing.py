@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nexus_app.gateway.errors import InsufficientCredit
-from nexus_app.gateway.ledger.store import Settlement, Store
+from nexus_app.gateway.ledger.records import Settlement
+from nexus_app.gateway.ledger.store import LedgerStore
 from nexus_app.gateway.money.free_credit import FreeCredit
 from nexus_app.gateway.money.pricing import Price, PriceBook, split_fee
 from nexus_app.ids import new_id
@@ -36,7 +37,7 @@ class BilledUsage:
 
 
 class Billing:
-    def __init__(self, store: Store, prices: PriceBook, worker_share_percent: int,
+    def __init__(self, store: LedgerStore, prices: PriceBook, worker_share_percent: int,
                  free_credit: FreeCredit) -> None:
         self.store = store
         self.prices = prices

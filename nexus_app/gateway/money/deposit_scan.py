@@ -14,14 +14,14 @@ from __future__ import annotations
 from solders.pubkey import Pubkey
 
 from nexus_app.chain.backend import Chain
-from nexus_app.gateway.ledger.store import Store
+from nexus_app.gateway.ledger.store import DepositStore
 
 SCAN_PAGE = 1000  # the most signatures getSignaturesForAddress returns in one call
 MAX_MISSES = 5  # rounds a listed transaction may stay unreadable before it is skipped
 
 
 class TreasuryScan:
-    def __init__(self, store: Store, chain: Chain, address: Pubkey,
+    def __init__(self, store: DepositStore, chain: Chain, address: Pubkey,
                  page: int = SCAN_PAGE) -> None:
         self.store = store
         self.chain = chain

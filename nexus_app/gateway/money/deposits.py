@@ -36,13 +36,14 @@ from nexus_app.chain.deposits import DepositRejected, check_deposit, transfer_re
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
 from nexus_app.gateway.errors import ApiError, BadRequest, Forbidden, RateLimited
-from nexus_app.gateway.ledger.store import DepositIntent, Store
+from nexus_app.gateway.ledger.records import DepositIntentRecord
+from nexus_app.gateway.ledger.store import DepositStore
 from nexus_app.gateway.money.deposit_scan import TreasuryScan
 from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-OnCredited = Callable[[DepositIntent, str], Awaitable[None]]  # (intent, signature)
+OnCredited = Callable[[DepositIntentRecord, str], Awaitable[None]]  # (intent, signature)
 # what a watcher round lets through: stopping the process, never a failure of one transaction
 FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -59,14 +60,14 @@ class ChainDown(ApiError):
 
 @dataclass(frozen=True, slots=True)
 class DepositOutcome:
-    intent: DepositIntent
+    intent: DepositIntentRecord
     signature: str
     credited: bool  # False: landed but not yet at the commitment (the watcher credits it)
     already_credited: bool = False
 
 
 class Deposits:
-    def __init__(self, store: Store, chain: Chain, treasury: Treasury, intent_ttl_s: int,
+    def __init__(self, store: DepositStore, chain: Chain, treasury: Treasury, intent_ttl_s: int,
                  faucet_max: int, on_credited: OnCredited, *, max_open_intents: int = 10,
                  retention_s: float = 86_400) -> None:
         self.store = store
@@ -79,7 +80,7 @@ class Deposits:
         self.retention_s = retention_s
         self.scan = TreasuryScan(store, chain, treasury.token_account)
 
-    async def new_intent(self, account: str, amount: int) -> tuple[DepositIntent, str]:
+    async def new_intent(self, account: str, amount: int) -> tuple[DepositIntentRecord, str]:
         """A deposit intent with a fresh reference, and a recent blockhash to sign with;
         429 when the account holds `max_open_intents` open ones (checked before the chain is
         asked for anything, and again, atomically, when the intent is added)."""
@@ -87,7 +88,7 @@ class Deposits:
         await self._room_for_intent(account, now)
         blockhash = await self.chain_call(self.chain.latest_blockhash())
         intent_id = new_id("dep")
-        intent = DepositIntent(
+        intent = DepositIntentRecord(
             id=intent_id, account=account, reference=str(Keypair().pubkey()), amount=amount,
             memo=f"NEXUS deposit {intent_id}", created_at=now, expires_at=now + self.intent_ttl_s,
         )
@@ -146,14 +147,14 @@ class Deposits:
         credited = await self._credit(signature, intent)
         return DepositOutcome(intent, signature, credited=True, already_credited=not credited)
 
-    async def _credit(self, signature: str, intent: DepositIntent) -> bool:
+    async def _credit(self, signature: str, intent: DepositIntentRecord) -> bool:
         """Credit the deposit once; False when the signature was credited before."""
         credited = await self.store.credit_deposit(signature, intent)
         if credited:
             await self.on_credited(intent, signature)
         return credited
 
-    async def _intent_of(self, account: str, tx: ChainTransaction) -> DepositIntent:
+    async def _intent_of(self, account: str, tx: ChainTransaction) -> DepositIntentRecord:
         """The caller's intent whose reference the transaction carries."""
         for reference in transfer_references(tx):
             intent = await self.store.deposit_intent(str(reference))
@@ -167,7 +168,7 @@ class Deposits:
                             "from GET /v1/deposits/intent and add it to the transfer.",
                             code="unknown_reference")
 
-    def _check(self, tx: ChainTransaction, intent: DepositIntent) -> None:
+    def _check(self, tx: ChainTransaction, intent: DepositIntentRecord) -> None:
         try:
             check_deposit(
                 tx, reference=Pubkey.from_string(intent.reference), mint=self.treasury.mint,

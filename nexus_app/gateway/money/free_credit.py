@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import time
 
-from nexus_app.gateway.ledger.store import FreeTopUp, Store
+from nexus_app.gateway.ledger.records import FreeTopUp
+from nexus_app.gateway.ledger.store import PromoStore
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def week_number(now: float, weekday: int) -> int:
 
 
 class FreeCredit:
-    def __init__(self, store: Store, amount: int, weekday: str) -> None:
+    def __init__(self, store: PromoStore, amount: int, weekday: str) -> None:
         self.store = store
         self.amount = amount
         self.weekday = WEEKDAYS.index(weekday)

@@ -32,13 +32,8 @@ from nexus_app.chain.backend import (
 )
 from nexus_app.chain.treasury import Treasury
 from nexus_app.gateway.errors import ApiError, BadRequest, Conflict
-from nexus_app.gateway.ledger.store import (
-    PAYOUT_PENDING,
-    PAYOUT_SENT,
-    Payout,
-    Store,
-    WorkerEarnings,
-)
+from nexus_app.gateway.ledger.records import Payout, PayoutStatus, WorkerEarnings
+from nexus_app.gateway.ledger.store import EarningsStore
 from nexus_app.gateway.money.deposits import ChainDown
 from nexus_app.ids import new_id
 from nexus_app.units import format_units
@@ -51,7 +46,7 @@ class PayoutFailed(ApiError):
 
 
 class Payouts:
-    def __init__(self, store: Store, chain: Chain, treasury: Treasury,
+    def __init__(self, store: EarningsStore, chain: Chain, treasury: Treasury,
                  hold_s: float = 0.0, min_payout: int = 1) -> None:
         self.store = store
         self.hold_s = hold_s  # a new worker's earnings are claimable this long after its first
@@ -132,7 +127,7 @@ class Payouts:
                                   recent.blockhash, f"NEXUS payout {payout.id}")
         signature = str(tx.signatures[0])
         await self.store.payout_sent(payout.id, signature, recent.last_valid_block_height)
-        sent = _with(payout, PAYOUT_SENT, signature, recent.last_valid_block_height)
+        sent = _with(payout, PayoutStatus.SENT, signature, recent.last_valid_block_height)
         try:
             await self.chain.send(tx)
         except TransactionFailed as exc:
@@ -164,7 +159,7 @@ class Payouts:
 
     async def _outcome(self, payout: Payout) -> bool | None:
         """True: paid; False: failed, it can never land; None: not known yet."""
-        if payout.status == PAYOUT_PENDING:  # never sent: the gateway stopped first
+        if payout.status == PayoutStatus.PENDING:  # never sent: the gateway stopped first
             return False
         assert payout.signature is not None
         found = await self.chain.transaction(payout.signature)
@@ -183,6 +178,6 @@ class Payouts:
         return found.succeeded if found is not None else False
 
 
-def _with(payout: Payout, status: str, signature: str, last_valid: int) -> Payout:
+def _with(payout: Payout, status: PayoutStatus, signature: str, last_valid: int) -> Payout:
     return Payout(payout.id, payout.wallet, payout.amount, status, signature,
                   payout.created_at, time.time(), last_valid)

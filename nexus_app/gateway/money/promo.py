@@ -12,7 +12,7 @@ from solders.signature import Signature
 from nexus_app.chain.backend import Chain, ChainUnavailable, TransactionFailed
 from nexus_app.chain.promo import PromoRejected, build_promo_funding, check_promo_funding
 from nexus_app.chain.treasury import Treasury
-from nexus_app.gateway.ledger.store import Store
+from nexus_app.gateway.ledger.store import PromoStore
 
 
 class PromoFundingFailed(Exception):
@@ -28,7 +28,7 @@ class PromoCredit:
     pool: int  # the pool's balance after
 
 
-async def credit_promo(store: Store, chain: Chain, treasury: Treasury,
+async def credit_promo(store: PromoStore, chain: Chain, treasury: Treasury,
                        signature: str) -> PromoCredit:
     """Credit the pool with the funding transaction `signature`, once."""
     try:
@@ -51,7 +51,7 @@ async def credit_promo(store: Store, chain: Chain, treasury: Treasury,
     return PromoCredit(signature, amount, str(source), credited, await store.promo_pool())
 
 
-async def fund_promo(store: Store, chain: Chain, treasury: Treasury, source: Keypair,
+async def fund_promo(store: PromoStore, chain: Chain, treasury: Treasury, source: Keypair,
                      amount: int) -> PromoCredit:
     """Transfer `amount` from `source`'s $NEXUS into the treasury and credit it to the pool.
     When the chain does not confirm it, the error names the signature to credit later."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 from solders.pubkey import Pubkey
 
@@ -33,7 +34,8 @@ from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.chain.wallet import load_keypair
 from nexus_app.config import Settings
-from nexus_app.gateway.ledger.store import PAYOUT_SENT, LedgerAudit, Store
+from nexus_app.gateway.ledger.records import LedgerAudit, PayoutStatus
+from nexus_app.gateway.ledger.store import AuditStore, EarningsStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,11 @@ class Solvency:
         return self.held - self.owed
 
 
-async def check_solvency(store: Store, chain: Chain | None,
+class SolvencyStore(AuditStore, EarningsStore, Protocol):
+    """What the solvency check reads: the audit, and the payouts still open."""
+
+
+async def check_solvency(store: SolvencyStore, chain: Chain | None,
                          treasury_account: Pubkey | None) -> tuple[LedgerAudit, Solvency]:
     """The ledger audit and the solvency against `chain` (None: no chain, nothing held)."""
     audit = await store.audit()
@@ -66,7 +72,7 @@ async def check_solvency(store: Store, chain: Chain | None,
     return audit, Solvency(balance, in_flight, audit.owed)
 
 
-async def check_solvency_settled(store: Store, chain: Chain | None,
+async def check_solvency_settled(store: SolvencyStore, chain: Chain | None,
                                  treasury_account: Pubkey | None, attempts: int = 3,
                                  pause_s: float = 1.0) -> tuple[LedgerAudit, Solvency]:
     """`check_solvency`, checked again after a pause while it fails (a payout or deposit
@@ -79,11 +85,11 @@ async def check_solvency_settled(store: Store, chain: Chain | None,
     return audit, solvency
 
 
-async def _landed_payouts(store: Store, chain: Chain) -> int:
+async def _landed_payouts(store: EarningsStore, chain: Chain) -> int:
     """Amounts of sent payouts whose transaction the chain processed successfully."""
     landed = 0
     for payout in await store.open_payouts():
-        if payout.status == PAYOUT_SENT and payout.signature is not None:
+        if payout.status == PayoutStatus.SENT and payout.signature is not None:
             found = await chain.transaction(payout.signature)
             if found is not None and found.succeeded:
                 landed += payout.amount

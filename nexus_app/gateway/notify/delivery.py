@@ -28,21 +28,15 @@ import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
 
 from nexus_app import __version__
 from nexus_app.gateway.errors import BadRequest
-from nexus_app.gateway.ledger.store import (
-    DELIVERY_DELIVERED,
-    DELIVERY_FAILED,
-    DELIVERY_PENDING,
-    Store,
-    Webhook,
-    WebhookDelivery,
-)
+from nexus_app.gateway.ledger.records import DeliveryStatus, Webhook, WebhookDelivery
+from nexus_app.gateway.ledger.store import LedgerStore, WebhookStore
 from nexus_app.gateway.notify.targets import (
     Resolver,
     Target,
@@ -93,8 +87,12 @@ def load_signing_key(path: Path) -> bytes:
         return key
 
 
+class DeliveryStore(WebhookStore, LedgerStore, Protocol):
+    """The webhooks, and the balances that balance.low watches."""
+
+
 class Webhooks:
-    def __init__(self, store: Store, signing_key: bytes, *, max_attempts: int,
+    def __init__(self, store: DeliveryStore, signing_key: bytes, *, max_attempts: int,
                  retry_base_s: float, timeout_s: float = 10.0, allow_loopback: bool = False,
                  retention_s: float = 7 * 86_400.0,
                  resolver: Resolver = system_resolve) -> None:
@@ -219,7 +217,7 @@ class Webhooks:
             payload = orjson.dumps({"id": event_id, "type": event, "created": int(now),
                                     "account": account, "data": data})
             deliveries.append(WebhookDelivery(new_id("whd"), hook.id, event_id, event, payload,
-                                              DELIVERY_PENDING, 0, now, now))
+                                              DeliveryStatus.PENDING, 0, now, now))
         await self.store.add_deliveries(deliveries)
         self._wake.set()
 
@@ -254,14 +252,14 @@ class Webhooks:
         outcome = await self._deliver(http, delivery, url)
         attempts = delivery.attempts + 1
         if outcome == "2xx":
-            await self.store.record_attempt(delivery.id, DELIVERY_DELIVERED, time.time(),
+            await self.store.record_attempt(delivery.id, DeliveryStatus.DELIVERED, time.time(),
                                             outcome)
         elif attempts >= self.max_attempts:
             log.warning("webhook delivery %s failed for good: %s", delivery.id, outcome)
-            await self.store.record_attempt(delivery.id, DELIVERY_FAILED, time.time(),
+            await self.store.record_attempt(delivery.id, DeliveryStatus.FAILED, time.time(),
                                             outcome)
         else:
-            await self.store.record_attempt(delivery.id, DELIVERY_PENDING,
+            await self.store.record_attempt(delivery.id, DeliveryStatus.PENDING,
                                             time.time() + self.backoff(attempts), outcome)
 
     async def _deliver(self, http: httpx.AsyncClient, delivery: WebhookDelivery,

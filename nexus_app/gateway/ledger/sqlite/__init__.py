@@ -1,1 +1,2 @@
-"""The SQLite implementation of the ledger store (one file in the data dir)."""
+"""The SQLite implementation of the ledger store (one file in the data dir): a module per slice
+of `ledger/store.py` on the connection of `base.py`, composed into `SQLiteStore` (`store.py`)."""

@@ -48,6 +48,7 @@ class NodeApp:
     def __init__(self, node: LocalNode) -> None:
         self.node = node
         self.faults: Faults = node.faults
+        self.closing = asyncio.Event()  # set when the node stops: dropped answers end then
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -63,7 +64,9 @@ class NodeApp:
             return
         answer = await self.answer(await _body(receive))
         if answer is DROPPED:  # the work is done; the answer is lost on the way
-            await asyncio.Event().wait()
+            await self.closing.wait()
+            await _respond(send, 503, b"", "text/plain")
+            return
         await _respond(send, 200, json.dumps(answer).encode(), "application/json")
 
     async def answer(self, body: bytes | None) -> Any:
@@ -185,6 +188,7 @@ async def running_node(data_dir: Path, host: str = "127.0.0.1", port: int = DEFA
         node.url = f"http://{host}:{port}"
         yield node
     finally:
+        node.app.closing.set()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)

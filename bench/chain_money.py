@@ -45,7 +45,7 @@ async def timed_deposits(client: GatewayClient, keypair: Keypair, count: int) ->
         start = time.perf_counter()
         result = await client.deposit(keypair, "0.5")
         latencies.append(time.perf_counter() - start)
-        assert result["status"] == "credited"
+        assert result.status == "credited"
     return latencies
 
 

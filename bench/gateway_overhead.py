@@ -138,7 +138,7 @@ async def account_key(url: str, db: Path) -> str:
     keypair = Keypair()
     async with GatewayClient(url) as client:
         await client.sign_in(keypair)
-        key = (await client.create_key("bench"))["key"]
+        key = (await client.create_key("bench")).key
     store = SQLiteStore(db)
     await store.open()
     await store.grant(str(keypair.pubkey()), 10**15, "benchmark credit")

@@ -12,12 +12,17 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from nexus_app import __version__
 from nexus_app.config import ConfigError, Settings, load_settings
 from nexus_app.file_modes import InsecureFile
 from nexus_app.units import format_units
+
+if TYPE_CHECKING:
+    from nexus_app.client.gateway import GatewayClient
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -231,11 +236,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings({name: getattr(args, name, None) for name in names})
 
 
-def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
+def _emit(args: argparse.Namespace, result: dict[str, Any] | BaseModel, text: str) -> None:
+    """`result` as JSON with --json (a gateway's answer in the keys it has), else `text`."""
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
     print(json.dumps(result) if args.json else text)
 
 
-async def _signed_in(settings: Settings) -> Any:
+async def _signed_in(settings: Settings) -> GatewayClient:
     from nexus_app.chain.wallet import load_or_create_keypair
     from nexus_app.client.gateway import GatewayClient
 
@@ -248,19 +256,18 @@ async def _keys(args: argparse.Namespace, settings: Settings) -> None:
     async with await _signed_in(settings) as client:
         if args.action == "create":
             key = await client.create_key(args.name)
-            _emit(args, key, key["key"])  # alone on stdout: `export NEXUS_KEY=$(nexus-app …)`
+            _emit(args, key, key.key)  # alone on stdout: `export NEXUS_KEY=$(nexus-app …)`
             if not args.json:
-                print(f"(key {key['id']}: shown once, store it now)", file=sys.stderr)
+                print(f"(key {key.id}: shown once, store it now)", file=sys.stderr)
         elif args.action == "list":
             keys = await client.list_keys()
-            lines = [
-                f"{k['id']}  {k['prefix']}…  {k['name']}"
-                f"{'  (revoked)' if k['revoked'] else ''}" for k in keys
-            ]
-            _emit(args, {"data": keys}, "\n".join(lines) or "no keys")
+            lines = [f"{k.id}  {k.prefix}…  {k.name}{'  (revoked)' if k.revoked else ''}"
+                     for k in keys]
+            _emit(args, {"data": [k.model_dump(mode="json") for k in keys]},
+                  "\n".join(lines) or "no keys")
         else:
-            key = await client.revoke_key(args.key_id)
-            _emit(args, key, f"revoked {key['id']}")
+            revoked = await client.revoke_key(args.key_id)
+            _emit(args, revoked, f"revoked {revoked.id}")
 
 
 async def _balance(args: argparse.Namespace, settings: Settings) -> None:
@@ -269,17 +276,18 @@ async def _balance(args: argparse.Namespace, settings: Settings) -> None:
 
     async with await _signed_in(settings) as client:
         balance = await client.balance()
-        lines = [f"credit: {balance['balance_display']} NEXUS (account {balance['account']})"]
+        lines = [f"credit: {balance.balance_display} NEXUS (account {balance.account})"]
         try:
             wallet = await client.wallet()
         except ClientError as exc:
-            wallet = {"error": exc.message}
+            on_chain: dict[str, Any] = {"error": exc.message}
             lines.append(f"wallet: unavailable ({exc.message})")
         else:
-            sol = format_units(wallet["sol_lamports"], 9)
-            lines.append(f"wallet: {wallet['nexus_display']} NEXUS, {sol} SOL "
-                         f"on the {wallet['chain']} chain")
-        _emit(args, {**balance, "wallet": wallet}, "\n".join(lines))
+            on_chain = wallet.model_dump(mode="json")
+            sol = format_units(wallet.sol_lamports, 9)
+            lines.append(f"wallet: {wallet.nexus_display} NEXUS, {sol} SOL "
+                         f"on the {wallet.chain} chain")
+        _emit(args, {**balance.model_dump(mode="json"), "wallet": on_chain}, "\n".join(lines))
 
 
 async def _deposit(args: argparse.Namespace, settings: Settings) -> None:
@@ -287,17 +295,17 @@ async def _deposit(args: argparse.Namespace, settings: Settings) -> None:
 
     async with await _signed_in(settings) as client:
         result = await client.deposit(load_or_create_keypair(settings.wallet_path), args.amount)
-        state = ("credited" if result["status"] == "credited"
+        state = ("credited" if result.status == "credited"
                  else "sent; credited once the chain confirms it")
-        _emit(args, result, f"deposit of {result['amount_display']} NEXUS {state}\n"
-                            f"signature {result['signature']}\n"
-                            f"credit balance: {result['balance_display']} NEXUS")
+        _emit(args, result, f"deposit of {result.amount_display} NEXUS {state}\n"
+                            f"signature {result.signature}\n"
+                            f"credit balance: {result.balance_display} NEXUS")
 
 
 async def _faucet(args: argparse.Namespace, settings: Settings) -> None:
     async with await _signed_in(settings) as client:
-        result = await client.faucet(args.amount)
-        _emit(args, result, f"minted {result['amount_display']} test NEXUS to {result['wallet']}")
+        minted = await client.faucet(args.amount)
+        _emit(args, minted, f"minted {minted.amount_display} test NEXUS to {minted.wallet}")
 
 
 async def _claim(args: argparse.Namespace, settings: Settings) -> None:
@@ -306,9 +314,9 @@ async def _claim(args: argparse.Namespace, settings: Settings) -> None:
 
     async with await _signed_in(settings) as client:
         payout = await client.claim(load_or_create_keypair(settings.wallet_path))
-        state = "paid" if payout["status"] == "paid" else "sent (not confirmed yet)"
-        _emit(args, payout, f"{state}: {payout['amount_display']} NEXUS to {payout['wallet']}\n"
-                            f"signature {payout['signature']}")
+        state = "paid" if payout.status == "paid" else "sent (not confirmed yet)"
+        _emit(args, payout, f"{state}: {payout.amount_display} NEXUS to {payout.wallet}\n"
+                            f"signature {payout.signature}")
 
 
 def _admin(args: argparse.Namespace, settings: Settings) -> None:

@@ -63,7 +63,7 @@ async def signed_in_account(url: str) -> Account:
     async with GatewayClient(url) as client:
         session = await client.sign_in(keypair)
         key = await client.create_key("test")
-    return Account(keypair, key["key"], session)
+    return Account(keypair, key.key, session)
 
 
 @dataclass

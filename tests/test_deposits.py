@@ -84,24 +84,24 @@ async def credit(gw: RunningGateway, wallet: str) -> int:
 async def test_faucet_then_deposit_credits_exactly_and_moves_tokens(gw: RunningGateway) -> None:
     user = await depositor(gw, "100")
     wallet = await user.client.wallet()
-    assert (wallet["nexus"], wallet["chain"]) == (100 * NEXUS, "local")
-    assert wallet["sol_lamports"] > 0
+    assert (wallet.nexus, wallet.chain) == (100 * NEXUS, "local")
+    assert wallet.sol_lamports > 0
     treasury_before = await chain(gw).token_balance(treasury(gw).token_account)
 
     result = await user.client.deposit(user.keypair, "25")
 
-    assert result["status"] == "credited" and not result["already_credited"]
-    assert result["amount"] == 25 * NEXUS and result["balance"] == 25 * NEXUS
+    assert result.status == "credited" and not result.already_credited
+    assert result.amount == 25 * NEXUS and result.balance == 25 * NEXUS
     assert await credit(gw, user.account.wallet) == 25 * NEXUS
     assert await chain(gw).token_balance(treasury(gw).token_account) == (
         treasury_before + 25 * NEXUS
     )
     assert await on_chain(gw, user.owner) == 75 * NEXUS
     history = await user.client.deposits()
-    assert [(d["status"], d["signature"]) for d in history] == [
-        ("credited", result["signature"])
+    assert [(d.status, d.signature) for d in history] == [
+        ("credited", result.signature)
     ]
-    found = await chain(gw).transaction(result["signature"])
+    found = await chain(gw).transaction(result.signature)
     assert found is not None and found.succeeded
     audit = await gw.store.audit()
     assert audit.ok and audit.deposits == 25 * NEXUS
@@ -131,9 +131,9 @@ async def test_deposit_sent_by_the_client_is_credited_by_signature(gw: RunningGa
     tx = build_deposit(user.keypair, await user.client.deposit_intent("3.5"))
     signature = await chain(gw).send(tx)  # the client sent it itself
     result = await user.client.submit_deposit(signature=signature)
-    assert (result["status"], result["amount"]) == ("credited", 3_500_000)
+    assert (result.status, result.amount) == ("credited", 3_500_000)
     again = await user.client.submit_deposit(signature=signature)
-    assert again["already_credited"]
+    assert again.already_credited
     assert await credit(gw, user.account.wallet) == 3_500_000
 
 
@@ -145,7 +145,7 @@ async def test_watcher_credits_a_deposit_whose_client_went_away(gw: RunningGatew
             break
         await asyncio.sleep(0.05)
     assert await credit(gw, user.account.wallet) == 2 * NEXUS
-    assert (await user.client.deposits())[0]["status"] == "credited"
+    assert (await user.client.deposits())[0].status == "credited"
 
 
 async def other_mint_transfer(gw: RunningGateway, user: Depositor,
@@ -221,7 +221,7 @@ async def test_someone_elses_deposit_signature_is_refused(gw: RunningGateway) ->
     alice = await depositor(gw)
     bob = await depositor(gw)
     paid = await alice.client.deposit(alice.keypair, "5")
-    response = await refused(gw, bob, {"signature": paid["signature"]})
+    response = await refused(gw, bob, {"signature": paid.signature})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "deposit_of_another_account"
     assert await credit(gw, bob.account.wallet) == 0
@@ -294,8 +294,8 @@ async def test_expired_unpaid_intents_are_deleted_and_paid_ones_kept(tmp_path: P
             await asyncio.sleep(0.05)
         assert await pruned()
         history = await user.client.deposits()
-        assert [(d["status"], d["signature"]) for d in history] == [
-            ("credited", paid["signature"])]
+        assert [(d.status, d.signature) for d in history] == [
+            ("credited", paid.signature)]
         assert (await gw.store.audit()).ok
 
 

@@ -49,14 +49,14 @@ async def test_worker_claim_pays_exactly_its_earnings(gw: RunningGateway) -> Non
 
     payout = await client.claim()
 
-    assert (payout["status"], payout["amount"]) == ("paid", 3 * WORKER_SHARE)
+    assert (payout.status, payout.amount) == ("paid", 3 * WORKER_SHARE)
     assert await on_chain(gw, worker.keypair.pubkey()) == 3 * WORKER_SHARE
     assert await chain(gw).token_balance(treasury(gw).token_account) == (
         treasury_before - 3 * WORKER_SHARE
     )
     me = await client.worker_earnings()
-    assert (me["earned"], me["paid"], me["pending"]) == (2400, 2400, 0)
-    assert [p["signature"] for p in me["payouts"]] == [payout["signature"]]
+    assert (me.earned, me.paid, me.pending) == (2400, 2400, 0)
+    assert [p.signature for p in me.payouts] == [payout.signature]
     with pytest.raises(ClientError, match="No unpaid earnings") as again:
         await client.claim()
     assert again.value.status == 409
@@ -98,11 +98,11 @@ async def test_payout_failing_on_chain_leaves_earnings_claimable(gw: RunningGate
 
     assert failed.value.status == 502
     me = await client.worker_earnings()
-    assert (me["pending"], me["paid"], me["paying"]) == (1600, 0, 0)
-    assert [p["status"] for p in me["payouts"]] == [PayoutStatus.FAILED]
+    assert (me.pending, me.paid, me.paying) == (1600, 0, 0)
+    assert [p.status for p in me.payouts] == [PayoutStatus.FAILED]
     funder = await depositor(gw)
     await funder.client.deposit(funder.keypair, "1")  # now the treasury can pay
-    assert (await client.claim())["amount"] == 1600
+    assert (await client.claim()).amount == 1600
     assert await on_chain(gw, worker.keypair.pubkey()) == 1600
     assert (await gw.store.audit()).ok
 
@@ -189,7 +189,7 @@ async def test_after_restart_chain_ledger_and_history_agree(tmp_path: Path) -> N
         histories = [await GatewayClient(gw.url, token=user.account.session).deposits()
                      for user in (alice, bob)]
         assert audit.deposits == sum(
-            d["amount"] for entries in histories for d in entries if d["status"] == "credited"
+            d.amount for entries in histories for d in entries if d.status == "credited"
         )
         assert histories[0] == history
         ata = token.associated_token_address(worker.keypair.pubkey(), treasury(gw).mint)

@@ -13,6 +13,7 @@ import pytest
 from nexus_app.client.chat import ChatClient, Reply, api_root
 from nexus_app.client.http import ClientError
 from nexus_app.config import ConfigError, load_settings, save_config
+from nexus_app.contracts import EarningsView
 from nexus_app.tui.conversations import MIGRATIONS, ChatTurn, ConversationStore
 
 
@@ -82,6 +83,7 @@ async def test_chat_client_streams_from_the_gateway_with_its_cost(gw) -> None:
     assert end.completion_tokens == len(worker.tokens()) and end.cost == 1000
     balance = await gw.store.balance(account.wallet)
     assert balance.available == 50_000 - end.cost
+    assert (await chat.balance()).balance == balance.available  # parsed as a BalanceView
     with pytest.raises(ClientError, match="model") as refused:
         async for _ in chat.stream("no-such-model", [{"role": "user", "content": "hi"}]):
             pass
@@ -119,12 +121,17 @@ async def test_a_crash_shows_no_local_variables(tmp_path: Path) -> None:
 def test_the_earnings_line_shows_a_hold_and_a_bench() -> None:
     from nexus_app.tui.screens.worker import earnings_line
 
-    earnings = {"earned_display": "2.0", "paid_display": "0", "paying_display": "0",
-                "pending_display": "2.0"}
+    earnings = EarningsView(
+        wallet="w", earned=2_000_000, paid=0, paying=0, pending=2_000_000,
+        earned_display="2.0", paid_display="0", paying_display="0", pending_display="2.0",
+        claimable_from=None, min_payout=1, min_payout_display="0.000001", state="ok",
+        decimals=6, payouts=[])
     assert earnings_line(earnings) == "earned 2.0 · paid 0 · paying 0 · claimable 2.0 NEXUS"
-    held = earnings_line({**earnings, "claimable_from": time.time() + 600, "state": "paused"})
+    held = earnings_line(earnings.model_copy(
+        update={"claimable_from": int(time.time()) + 600, "state": "paused"}))
     assert "held until" in held and "paused after failed jobs" in held
-    assert "held" not in earnings_line({**earnings, "claimable_from": time.time() - 1})
+    assert "held" not in earnings_line(
+        earnings.model_copy(update={"claimable_from": int(time.time()) - 1}))
 
 
 def test_fit_history_keeps_the_latest_messages_that_fit() -> None:

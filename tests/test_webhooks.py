@@ -102,7 +102,7 @@ async def test_deposit_credited_is_signed_and_verifies(tmp_path: Path) -> None:
             event = json.loads(body)
             assert event["account"] == account.wallet and event["id"].startswith("evt_")
             assert event["data"]["amount"] == 25 * NEXUS
-            assert event["data"]["signature"] == deposit["signature"]
+            assert event["data"]["signature"] == deposit.signature
             assert headers["x-nexus-event"] == "deposit.credited"
 
             verify(hook["secret"], headers["x-nexus-signature"], body)  # does not raise
@@ -147,11 +147,11 @@ async def test_a_receiver_that_is_down_gets_the_event_after_it_comes_back(tmp_pa
         headers, body = await receiver.wait_for("key.created", timeout=30)
         verify(hook["secret"], headers["x-nexus-signature"], body)
         event = json.loads(body)
-        assert event["data"] == {"id": created["id"], "name": "ci", "prefix": created["prefix"]}
-        assert created["key"] not in body.decode()  # the secret never leaves the gateway
+        assert event["data"] == {"id": created.id, "name": "ci", "prefix": created.prefix}
+        assert created.key not in body.decode()  # the secret never leaves the gateway
         async with GatewayClient(gw.url, token=account.session) as client:
-            await client.revoke_key(created["id"])
-            await client.revoke_key(created["id"])  # already revoked: no second event
+            await client.revoke_key(created.id)
+            await client.revoke_key(created.id)  # already revoked: no second event
         await receiver.wait_for("key.revoked")
         await asyncio.sleep(0.3)
         assert [json.loads(b)["type"] for _, b in receiver.received] == [

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from nexus_app.client.http import ClientError, error_of, unreachable
+from nexus_app.contracts import BalanceView
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class ChatClient:
         return [ModelInfo.from_json(item) for item in data
                 if isinstance(item, dict) and "id" in item]
 
-    async def balance(self) -> dict[str, Any]:
+    async def balance(self) -> BalanceView:
         """The key's credit (`GET /v1/balance`): NEXUS gateways only."""
         try:
             response = await self._http.get(f"{self.root}/balance", timeout=10)
@@ -125,7 +127,11 @@ class ChatClient:
         body = _json_or_none(response.content)
         if response.is_error or not isinstance(body, dict):
             raise error_of(response, body)
-        return body
+        try:
+            return BalanceView.model_validate(body)
+        except ValidationError:
+            raise ClientError(f"{self.root}/balance did not return a NEXUS balance",
+                              response.status_code) from None
 
     async def stream(self, model: str, messages: list[dict[str, str]],
                      max_tokens: int | None = None) -> AsyncIterator[str | Reply]:

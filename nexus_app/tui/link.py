@@ -122,7 +122,7 @@ class Link:
             finally:
                 await probe.aclose()
         created = await self.account_call(lambda client: client.create_key(KEY_NAME))
-        self.remember(api_key=created["key"])
+        self.remember(api_key=created.key)
 
     async def _replace_chat(self, client: ChatClient) -> None:
         old, self.chat = self.chat, client

@@ -33,16 +33,16 @@ async def test_a_deposit_and_a_claim_whose_send_times_out(double: RpcDouble,
         client = GatewayClient(gw.url, token=account.session)
         double.stalled = {"sendTransaction"}
         pending = await client.deposit(account.keypair, "4")
-        assert pending["status"] == "pending"  # the watcher may have credited it meanwhile
+        assert pending.status == "pending"  # the watcher may have credited it meanwhile
         # the client retries with the same signature while the chain is still silent
-        again = await client.submit_deposit(signature=pending["signature"])
-        assert again["status"] in ("pending", "credited")
+        again = await client.submit_deposit(signature=pending.signature)
+        assert again.status in ("pending", "credited")
 
         async def credited() -> bool:
-            return (await client.balance())["balance"] == 4_000_000
+            return (await client.balance()).balance == 4_000_000
 
         await wait_until(credited)
-        assert (await client.submit_deposit(signature=pending["signature"]))["balance"] == \
+        assert (await client.submit_deposit(signature=pending.signature)).balance == \
             4_000_000  # a third submission credits nothing more
 
         worker = await gw.worker()
@@ -56,7 +56,7 @@ async def test_a_deposit_and_a_claim_whose_send_times_out(double: RpcDouble,
             await worker_client.create_token_account(worker.keypair)
             double.stalled = {"sendTransaction"}
             sent = await worker_client.claim()  # its send times out too
-            assert (sent["status"], sent["amount"]) == ("sent", 800)
+            assert (sent.status, sent.amount) == ("sent", 800)
             with pytest.raises(ClientError) as twice:
                 await worker_client.claim()  # the same earnings cannot be claimed again
             assert twice.value.status == 409
@@ -64,7 +64,7 @@ async def test_a_deposit_and_a_claim_whose_send_times_out(double: RpcDouble,
             double.stalled = set()  # the chain answers again: the payout is reconciled
 
             async def paid() -> bool:
-                return (await worker_client.worker_earnings())["paid"] == 800
+                return (await worker_client.worker_earnings()).paid == 800
 
             await wait_until(paid)
         # a silent send may be sent again, but always the same signed transaction: the chain

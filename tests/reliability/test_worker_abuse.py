@@ -155,15 +155,15 @@ async def test_new_workers_earnings_are_held_then_claimable(tmp_path: Path) -> N
         async with GatewayClient(gw.url) as client:
             await client.sign_in(worker.keypair)
             me = await client.worker_earnings()
-            assert me["pending"] == 800 and me["claimable_from"] > time.time()
+            assert me.pending == 800 and me.claimable_from > time.time()
             with pytest.raises(ClientError) as held:
                 await client.claim()
             assert held.value.status == 409 and "held" in held.value.message
-            assert (await client.worker_earnings())["pending"] == 800  # still there
+            assert (await client.worker_earnings()).pending == 800  # still there
 
-            await asyncio.sleep(me["claimable_from"] - time.time() + 0.1)
-            assert (await client.claim(worker.keypair))["amount"] == 800  # creates its account
+            await asyncio.sleep(me.claimable_from - time.time() + 0.1)
+            assert (await client.claim(worker.keypair)).amount == 800  # creates its account
             # the hold is for new workers: later earnings are claimable at once
             assert (await chat(gw, key)).status_code == 200
-            assert (await client.claim(worker.keypair))["amount"] == 800
+            assert (await client.claim(worker.keypair)).amount == 800
         assert (await gw.store.audit()).ok

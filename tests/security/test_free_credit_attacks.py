@@ -35,6 +35,7 @@ from nexus_app.chain.treasury import signed
 from nexus_app.chain.wallet import load_keypair
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import Settings
+from nexus_app.contracts import PayoutView
 from tests.conftest import (
     ROOT,
     RunningGateway,
@@ -89,7 +90,7 @@ async def spend_free_credit(gw: RunningGateway, wallets: int) -> list[tuple[int,
     return results
 
 
-async def claim(gw: RunningGateway, worker: ScriptedWorker) -> dict[str, Any]:
+async def claim(gw: RunningGateway, worker: ScriptedWorker) -> PayoutView:
     """The attacker's worker claims its earnings to its wallet (SOL for its own token account
     from the faucet first)."""
     async with GatewayClient(gw.url) as client:
@@ -106,8 +107,8 @@ async def deposit(gw: RunningGateway) -> str:
         await client.sign_in(user)
         await client.faucet(str(DEPOSIT // NEXUS))
         result = await client.deposit(user, str(DEPOSIT // NEXUS))
-    assert result["status"] == "credited", result
-    return str(result["signature"])
+    assert result.status == "credited", result
+    return str(result.signature)
 
 
 async def test_an_unfunded_pool_issues_no_free_credit_to_launder(tmp_path: Path) -> None:
@@ -142,13 +143,13 @@ async def launder_from_a_funded_pool(settings: Settings, pool: int, wallets: int
         worker = await gw.worker(models=[MODEL])
         results = await spend_free_credit(gw, wallets)
         payout = await claim(gw, worker)
-        assert payout["status"] == "paid", payout
+        assert payout.status == "paid", payout
         await gw.assert_solvent()
         # the honest user's deposit is intact and backed
         audit = await gw.store.audit()
         assert audit.deposits == DEPOSIT and audit.pool == 0
-    return Laundering(funded["signature"], deposit_signature, payout["signature"],
-                      payout["amount"], [free for free, _ in results])
+    return Laundering(funded["signature"], deposit_signature, payout.signature,
+                      payout.amount, [free for free, _ in results])
 
 
 async def test_free_credit_from_a_funded_pool_never_exceeds_it(tmp_path: Path) -> None:

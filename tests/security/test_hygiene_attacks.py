@@ -112,13 +112,13 @@ async def test_an_intent_flood_is_capped_and_does_not_multiply_chain_calls(
     tx = build_deposit(accounts[0].keypair, paid_intent)
     double.sendTransaction(base64.b64encode(bytes(tx)).decode(), {"encoding": "base64"})
     for _ in range(100):
-        if (await payer.balance())["balance"]:
+        if (await payer.balance()).balance:
             break
         await asyncio.sleep(0.05)
-    assert (await payer.balance())["balance"] == NEXUS
+    assert (await payer.balance()).balance == NEXUS
     assert double.calls.count("getTransaction") == 1
     again = await payer.submit_deposit(signature=str(tx.signatures[0]))
-    assert again["already_credited"] and again["balance"] == NEXUS
+    assert again.already_credited and again.balance == NEXUS
     await payer.aclose()
     assert await running.audit_ok()
 

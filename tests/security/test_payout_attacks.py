@@ -119,13 +119,13 @@ async def test_an_rpc_error_while_confirming_a_payout_never_pays_twice(
         assert again.json()["error"]["code"] == "nothing_to_claim"
 
         async def paid() -> bool:
-            return (await client.worker_earnings())["paid"] == EARNED
+            return (await client.worker_earnings()).paid == EARNED
 
         await wait_until(paid)
         assert double.transfers_to(worker_token_account(gw, worker)) == [EARNED]
         me = await client.worker_earnings()
-        assert (me["pending"], me["paying"]) == (0, 0)
-        assert [p["status"] for p in me["payouts"]] == [PayoutStatus.PAID]
+        assert (me.pending, me.paying) == (0, 0)
+        assert [p.status for p in me.payouts] == [PayoutStatus.PAID]
         assert (await raw_claim(gw, client)).status_code == 409
         audit = await gw.store.audit()
         assert audit.ok and audit.payouts == EARNED
@@ -142,17 +142,17 @@ async def test_errors_past_the_blockhash_expiry_do_not_fail_a_payout_that_landed
         double.errors = {"getSignatureStatuses": (-32603, "Internal error"),
                          "getTransaction": (-32603, "Internal error")}
         sent = await client.claim()
-        assert sent["status"] == PayoutStatus.SENT
+        assert sent.status == PayoutStatus.SENT
         double.advance(BLOCKHASH_LIFETIME_BLOCKS + 10)
         await until(lambda: double.answered_errors.count("getTransaction") >= 5)
 
-        assert (await client.worker_earnings())["paying"] == EARNED  # unknown, not failed
+        assert (await client.worker_earnings()).paying == EARNED  # unknown, not failed
         assert (await raw_claim(gw, client)).status_code == 409
 
         double.errors = {}
 
         async def paid() -> bool:
-            return (await client.worker_earnings())["paid"] == EARNED
+            return (await client.worker_earnings()).paid == EARNED
 
         await wait_until(paid)
         assert double.transfers_to(worker_token_account(gw, worker)) == [EARNED]
@@ -167,24 +167,24 @@ async def test_a_payout_whose_blockhash_expires_unlanded_fails_then_pays_once(
         _, worker, client = await earning_worker(gw)
         double.never_land = True  # accepted by the node, dropped before any block
         sent = await client.claim()
-        assert sent["status"] == PayoutStatus.SENT
+        assert sent.status == PayoutStatus.SENT
         calls = len(double.calls)
         await until(lambda: double.calls[calls:].count("getBlockHeight") >= 3)
         # still within its blockhash's lifetime: unknown, however long it takes
         me = await client.worker_earnings()
-        assert (me["paying"], me["pending"]) == (EARNED, 0)
+        assert (me.paying, me.pending) == (EARNED, 0)
 
         double.advance(BLOCKHASH_LIFETIME_BLOCKS + 1)  # now it can never land
 
         async def failed() -> bool:
-            return (await client.worker_earnings())["pending"] == EARNED
+            return (await client.worker_earnings()).pending == EARNED
 
         await wait_until(failed)
         me = await client.worker_earnings()
-        assert [p["status"] for p in me["payouts"]] == [PayoutStatus.FAILED]
+        assert [p.status for p in me.payouts] == [PayoutStatus.FAILED]
         double.never_land = False
         again = await client.claim()
-        assert (again["status"], again["amount"]) == (PayoutStatus.PAID, EARNED)
+        assert (again.status, again.amount) == (PayoutStatus.PAID, EARNED)
         assert double.transfers_to(worker_token_account(gw, worker)) == [EARNED]
         assert (await raw_claim(gw, client)).status_code == 409
         audit = await gw.store.audit()
@@ -203,7 +203,7 @@ async def test_unreadable_rpc_answers_are_no_500_and_do_not_stop_the_watcher(
     async with running_gateway(settings) as gw:
         user, worker, client = await earning_worker(gw)
         double.never_land = True
-        assert (await client.claim())["status"] == PayoutStatus.SENT  # left for the watcher
+        assert (await client.claim()).status == PayoutStatus.SENT  # left for the watcher
         double.never_land = False
         await chat(gw, user.api_key)  # and new earnings to claim
         caplog.set_level(logging.WARNING, logger="nexus_app")
@@ -227,12 +227,12 @@ async def test_unreadable_rpc_answers_are_no_500_and_do_not_stop_the_watcher(
         double.advance(BLOCKHASH_LIFETIME_BLOCKS + 1)  # the watcher still runs: it settles
 
         async def failed() -> bool:
-            return (await client.worker_earnings())["pending"] == 2 * EARNED
+            return (await client.worker_earnings()).pending == 2 * EARNED
 
         await wait_until(failed)
         watcher = [r for r in caplog.records if r.getMessage().startswith("chain watcher")]
         assert len([r for r in watcher if r.levelno == logging.WARNING]) == 1  # logged once
-        assert (await client.claim())["status"] == PayoutStatus.PAID
+        assert (await client.claim()).status == PayoutStatus.PAID
         assert double.transfers_to(worker_token_account(gw, worker)) == [2 * EARNED]
         assert (await gw.store.audit()).ok
 
@@ -271,12 +271,12 @@ async def test_a_claim_below_the_minimum_payout_is_refused(tmp_path: Path) -> No
         assert error["code"] == "below_min_payout"
         assert "1.000000" in error["message"] and "0.400000" in error["message"]
         me = await client.worker_earnings()
-        assert (me["pending"], me["paying"], me["payouts"]) == (400_000, 0, [])
-        assert (me["min_payout"], me["min_payout_display"]) == (NEXUS, "1.000000")
+        assert (me.pending, me.paying, me.payouts) == (400_000, 0, [])
+        assert (me.min_payout, me.min_payout_display) == (NEXUS, "1.000000")
         assert await treasury_sol(gw) == sol_before  # nothing was sent
         await chat(gw, user.account.api_key, 2)  # 1.2 NEXUS now: claimable
         payout = await client.claim()
-        assert (payout["status"], payout["amount"]) == (PayoutStatus.PAID, 1_200_000)
+        assert (payout.status, payout.amount) == (PayoutStatus.PAID, 1_200_000)
         assert await on_chain(gw, worker.keypair.pubkey()) == 1_200_000
         await gw.assert_solvent()
 
@@ -296,10 +296,10 @@ async def test_the_treasury_pays_no_token_account_rent(tmp_path: Path) -> None:
         assert await treasury_sol(gw) == sol_before
         assert not await chain(gw).account_exists(account)
         me = await client.worker_earnings()
-        assert (me["pending"], me["paying"], me["payouts"]) == (EARNED, 0, [])  # not set aside
+        assert (me.pending, me.paying, me.payouts) == (EARNED, 0, [])  # not set aside
 
         created = await client.create_token_account(worker.keypair)  # with its own SOL
-        assert created["exists"] and created["token_account"] == str(account)
+        assert created.exists and created.token_account == str(account)
         assert await treasury_sol(gw) == sol_before
         rent = await chain(gw).sol_balance(account)
         assert rent > 0 and await chain(gw).sol_balance(owner) == (
@@ -307,7 +307,7 @@ async def test_the_treasury_pays_no_token_account_rent(tmp_path: Path) -> None:
 
         payout = await client.claim(worker.keypair)  # exists: nothing more to create
 
-        assert (payout["status"], payout["amount"]) == (PayoutStatus.PAID, EARNED)
+        assert (payout.status, payout.amount) == (PayoutStatus.PAID, EARNED)
         assert await treasury_sol(gw) == sol_before - FEE  # the transfer's fee only
         assert await on_chain(gw, owner) == EARNED
 
@@ -336,7 +336,7 @@ async def test_the_relay_sends_only_the_callers_own_token_account_creation(
         _, worker, client = await funded_gateway_worker(gw)
         mint, me = treasury(gw).mint, worker.keypair
         status = await client.token_account()
-        assert (status["exists"], status["mint"]) == (False, str(mint))
+        assert (status.exists, status.mint) == (False, str(mint))
         blockhash = await chain(gw).latest_blockhash()
         other, other_mint = Keypair(), Keypair().pubkey()
         forged = [
@@ -365,10 +365,10 @@ async def test_the_relay_sends_only_the_callers_own_token_account_creation(
             by_key = await post_creation(http, GatewayClient(gw.url, token=user.api_key),
                                          build_create_token_account(me, mint, blockhash))
             assert by_key.status_code == 401  # the wallet's own session only
-        assert not (await client.token_account())["exists"]
+        assert not (await client.token_account()).exists
         with pytest.raises(ClientError, match="token account"):
             await client.claim()
-        assert (await client.claim(me))["status"] == PayoutStatus.PAID
+        assert (await client.claim(me)).status == PayoutStatus.PAID
         await gw.assert_solvent()
 
 

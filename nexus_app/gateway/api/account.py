@@ -8,7 +8,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.contracts import (
+    ApiKeyList,
+    ApiKeyView,
+    BalanceView,
+    ChallengeView,
+    NewApiKey,
+    SessionToken,
+)
+from nexus_app.gateway.api.deps import GatewayDep, KeyOrSessionCaller, SessionCaller
 from nexus_app.gateway.api.schemas import ChallengeRequest, KeyCreateRequest, LoginRequest
 from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.http.auth import (
@@ -24,21 +32,20 @@ from nexus_app.units import format_units
 router = APIRouter()
 
 
-def _key_view(key: ApiKeyRecord, auth: Authenticator) -> dict[str, Any]:
+def _key_view(key: ApiKeyRecord, auth: Authenticator) -> ApiKeyView:
     """A key as listed; `rpm`/`tpm` are the limits it really gets (null: the gateway's)."""
     rpm, tpm = auth.key_limits(key)
-    return {
-        "id": key.id,
-        "object": "api_key",
-        "name": key.name,
-        "prefix": key.prefix,
-        "created_at": int(key.created_at),
-        "last_used_at": int(key.last_used_at) if key.last_used_at else None,
-        "revoked": key.revoked_at is not None,
-        "revoked_at": int(key.revoked_at) if key.revoked_at else None,
-        "rpm": rpm if key.rpm else None,
-        "tpm": tpm if key.tpm else None,
-    }
+    return ApiKeyView(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        created_at=int(key.created_at),
+        last_used_at=int(key.last_used_at) if key.last_used_at else None,
+        revoked=key.revoked_at is not None,
+        revoked_at=int(key.revoked_at) if key.revoked_at else None,
+        rpm=rpm if key.rpm else None,
+        tpm=tpm if key.tpm else None,
+    )
 
 
 def _key_event(key: ApiKeyRecord) -> dict[str, Any]:
@@ -46,55 +53,46 @@ def _key_event(key: ApiKeyRecord) -> dict[str, Any]:
 
 
 @router.post("/v1/auth/challenge", tags=["account"])
-async def auth_challenge(body: ChallengeRequest, request: Request) -> dict[str, Any]:
+async def auth_challenge(body: ChallengeRequest, request: Request,
+                         gateway: GatewayDep) -> ChallengeView:
     """Start a wallet sign-in: returns the Sign-In-With-Solana message the wallet must sign,
     naming this gateway (clients refuse to sign one that names another)."""
-    challenge = gateway_of(request).auth.challenge(request.scope, body.wallet)
-    return {
-        "wallet": challenge.wallet,
-        "nonce": challenge.nonce,
-        "message": challenge.message,
-        "expires_at": int(challenge.expires_at),
-    }
+    challenge = gateway.auth.challenge(request.scope, body.wallet)
+    return ChallengeView(wallet=challenge.wallet, nonce=challenge.nonce,
+                           message=challenge.message, expires_at=int(challenge.expires_at))
 
 
 @router.post("/v1/auth/login", tags=["account"])
-async def auth_login(body: LoginRequest, request: Request) -> dict[str, Any]:
+async def auth_login(body: LoginRequest, request: Request, gateway: GatewayDep) -> SessionToken:
     """Finish a wallet sign-in with the signed message; returns a short-lived session token."""
-    auth = gateway_of(request).auth
-    token, expires_at = await auth.login(request.scope, body.wallet, body.nonce,
-                                         body.signature, body.message)
-    return {"token": token, "token_type": "bearer", "expires_at": int(expires_at),
-            "account": body.wallet}
+    token, expires_at = await gateway.auth.login(request.scope, body.wallet, body.nonce,
+                                                 body.signature, body.message)
+    return SessionToken(token=token, expires_at=int(expires_at), account=body.wallet)
 
 
 @router.get("/v1/balance", tags=["account"])
-async def balance(request: Request) -> dict[str, Any]:
+async def balance(caller: KeyOrSessionCaller, gateway: GatewayDep) -> BalanceView:
     """The credit balance of the key's (or session's) account, in base units: `balance` is
     all that can be spent, `free_credit` the part of it that is this week's free credit."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     await gateway.free_credit.top_up(caller.account)
     account = await gateway.store.balance(caller.account)
     decimals = gateway.settings.token_decimals
-    return {
-        "account": caller.account,
-        "balance": account.available,
-        "free_credit": account.free_balance,
-        "reserved": account.reserved,
-        "total_spent": account.total_spent,
-        "currency": "NEXUS",
-        "decimals": decimals,
-        "balance_display": format_units(account.available, decimals),
-        "last_updated": int(account.updated_at) if account.updated_at else None,
-    }
+    return BalanceView(
+        account=caller.account,
+        balance=account.available,
+        free_credit=account.free_balance,
+        reserved=account.reserved,
+        total_spent=account.total_spent,
+        decimals=decimals,
+        balance_display=format_units(account.available, decimals),
+        last_updated=int(account.updated_at) if account.updated_at else None,
+    )
 
 
 @router.post("/v1/keys", tags=["account"])
-async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]:
+async def create_key(body: KeyCreateRequest, caller: SessionCaller,
+                     gateway: GatewayDep) -> NewApiKey:
     """Create an API key. The secret is in this response only; store it now."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     _check_key_limits(body, gateway.auth)
     secret = new_secret(KEY_PREFIX)
     record = ApiKeyRecord(
@@ -109,7 +107,7 @@ async def create_key(body: KeyCreateRequest, request: Request) -> dict[str, Any]
     )
     await gateway.store.add_key(record)
     await gateway.webhooks.emit(caller.account, "key.created", _key_event(record))
-    return {**_key_view(record, gateway.auth), "key": secret}
+    return NewApiKey(**_key_view(record, gateway.auth).model_dump(), key=secret)
 
 
 def _check_key_limits(body: KeyCreateRequest, auth: Authenticator) -> None:
@@ -124,19 +122,15 @@ def _check_key_limits(body: KeyCreateRequest, auth: Authenticator) -> None:
 
 
 @router.get("/v1/keys", tags=["account"])
-async def list_keys(request: Request) -> dict[str, Any]:
+async def list_keys(caller: SessionCaller, gateway: GatewayDep) -> ApiKeyList:
     """The account's API keys (prefixes only)."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     keys = await gateway.store.list_keys(caller.account)
-    return {"object": "list", "data": [_key_view(k, gateway.auth) for k in keys]}
+    return ApiKeyList(data=[_key_view(k, gateway.auth) for k in keys])
 
 
 @router.delete("/v1/keys/{key_id}", tags=["account"])
-async def revoke_key(key_id: str, request: Request) -> dict[str, Any]:
+async def revoke_key(key_id: str, caller: SessionCaller, gateway: GatewayDep) -> ApiKeyView:
     """Revoke an API key; it is refused from this moment on."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
     now = time.time()
     record = await gateway.store.revoke_key(caller.account, key_id, now)
     if record is None:

@@ -4,19 +4,26 @@ wallet (worker earnings and their payouts are in `earnings.py`)."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Response
 from solders.pubkey import Pubkey
 
 from nexus_app.addresses import is_valid_address
 from nexus_app.chain import token
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.contracts import (
+    DepositEntryView,
+    DepositIntentView,
+    DepositList,
+    DepositResult,
+    DepositState,
+    DepositView,
+    FaucetView,
+    WalletView,
+)
+from nexus_app.gateway.api.deps import GatewayDep, KeyOrSessionCaller
 from nexus_app.gateway.api.schemas import DepositSubmit, FaucetRequest
 from nexus_app.gateway.errors import BadRequest
 from nexus_app.gateway.ledger.records import DepositEntry, DepositIntentRecord
-from nexus_app.gateway.money.deposits import DepositOutcome
 from nexus_app.gateway.service import Gateway
 from nexus_app.units import AmountError, format_units, to_base_units
 
@@ -36,112 +43,100 @@ def _display(gateway: Gateway, amount: int) -> str:
 
 @router.get("/v1/deposits/intent", tags=["deposits"])
 async def deposit_intent(
-    request: Request, amount: str = Query(description="NEXUS to deposit, e.g. 25 or 0.5"),
-) -> dict[str, Any]:
+    caller: KeyOrSessionCaller, gateway: GatewayDep,
+    amount: str = Query(description="NEXUS to deposit, e.g. 25 or 0.5"),
+) -> DepositIntentView:
     """Start a deposit: the treasury token account, a fresh reference key and a recent
     blockhash. Send a TransferChecked of exactly `amount` from your associated token account
     to `treasury`, with `reference` as an extra read-only key and the memo. An account holds
     at most `deposit_intents_per_account` open (unexpired, unpaid) intents: 429 with
     Retry-After beyond that."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     units = _amount(gateway, amount)
     intent, blockhash = await gateway.deposits.new_intent(caller.account, units)
     treasury = gateway.treasury
-    return {
-        "object": "deposit.intent",
-        "id": intent.id,
-        "chain": gateway.chain.name,
-        "mint": str(treasury.mint),
-        "decimals": treasury.decimals,
-        "token_program": str(token.TOKEN_PROGRAM_ID),
-        "treasury": str(treasury.token_account),
-        "reference": intent.reference,
-        "recent_blockhash": blockhash,
-        "memo": intent.memo,
-        "amount": intent.amount,
-        "amount_display": _display(gateway, intent.amount),
-        "expires_at": int(intent.expires_at),
-    }
+    return DepositIntentView(
+        id=intent.id,
+        chain=gateway.chain.name,
+        mint=str(treasury.mint),
+        decimals=treasury.decimals,
+        token_program=str(token.TOKEN_PROGRAM_ID),
+        treasury=str(treasury.token_account),
+        reference=intent.reference,
+        recent_blockhash=blockhash,
+        memo=intent.memo,
+        amount=intent.amount,
+        amount_display=_display(gateway, intent.amount),
+        expires_at=int(intent.expires_at),
+    )
 
 
-@router.post("/v1/deposits", tags=["deposits"], response_model=None)
-async def submit_deposit(body: DepositSubmit, request: Request) -> JSONResponse:
+@router.post("/v1/deposits", tags=["deposits"])
+async def submit_deposit(body: DepositSubmit, caller: KeyOrSessionCaller, gateway: GatewayDep,
+                         response: Response) -> DepositResult:
     """Credit a deposit: `transaction` (base64, signed; the gateway sends it) or `signature`
     (of one you sent). Credited once per signature, only after the chain processed it.
     202 when the chain has not confirmed it yet (it is credited when it does)."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     if body.transaction is not None:
         outcome = await gateway.deposits.submit_transaction(caller.account, body.transaction)
     else:
         assert body.signature is not None
         outcome = await gateway.deposits.submit_signature(caller.account, body.signature)
     balance = await gateway.store.balance(caller.account)
-    view = {**_outcome_view(gateway, outcome), "balance": balance.available,
-            "balance_display": _display(gateway, balance.available)}
-    return JSONResponse(view, status_code=200 if outcome.credited else 202)
+    response.status_code = 200 if outcome.credited else 202
+    view = _deposit_view(gateway, outcome.intent, "credited" if outcome.credited else "pending",
+                         outcome.signature)
+    return DepositResult(**view.model_dump(), already_credited=outcome.already_credited,
+                         balance=balance.available,
+                         balance_display=_display(gateway, balance.available))
 
 
-def _outcome_view(gateway: Gateway, outcome: DepositOutcome) -> dict[str, Any]:
-    status = "credited" if outcome.credited else "pending"
-    return {**_deposit_view(gateway, outcome.intent, status, outcome.signature),
-            "already_credited": outcome.already_credited}
-
-
-def _deposit_view(gateway: Gateway, intent: DepositIntentRecord, status: str,
-                  signature: str | None) -> dict[str, Any]:
-    return {
-        "object": "deposit",
-        "id": intent.id,
-        "reference": intent.reference,
-        "amount": intent.amount,
-        "amount_display": _display(gateway, intent.amount),
-        "memo": intent.memo,
-        "status": status,
-        "signature": signature,
-        "created_at": int(intent.created_at),
-    }
+def _deposit_view(gateway: Gateway, intent: DepositIntentRecord, status: DepositState,
+                  signature: str | None) -> DepositView:
+    return DepositView(
+        id=intent.id,
+        reference=intent.reference,
+        amount=intent.amount,
+        amount_display=_display(gateway, intent.amount),
+        memo=intent.memo,
+        status=status,
+        signature=signature,
+        created_at=int(intent.created_at),
+    )
 
 
 @router.get("/v1/deposits", tags=["deposits"])
 async def deposit_history(
-    request: Request, limit: int = Query(50, ge=1, le=500),
-) -> dict[str, Any]:
+    caller: KeyOrSessionCaller, gateway: GatewayDep, limit: int = Query(50, ge=1, le=500),
+) -> DepositList:
     """The account's deposit intents, newest first, with their status (pending, credited,
     expired) and the signature that paid them."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     entries = await gateway.store.deposit_history(caller.account, limit)
-    return {"object": "list", "data": [_entry_view(gateway, e) for e in entries]}
+    return DepositList(data=[_entry_view(gateway, e) for e in entries])
 
 
-def _entry_view(gateway: Gateway, entry: DepositEntry) -> dict[str, Any]:
-    status = entry.status(time.time())
-    return {**_deposit_view(gateway, entry.intent, status, entry.signature),
-            "credited_at": int(entry.credited_at) if entry.credited_at else None}
+def _entry_view(gateway: Gateway, entry: DepositEntry) -> DepositEntryView:
+    view = _deposit_view(gateway, entry.intent, entry.status(time.time()), entry.signature)
+    return DepositEntryView(**view.model_dump(),
+                            credited_at=int(entry.credited_at) if entry.credited_at else None)
 
 
 @router.post("/v1/faucet", tags=["deposits"])
-async def faucet(body: FaucetRequest, request: Request) -> dict[str, Any]:
+async def faucet(body: FaucetRequest, caller: KeyOrSessionCaller,
+                 gateway: GatewayDep) -> FaucetView:
     """Mint test $NEXUS (and SOL for fees) to a wallet. Local chain only."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     wallet = body.wallet or caller.account
     if not is_valid_address(wallet):
         raise BadRequest("'wallet' is not a Solana address.", param="wallet")
     units = _amount(gateway, body.amount)
     signature = await gateway.deposits.faucet(Pubkey.from_string(wallet), units)
-    return {"object": "faucet", "wallet": wallet, "amount": units,
-            "amount_display": _display(gateway, units), "signature": signature}
+    return FaucetView(wallet=wallet, amount=units, amount_display=_display(gateway, units),
+                      signature=signature)
 
 
 @router.get("/v1/wallet", tags=["deposits"])
-async def wallet(request: Request) -> dict[str, Any]:
+async def wallet(caller: KeyOrSessionCaller, gateway: GatewayDep) -> WalletView:
     """The caller's wallet on chain: SOL (lamports) and $NEXUS in its associated token
     account."""
-    gateway = gateway_of(request)
-    caller = await gateway.auth.key_or_session(request.scope, request.headers.get("authorization"))
     if not is_valid_address(caller.account):
         raise BadRequest("This account is not a Solana wallet.")
     owner = Pubkey.from_string(caller.account)
@@ -149,14 +144,13 @@ async def wallet(request: Request) -> dict[str, Any]:
     deposits = gateway.deposits
     sol = await deposits.chain_call(gateway.chain.sol_balance(owner))
     nexus = await deposits.chain_call(gateway.chain.token_balance(token_account))
-    return {
-        "object": "wallet",
-        "address": caller.account,
-        "chain": gateway.chain.name,
-        "mint": str(gateway.treasury.mint),
-        "decimals": gateway.treasury.decimals,
-        "token_account": str(token_account),
-        "sol_lamports": sol,
-        "nexus": nexus,
-        "nexus_display": _display(gateway, nexus),
-    }
+    return WalletView(
+        address=caller.account,
+        chain=gateway.chain.name,
+        mint=str(gateway.treasury.mint),
+        decimals=gateway.treasury.decimals,
+        token_account=str(token_account),
+        sol_lamports=sol,
+        nexus=nexus,
+        nexus_display=_display(gateway, nexus),
+    )

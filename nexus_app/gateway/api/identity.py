@@ -17,10 +17,11 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, Request
 
+from nexus_app.contracts import GatewayProof
+from nexus_app.gateway.api.deps import GatewayDep
 from nexus_app.gateway.errors import BadRequest
 
 PROOF_PATH = "/v1/gateway/proof"
@@ -55,11 +56,11 @@ def proof(secret: bytes, nonce: str, port: int) -> str:
 
 
 @router.get(PROOF_PATH, tags=["network"])
-async def gateway_proof(nonce: str, request: Request) -> dict[str, Any]:
+async def gateway_proof(nonce: str, request: Request, gateway: GatewayDep) -> GatewayProof:
     """Prove to the terminal app of this data dir that this gateway is its own."""
     if not _NONCE.fullmatch(nonce):
         raise BadRequest("'nonce' must be 16 to 128 URL-safe characters.", param="nonce")
     server = request.scope.get("server")
     port = int(server[1]) if server else 0
-    secret = identity_secret(request.app.state.gateway.settings.data_dir)
-    return {"proof": proof(secret, nonce, port)}
+    secret = identity_secret(gateway.settings.data_dir)
+    return GatewayProof(proof=proof(secret, nonce, port))

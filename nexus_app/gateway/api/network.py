@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.contracts import ModelList, ModelPricing, ModelView, ModelWorkers, NetworkStats
+from nexus_app.gateway.api.deps import GatewayDep
 from nexus_app.gateway.errors import NotFound
 from nexus_app.gateway.service import Gateway
 from nexus_app.protocol import ModelCard
@@ -16,43 +16,37 @@ from nexus_app.protocol import ModelCard
 router = APIRouter()
 
 
-def _model_view(gateway: Gateway, card: ModelCard, workers: int) -> dict[str, Any]:
+def _model_view(gateway: Gateway, card: ModelCard, workers: int) -> ModelView:
     price = gateway.prices.for_model(card.id)
-    return {
-        "id": card.id,
-        "object": "model",
-        "created": int(gateway.coordinator.first_seen.get(card.id, 0)),
-        "owned_by": "nexus",
-        "context_length": card.context_length,
-        "workers": workers,
-        "quantization": card.quantization,
-        "parameters": card.parameters,
-        "pricing": {
-            "currency": "NEXUS",
-            "unit": "base",
-            "decimals": gateway.settings.token_decimals,
-            "per_request": price.per_request,
-            "input_per_million": price.input_per_million,
-            "output_per_million": price.output_per_million,
-        },
-    }
+    return ModelView(
+        id=card.id,
+        created=int(gateway.coordinator.first_seen.get(card.id, 0)),
+        owned_by="nexus",
+        context_length=card.context_length,
+        workers=workers,
+        quantization=card.quantization,
+        parameters=card.parameters,
+        pricing=ModelPricing(
+            decimals=gateway.settings.token_decimals,
+            per_request=price.per_request,
+            input_per_million=price.input_per_million,
+            output_per_million=price.output_per_million,
+        ),
+    )
 
 
 @router.get("/v1/models", tags=["network"])
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(gateway: GatewayDep) -> ModelList:
     """Models served by online workers now, with their prices."""
-    gateway = gateway_of(request)
     cards = gateway.coordinator.model_cards()
-    return {
-        "object": "list",
-        "data": [_model_view(gateway, card, n) for _, (card, n) in sorted(cards.items())],
-    }
+    return ModelList(
+        data=[_model_view(gateway, card, n) for _, (card, n) in sorted(cards.items())],
+    )
 
 
 @router.get("/v1/models/{model_id}", tags=["network"])
-async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+async def get_model(model_id: str, gateway: GatewayDep) -> ModelView:
     """One model served now."""
-    gateway = gateway_of(request)
     found = gateway.coordinator.model_cards().get(model_id)
     if found is None:
         raise NotFound(f"The model '{model_id}' is not served now.", param="model",
@@ -61,27 +55,24 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 
 @router.get("/v1/network/stats", tags=["network"])
-async def network_stats(request: Request) -> dict[str, Any]:
+async def network_stats(gateway: GatewayDep) -> NetworkStats:
     """Workers online (by accelerator; `workers_benched`: cooling down or paused after failed
     jobs), models, jobs per minute and tokens per second."""
-    coordinator = gateway_of(request).coordinator
+    coordinator = gateway.coordinator
     workers = list(coordinator.workers.values())
-    return {
-        "workers_online": len(workers),
-        "accelerators": dict(Counter(w.hardware.accelerator for w in workers)),
-        "gpus": sum(len(w.hardware.gpus) for w in workers),
-        "slots_total": sum(w.slots for w in workers),
-        "slots_busy": sum(len(w.jobs) for w in workers),
-        "workers_benched": sum(not coordinator.health.available(w.wallet) for w in workers),
-        "queue_depth": coordinator.queue_depth(),
-        "jobs_per_min": coordinator.jobs_per_min.total(),
-        "tokens_per_s": round(coordinator.tokens_per_min.total() / 60, 2),
-        "models": [
-            {"id": model, "workers": n} for model, (_, n) in sorted(
-                coordinator.model_cards().items()
-            )
-        ],
-    }
+    return NetworkStats(
+        workers_online=len(workers),
+        accelerators=dict(Counter(w.hardware.accelerator for w in workers)),
+        gpus=sum(len(w.hardware.gpus) for w in workers),
+        slots_total=sum(w.slots for w in workers),
+        slots_busy=sum(len(w.jobs) for w in workers),
+        workers_benched=sum(not coordinator.health.available(w.wallet) for w in workers),
+        queue_depth=coordinator.queue_depth(),
+        jobs_per_min=coordinator.jobs_per_min.total(),
+        tokens_per_s=round(coordinator.tokens_per_min.total() / 60, 2),
+        models=[ModelWorkers(id=model, workers=n)
+                for model, (_, n) in sorted(coordinator.model_cards().items())],
+    )
 
 
 _HEALTH = {"type": "object", "required": ["status", "workers_online"],
@@ -93,9 +84,8 @@ _HEALTH = {"type": "object", "required": ["status", "workers_online"],
     503: {"description": "The ledger does not answer",
           "content": {"application/json": {"schema": _HEALTH}}},
 })
-async def health(request: Request) -> Response:
+async def health(gateway: GatewayDep) -> Response:
     """Liveness and readiness: 200 when the ledger answers."""
-    gateway = gateway_of(request)
     try:
         await gateway.store.ping()
         status, code = "ok", 200
@@ -106,7 +96,7 @@ async def health(request: Request) -> Response:
 
 
 @router.get("/metrics", tags=["network"], response_class=PlainTextResponse)
-async def metrics(request: Request) -> Response:
+async def metrics(gateway: GatewayDep) -> Response:
     """Prometheus metrics (text exposition format)."""
-    return PlainTextResponse(gateway_of(request).metrics.render(),
+    return PlainTextResponse(gateway.metrics.render(),
                              media_type="text/plain; version=0.0.4")

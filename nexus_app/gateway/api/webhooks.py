@@ -5,11 +5,17 @@ account's events somewhere else."""
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi import APIRouter, Query
 
-from fastapi import APIRouter, Query, Request
-
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.contracts import (
+    NewWebhook,
+    WebhookDeleted,
+    WebhookDeliveryList,
+    WebhookDeliveryView,
+    WebhookList,
+    WebhookView,
+)
+from nexus_app.gateway.api.deps import GatewayDep, SessionCaller
 from nexus_app.gateway.api.schemas import WebhookCreate
 from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.ledger.records import Webhook, WebhookDelivery
@@ -20,40 +26,32 @@ from nexus_app.units import AmountError, format_units, to_base_units
 router = APIRouter(tags=["webhooks"])
 
 
-async def _caller_account(request: Request) -> str:
-    gateway = gateway_of(request)
-    caller = await gateway.auth.session(request.scope, request.headers.get("authorization"))
-    return caller.account
-
-
-def _view(gateway: Gateway, hook: Webhook) -> dict[str, Any]:
+def _view(gateway: Gateway, hook: Webhook) -> WebhookView:
     threshold = hook.balance_low_threshold
-    return {
-        "id": hook.id, "object": "webhook", "url": hook.url, "events": list(hook.events),
-        "balance_low_threshold": threshold,
-        "balance_low_threshold_display": None if threshold is None
+    return WebhookView(
+        id=hook.id, url=hook.url, events=list(hook.events), balance_low_threshold=threshold,
+        balance_low_threshold_display=None if threshold is None
         else format_units(threshold, gateway.settings.token_decimals),
-        "created_at": int(hook.created_at),
-    }
+        created_at=int(hook.created_at),
+    )
 
 
-def _delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
-    return {
-        "id": delivery.id, "object": "webhook.delivery", "event_id": delivery.event_id,
-        "event": delivery.event, "status": delivery.status, "attempts": delivery.attempts,
-        "last_status": delivery.last_outcome,
-        "last_error": OUTCOMES.get(delivery.last_outcome or "2xx", "delivery failed"),
-        "created_at": int(delivery.created_at),
-        "next_attempt_at": int(delivery.next_attempt_at)
+def _delivery_view(delivery: WebhookDelivery) -> WebhookDeliveryView:
+    return WebhookDeliveryView(
+        id=delivery.id, event_id=delivery.event_id, event=delivery.event,
+        status=delivery.status, attempts=delivery.attempts,
+        last_status=delivery.last_outcome,
+        last_error=OUTCOMES.get(delivery.last_outcome or "2xx", "delivery failed"),
+        created_at=int(delivery.created_at),
+        next_attempt_at=int(delivery.next_attempt_at)
         if delivery.status == "pending" else None,
-    }
+    )
 
 
 @router.post("/v1/webhooks")
-async def create_webhook(body: WebhookCreate, request: Request) -> dict[str, Any]:
+async def create_webhook(body: WebhookCreate, caller: SessionCaller,
+                         gateway: GatewayDep) -> NewWebhook:
     """Register a webhook. Its signing `secret` is in this response only; store it now."""
-    gateway = gateway_of(request)
-    account = await _caller_account(request)
     threshold = None
     if body.balance_low_threshold is not None:
         try:
@@ -65,37 +63,35 @@ async def create_webhook(body: WebhookCreate, request: Request) -> dict[str, Any
     events: list[str] = list(body.events or [])
     if not events:
         events = [e for e in EVENTS if e != "balance.low" or threshold is not None]
-    hook, secret = await gateway.webhooks.register(account, body.url, events, threshold)
-    return {**_view(gateway, hook), "secret": secret}
+    hook, secret = await gateway.webhooks.register(caller.account, body.url, events, threshold)
+    return NewWebhook(**_view(gateway, hook).model_dump(), secret=secret)
 
 
 @router.get("/v1/webhooks")
-async def list_webhooks(request: Request) -> dict[str, Any]:
+async def list_webhooks(caller: SessionCaller, gateway: GatewayDep) -> WebhookList:
     """The account's webhooks (without their secrets)."""
-    gateway = gateway_of(request)
-    hooks = await gateway.store.webhooks(await _caller_account(request))
-    return {"object": "list", "data": [_view(gateway, hook) for hook in hooks]}
+    hooks = await gateway.store.webhooks(caller.account)
+    return WebhookList(data=[_view(gateway, hook) for hook in hooks])
 
 
 @router.delete("/v1/webhooks/{webhook_id}")
-async def delete_webhook(webhook_id: str, request: Request) -> dict[str, Any]:
+async def delete_webhook(webhook_id: str, caller: SessionCaller,
+                         gateway: GatewayDep) -> WebhookDeleted:
     """Delete a webhook and its delivery log; nothing more is sent to it."""
-    gateway = gateway_of(request)
-    if not await gateway.webhooks.delete(await _caller_account(request), webhook_id):
+    if not await gateway.webhooks.delete(caller.account, webhook_id):
         raise NotFound(f"No webhook '{webhook_id}' on this account.", param="webhook_id")
-    return {"id": webhook_id, "object": "webhook", "deleted": True}
+    return WebhookDeleted(id=webhook_id)
 
 
 @router.get("/v1/webhooks/{webhook_id}/deliveries")
 async def webhook_deliveries(
-    webhook_id: str, request: Request, limit: int = Query(50, ge=1, le=500),
-) -> dict[str, Any]:
+    webhook_id: str, caller: SessionCaller, gateway: GatewayDep,
+    limit: int = Query(50, ge=1, le=500),
+) -> WebhookDeliveryList:
     """The webhook's latest deliveries: event, status, attempts, and the last attempt's
     outcome as a class (`2xx`, `4xx`, `timeout`, `refused`...) with the gateway's own words
     for it, never the receiver's answer."""
-    gateway = gateway_of(request)
-    account = await _caller_account(request)
-    if not any(hook.id == webhook_id for hook in await gateway.store.webhooks(account)):
+    if not any(hook.id == webhook_id for hook in await gateway.store.webhooks(caller.account)):
         raise NotFound(f"No webhook '{webhook_id}' on this account.", param="webhook_id")
     deliveries = await gateway.store.deliveries(webhook_id, limit)
-    return {"object": "list", "data": [_delivery_view(d) for d in deliveries]}
+    return WebhookDeliveryList(data=[_delivery_view(d) for d in deliveries])

@@ -218,7 +218,7 @@ class ChatScreen(NexusScreen):
         except ClientError:
             label.update("credit: unavailable")
             return
-        label.update(f"credit: {balance['balance_display']} NEXUS")
+        label.update(f"credit: {balance.balance_display} NEXUS")
 
     def _decimals(self, model: str | None) -> int | None:
         info = self.models.get(model or "")

@@ -43,9 +43,9 @@ class KeysScreen(NexusScreen):
         table = self.query_one("#keys", DataTable)
         table.clear()
         for key in keys:
-            table.add_row(key["name"], key["prefix"] + "…", when(key["created_at"]),
-                          when(key["last_used_at"]), "revoked" if key["revoked"] else "active",
-                          key=key["id"])
+            table.add_row(key.name, key.prefix + "…", when(key.created_at),
+                          when(key.last_used_at), "revoked" if key.revoked else "active",
+                          key=key.id)
 
     @on(Input.Submitted, "#key-name")
     @on(Button.Pressed, "#create")
@@ -62,7 +62,7 @@ class KeysScreen(NexusScreen):
             return
         self.query_one("#key-name", Input).value = ""
         self.app.push_screen(ShowSecret(
-            f"API key “{key['name']}”", key["key"],
+            f"API key “{key.name}”", key.key,
             "Shown only now: the gateway keeps just a hash. Copy it and store it safely.",
         ))
         self.refresh_keys()

@@ -44,19 +44,19 @@ class NetworkScreen(NexusScreen):
         except ClientError as exc:
             self.query_one("#network-summary", Static).update(f"unavailable: {exc.message}")
             return
-        accelerators = ", ".join(f"{n} {kind}" for kind, n in stats["accelerators"].items())
+        accelerators = ", ".join(f"{n} {kind}" for kind, n in stats.accelerators.items())
         self.query_one("#network-summary", Static).update(
-            f"Workers online  {stats['workers_online']}"
+            f"Workers online  {stats.workers_online}"
             f"{f' ({accelerators})' if accelerators else ''}\n"
-            f"Slots           {stats['slots_busy']} busy of {stats['slots_total']}, "
-            f"{stats['queue_depth']} queued\n"
-            f"Throughput      {stats['jobs_per_min']} jobs/min · {stats['tokens_per_s']} tokens/s"
+            f"Slots           {stats.slots_busy} busy of {stats.slots_total}, "
+            f"{stats.queue_depth} queued\n"
+            f"Throughput      {stats.jobs_per_min} jobs/min · {stats.tokens_per_s} tokens/s"
         )
         table = self.query_one("#models", DataTable)
         table.clear()
         for model in models:
-            price = model["pricing"]
-            decimals = price["decimals"]
-            table.add_row(model["id"], model["workers"], model["context_length"],
-                          *(format_units(price[k], decimals) + " NEXUS" for k in
-                            ("per_request", "input_per_million", "output_per_million")))
+            price = model.pricing
+            table.add_row(model.id, model.workers, model.context_length,
+                          *(format_units(units, price.decimals) + " NEXUS" for units in
+                            (price.per_request, price.input_per_million,
+                             price.output_per_million)))

@@ -53,21 +53,21 @@ class WalletScreen(NexusScreen):
             return
         try:
             wallet = await link.account_call(lambda c: c.wallet())
-            sol = format_units(wallet["sol_lamports"], 9)
-            chain = f"{wallet['nexus_display']} NEXUS · {sol} SOL on the {wallet['chain']} chain"
-            self.query_one("#faucet").display = wallet["chain"] == "local"
+            sol = format_units(wallet.sol_lamports, 9)
+            chain = f"{wallet.nexus_display} NEXUS · {sol} SOL on the {wallet.chain} chain"
+            self.query_one("#faucet").display = wallet.chain == "local"
         except ClientError as exc:
             chain = f"on chain: unavailable ({exc.message})"
         summary.update(f"Wallet  {link.wallet}\n"
                        f"Chain   {chain}\n"
-                       f"Credit  {balance['balance_display']} NEXUS "
-                       f"(spent {format_units(balance['total_spent'], balance['decimals'])})")
+                       f"Credit  {balance.balance_display} NEXUS "
+                       f"(spent {format_units(balance.total_spent, balance.decimals)})")
         table = self.query_one("#deposits", DataTable)
         table.clear()
         for deposit in deposits:
-            signature = deposit["signature"] or ""
-            table.add_row(when(deposit["created_at"]), deposit["amount_display"],
-                          deposit["status"], signature[:20] + ("…" if signature else "—"))
+            signature = deposit.signature or ""
+            table.add_row(when(deposit.created_at), deposit.amount_display,
+                          deposit.status, signature[:20] + ("…" if signature else "—"))
 
     @on(Input.Submitted, "#amount")
     @on(Button.Pressed, "#deposit")
@@ -92,10 +92,10 @@ class WalletScreen(NexusScreen):
             result.update(f"Deposit failed: {exc.message}")
             self.report(exc, "Deposit")
         else:
-            state = ("credited" if done["status"] == "credited"
+            state = ("credited" if done.status == "credited"
                      else "sent; credited once the chain confirms it")
-            result.update(f"Deposit of {done['amount_display']} NEXUS {state}. "
-                          f"Credit: {done['balance_display']} NEXUS")
+            result.update(f"Deposit of {done.amount_display} NEXUS {state}. "
+                          f"Credit: {done.balance_display} NEXUS")
             self.query_one("#amount", Input).value = ""
         finally:
             progress.display = False
@@ -113,5 +113,5 @@ class WalletScreen(NexusScreen):
         except ClientError as exc:
             self.report(exc, "Faucet")
             return
-        result.update(f"Faucet: {minted['amount_display']} test NEXUS minted to the wallet")
+        result.update(f"Faucet: {minted.amount_display} test NEXUS minted to the wallet")
         self.refresh_wallet()

@@ -5,7 +5,7 @@ tokens/s over time, earnings and the claim button."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Label, Select, Sparkline, Static, Switch
 
 from nexus_app.client.http import ClientError
+from nexus_app.contracts import EarningsView
 from nexus_app.tui.actions import bindings
 from nexus_app.tui.screens.base import NexusScreen
 from nexus_app.worker.status import NodeStatus
@@ -203,19 +204,18 @@ class WorkerScreen(NexusScreen):
         except ClientError as exc:
             self.report(exc, "Claim")
             return
-        state = "paid" if payout["status"] == "paid" else "sent (not confirmed yet)"
-        self.notify(f"{payout['amount_display']} NEXUS {state} to the wallet", title="Claim")
+        state = "paid" if payout.status == "paid" else "sent (not confirmed yet)"
+        self.notify(f"{payout.amount_display} NEXUS {state} to the wallet", title="Claim")
         self.refresh_earnings()
 
 
-def earnings_line(earnings: dict[str, Any]) -> str:
+def earnings_line(earnings: EarningsView) -> str:
     """The worker wallet's earnings, with the gateway's hold and bench when there are any."""
-    line = (f"earned {earnings['earned_display']} · paid {earnings['paid_display']} · "
-            f"paying {earnings['paying_display']} · claimable {earnings['pending_display']} "
-            "NEXUS")
-    held_until = earnings.get("claimable_from")
+    line = (f"earned {earnings.earned_display} · paid {earnings.paid_display} · "
+            f"paying {earnings.paying_display} · claimable {earnings.pending_display} NEXUS")
+    held_until = earnings.claimable_from
     if held_until and held_until > time.time():
         line += f" · held until {time.strftime('%H:%M', time.localtime(held_until))} (new worker)"
-    if earnings.get("state", "ok") != "ok":
-        line += f" · {earnings['state']} after failed jobs: no jobs for now"
+    if earnings.state != "ok":
+        line += f" · {earnings.state} after failed jobs: no jobs for now"
     return line

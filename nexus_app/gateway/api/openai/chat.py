@@ -9,7 +9,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.gateway.api.deps import api_key_caller, gateway_of
 from nexus_app.gateway.api.openai.chat_job import finish_reason, open_chat, tool_calls_of
 from nexus_app.gateway.api.openai.logprobs import chat_logprobs, logprobs_of
 from nexus_app.gateway.api.openai.relay import (
@@ -113,7 +113,7 @@ class ChatShapes:
 async def chat_completions(request: Request) -> Response:
     """Create a chat completion (set `stream` for Server-Sent Events)."""
     gateway = gateway_of(request)
-    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    caller = await api_key_caller(request)
     body = await parse_body(request, ChatCompletionRequest)
     ticket = await open_chat(gateway, caller, body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -12,7 +12,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.gateway.api.deps import api_key_caller, gateway_of
 from nexus_app.gateway.api.openai.chat_job import finish_reason
 from nexus_app.gateway.api.openai.logprobs import completion_logprobs, logprobs_of
 from nexus_app.gateway.api.openai.relay import (
@@ -112,7 +112,7 @@ def _one_prompt(body: CompletionRequest) -> str:
 async def completions(request: Request) -> Response:
     """Create a text completion of a prompt (set `stream` for Server-Sent Events)."""
     gateway = gateway_of(request)
-    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    caller = await api_key_caller(request)
     body = await parse_body(request, CompletionRequest)
     prompt = _one_prompt(body)
     card = gateway.model_card(body.model)
@@ -145,7 +145,7 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
 async def embeddings(request: Request) -> Response:
     """Create embedding vectors of one text or a list of texts."""
     gateway = gateway_of(request)
-    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    caller = await api_key_caller(request)
     body = await parse_body(request, EmbeddingRequest)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not 0 < len(texts) <= MAX_EMBEDDING_INPUTS or not all(texts):

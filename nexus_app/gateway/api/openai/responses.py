@@ -16,7 +16,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from nexus_app.gateway.api.deps import gateway_of
+from nexus_app.gateway.api.deps import api_key_caller, gateway_of
 from nexus_app.gateway.api.openai.chat_job import open_chat, tool_calls_of
 from nexus_app.gateway.api.openai.relay import collect, event_stream, usage_body
 from nexus_app.gateway.api.openai.responses_input import chat_request
@@ -216,7 +216,7 @@ def refuse_stored_state(body: ResponsesRequest) -> None:
 async def responses(request: Request) -> Response:
     """Create a model response (set `stream` for the named Server-Sent Events)."""
     gateway = gateway_of(request)
-    caller = await gateway.auth.api_key(request.scope, request.headers.get("authorization"))
+    caller = await api_key_caller(request)
     body = await parse_body(request, ResponsesRequest)
     refuse_stored_state(body)
     ticket = await open_chat(gateway, caller, chat_request(body))

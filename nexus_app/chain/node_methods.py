@@ -72,9 +72,9 @@ def error_text(err: Any) -> str:
         what = (f"custom program error: {hex(inner['Custom'])}"
                 if isinstance(inner, dict) and "Custom" in inner else str(inner))
         return f"Error processing Instruction {index}: {what}"
+    name = next(iter(err)) if isinstance(err, dict) and err else str(err)
     return {"BlockhashNotFound": "Blockhash not found",
-            "AlreadyProcessed": "This transaction has already been processed"}.get(
-                str(err), str(err))
+            "AlreadyProcessed": "This transaction has already been processed"}.get(name, name)
 
 
 def decode_transaction(encoded: Any, config: dict[str, Any]) -> VersionedTransaction:

@@ -1,6 +1,6 @@
 """`nexus-app chain`: the local chain served over Solana's JSON-RPC 2.0 on HTTP (POST /, single
-and batch requests; GET /health), so the `rpc` backend, wallets and SDKs run against real
-program execution.
+and batch requests; GET /health) and its signature subscriptions on WebSocket, so the `rpc`
+backend, wallets and SDKs run against real program execution.
 
 A plain ASGI app on uvicorn (the web framework stays at the gateway's edge). The fault switch
 (`node_faults.py`) acts here, around each call: latency, an error answer instead of the call,
@@ -25,6 +25,7 @@ from nexus_app.chain.node_clock import CLUSTER_BLOCK_S, SlotClock
 from nexus_app.chain.node_encoding import InvalidParams
 from nexus_app.chain.node_faults import Faults
 from nexus_app.chain.node_methods import LocalNode, RpcError
+from nexus_app.chain.node_pubsub import PubSub
 from nexus_app.chain.node_store import NodeStore
 
 log = logging.getLogger("nexus.chain.node")
@@ -51,6 +52,9 @@ class NodeApp:
         self.closing = asyncio.Event()  # set when the node stops: dropped answers end then
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await PubSub(self.node, send).serve(receive)
+            return
         if scope["type"] != "http":
             return
         if scope["method"] == "OPTIONS":
@@ -167,9 +171,12 @@ def open_node(data_dir: Path, block_s: float = CLUSTER_BLOCK_S) -> ChainNode:
     return ChainNode(node, NodeApp(node))
 
 
-def server_for(node: ChainNode, host: str, port: int) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(node.app, host=host, port=port, lifespan="off",
-                                         log_level="warning", timeout_graceful_shutdown=1))
+def servers_for(node: ChainNode, host: str, port: int) -> list[uvicorn.Server]:
+    """HTTP on `port`, and WebSocket PubSub on `port + 1` as a validator serves them (web3.js
+    looks for it there); each port answers both."""
+    return [uvicorn.Server(uvicorn.Config(node.app, host=host, port=number, lifespan="off",
+                                          log_level="warning", timeout_graceful_shutdown=1))
+            for number in (port, port + 1)]
 
 
 @contextlib.asynccontextmanager
@@ -177,28 +184,36 @@ async def running_node(data_dir: Path, host: str = "127.0.0.1", port: int = DEFA
                        block_s: float = CLUSTER_BLOCK_S) -> AsyncIterator[ChainNode]:
     """Serve the node in this event loop until the block ends."""
     node = open_node(data_dir, block_s)
-    server = server_for(node, host, port)
-    task = asyncio.create_task(server.serve())
+    servers = servers_for(node, host, port)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise OSError(f"the chain node could not listen on {host}:{port}")
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                raise OSError(f"the chain node could not listen on {host}:{port} and "
+                              f"{port + 1}")
             await asyncio.sleep(0.01)
         node.url = f"http://{host}:{port}"
         yield node
     finally:
-        node.app.closing.set()
+        await _stop(node, servers, tasks)
+
+
+async def _stop(node: ChainNode, servers: list[uvicorn.Server],
+                tasks: list[asyncio.Task[None]]) -> None:
+    node.app.closing.set()
+    for server in servers:
         server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
-        await node.close()
+    with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+    await node.close()
 
 
 async def serve(data_dir: Path, host: str, port: int, block_s: float) -> None:
-    """`nexus-app chain`: serve until interrupted."""
+    """`nexus-app chain`: serve until interrupted (either server stopping stops both)."""
     node = open_node(data_dir, block_s)
+    servers = servers_for(node, host, port)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
     try:
-        await server_for(node, host, port).serve()
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await node.close()
+        await _stop(node, servers, tasks)

@@ -50,10 +50,11 @@ async def rpc(url: str, method: str, *params: Any) -> dict[str, Any]:
 
 # --- the command --------------------------------------------------------------------------------
 
-def start_chain(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_chain(data_dir: Path, port: int, block_s: float = BLOCK_S) -> subprocess.Popen[bytes]:
+    """`nexus-app chain` as a process, once it answers."""
     process = subprocess.Popen(
         [sys.executable, "-m", "nexus_app", "chain", "--data-dir", str(data_dir), "--port",
-         str(port), "--block-time", "0.05"],
+         str(port), "--block-time", str(block_s)],
         cwd=ROOT, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -113,10 +114,10 @@ def test_nexus_app_chain_serves_the_data_dirs_chain_and_keeps_it(tmp_path: Path)
 async def test_solana_py_reads_balances_sends_a_transfer_and_confirms_it(
     node: ChainNode,
 ) -> None:
-    treasury = await provision(node)
+    treasury = await provision(node.url)
     sender, receiver = Keypair(), Keypair()
-    await fund(node, treasury, sender.pubkey(), 50 * NEXUS)
-    await fund(node, treasury, receiver.pubkey(), 0)
+    await fund(node.url, treasury, sender.pubkey(), 50 * NEXUS)
+    await fund(node.url, treasury, receiver.pubkey(), 0)
     source = token.associated_token_address(sender.pubkey(), treasury.mint)
     destination = token.associated_token_address(receiver.pubkey(), treasury.mint)
     async with AsyncClient(node.url, commitment=Confirmed) as client:
@@ -217,7 +218,7 @@ async def test_blockhashes_expire_with_the_clock(node: ChainNode) -> None:
 async def test_v0_transactions_need_max_supported_version_and_commitment_is_honoured(
     node: ChainNode,
 ) -> None:
-    treasury: Treasury = await provision(node)  # its transactions are v0
+    treasury: Treasury = await provision(node.url)  # its transactions are v0
     [entry, *_] = (await rpc(node.url, "getSignaturesForAddress", str(treasury.address),
                              {"commitment": "confirmed"}))["result"]
     old = await rpc(node.url, "getTransaction", entry["signature"],

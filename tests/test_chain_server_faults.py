@@ -47,8 +47,8 @@ async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
 @pytest.fixture
 async def funded(node: ChainNode) -> Treasury:
     """A treasury holding 100 $NEXUS: what the users' granted credit and the payouts need."""
-    treasury = await provision(node)
-    await fund(node, treasury, treasury.address, 100 * NEXUS)
+    treasury = await provision(node.url)
+    await fund(node.url, treasury, treasury.address, 100 * NEXUS)
     return treasury
 
 
@@ -139,7 +139,7 @@ async def test_dropped_send_answers_leave_a_payout_and_a_deposit_to_the_watcher(
     await assert_paid_once(gateway, node, worker, client)
 
     user = await gateway.account()
-    await fund(node, funded, user.keypair.pubkey(), 5 * NEXUS)
+    await fund(node.url, funded, user.keypair.pubkey(), 5 * NEXUS)
     depositor = GatewayClient(gateway.url, token=user.session)
     node.faults.dropped["sendTransaction"] = 1
     pending = await depositor.deposit(user.keypair, "5")

@@ -53,11 +53,11 @@ async def airdrop(url: str, owner: Pubkey, lamports: int = LAMPORTS_PER_SOL) -> 
         await client.confirm_transaction(signature, "confirmed", sleep_seconds=0.05)
 
 
-async def provision(node: ChainNode) -> Treasury:
+async def provision(url: str) -> Treasury:
     """A treasury with SOL, a new $NEXUS mint it is the authority of, and its token account."""
     treasury = Keypair()
-    await airdrop(node.url, treasury.pubkey(), 10 * LAMPORTS_PER_SOL)
-    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    await airdrop(url, treasury.pubkey(), 10 * LAMPORTS_PER_SOL)
+    chain = RpcChain(url, "confirmed", poll_s=0.02)
     mint = await create_mint(chain, treasury, 6)
     await chain.send(signed(treasury, [
         token.create_token_account(treasury.pubkey(), treasury.pubkey(), mint),
@@ -66,10 +66,10 @@ async def provision(node: ChainNode) -> Treasury:
     return Treasury(treasury, mint, 6)
 
 
-async def fund(node: ChainNode, treasury: Treasury, owner: Pubkey, amount: int) -> None:
+async def fund(url: str, treasury: Treasury, owner: Pubkey, amount: int) -> None:
     """The faucet over RPC: SOL by airdrop, `amount` $NEXUS minted into `owner`'s account."""
-    await airdrop(node.url, owner)
-    chain = RpcChain(node.url, "confirmed", poll_s=0.02)
+    await airdrop(url, owner)
+    chain = RpcChain(url, "confirmed", poll_s=0.02)
     await chain.send(treasury.mint_to(owner, amount, await chain.latest_blockhash()))
     await chain.close()
 
@@ -99,10 +99,10 @@ async def payout_tx(node: ChainNode, chain: RpcChain, amount: int = 1234,
                     ) -> tuple[Treasury, Pubkey, VersionedTransaction]:
     """A treasury holding 10 $NEXUS, and its payout of `amount` to a new worker that has a
     token account."""
-    treasury = await provision(node)
-    await fund(node, treasury, treasury.address, 10 * NEXUS)
+    treasury = await provision(node.url)
+    await fund(node.url, treasury, treasury.address, 10 * NEXUS)
     worker = Keypair()
-    await fund(node, treasury, worker.pubkey(), 0)
+    await fund(node.url, treasury, worker.pubkey(), 0)
     return treasury, worker.pubkey(), treasury.payout(
         worker.pubkey(), amount, await chain.latest_blockhash(), "NEXUS payout t")
 
@@ -128,9 +128,9 @@ async def test_send_confirms_and_reads_back_the_transaction(node: ChainNode) -> 
 
 
 async def test_balances_are_read_from_account_data(node: ChainNode) -> None:
-    treasury = await provision(node)
+    treasury = await provision(node.url)
     owner = Keypair().pubkey()
-    await fund(node, treasury, owner, 42 * NEXUS)
+    await fund(node.url, treasury, owner, 42 * NEXUS)
     chain = RpcChain(node.url, "confirmed")
     assert await chain.sol_balance(owner) == LAMPORTS_PER_SOL  # the treasury paid the rent
     assert await chain.token_balance(token.associated_token_address(owner, treasury.mint)
@@ -218,18 +218,18 @@ def test_rpc_chain_needs_url_and_mint(tmp_path: Path) -> None:
 async def funded_user(gw: RunningGateway, node: ChainNode, treasury: Treasury,
                       amount: int) -> tuple[Keypair, GatewayClient]:
     account = await gw.account()
-    await fund(node, treasury, account.keypair.pubkey(), amount)
+    await fund(node.url, treasury, account.keypair.pubkey(), amount)
     return account.keypair, GatewayClient(gw.url, token=account.session)
 
 
 async def test_gateway_on_the_rpc_chain_credits_a_checked_deposit(
     node: ChainNode, tmp_path: Path,
 ) -> None:
-    treasury = await provision(node)
+    treasury = await provision(node.url)
     settings = rpc_settings(tmp_path, node, treasury, chain_poll_interval_s=60)
     async with running_gateway(settings) as gw:
         account = await gw.account()
-        await fund(node, treasury, account.keypair.pubkey(), 30 * NEXUS)
+        await fund(node.url, treasury, account.keypair.pubkey(), 30 * NEXUS)
         client = GatewayClient(gw.url, token=account.session)
         intent = await client.deposit_intent("25")
         assert intent.mint == treasury.mint and intent.treasury == treasury.token_account
@@ -264,8 +264,8 @@ async def test_unconfirmed_deposit_and_payout_are_settled_later(
 ) -> None:
     """The gateway waits 0.3 s for finality (1.6 s here): the deposit and the payout land
     but are not final in time; the watcher then credits the one and reconciles the other."""
-    treasury = await provision(node)
-    await fund(node, treasury, treasury.address, 10 * NEXUS)  # what payouts are paid from
+    treasury = await provision(node.url)
+    await fund(node.url, treasury, treasury.address, 10 * NEXUS)  # what payouts are paid from
     settings = rpc_settings(tmp_path, node, treasury, chain_timeout_s=0.3,
                             chain_poll_interval_s=0.1)
     async with running_gateway(settings) as gw:

@@ -33,7 +33,6 @@ from solders.keypair import Keypair  # noqa: E402
 
 from nexus_app.chain.treasury import Treasury  # noqa: E402
 from nexus_app.client.gateway import GatewayClient  # noqa: E402
-from tests.asgi import free_port  # noqa: E402
 from tests.conftest import (  # noqa: E402
     GatewayProcess,
     auth,
@@ -43,7 +42,13 @@ from tests.conftest import (  # noqa: E402
 )
 from tests.scripted_worker import ScriptedWorker  # noqa: E402
 from tests.test_chain_server import start_chain, stop  # noqa: E402
-from tests.test_rpc_chain import airdrop, fund, provision, rpc_settings  # noqa: E402
+from tests.test_rpc_chain import (  # noqa: E402
+    airdrop,
+    fund,
+    node_port,
+    provision,
+    rpc_settings,
+)
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 Faucet = Callable[[GatewayClient, Keypair], Awaitable[None]]
@@ -136,7 +141,7 @@ async def on_local(tmp: Path, args: argparse.Namespace) -> None:
 
 
 async def on_rpc(tmp: Path, args: argparse.Namespace) -> None:
-    port = free_port()
+    port = node_port()
     chain = start_chain(tmp / "chain", port, args.block_time)
     url = f"http://127.0.0.1:{port}"
     gateway: GatewayProcess | None = None

@@ -5,6 +5,7 @@ expired blockhashes, old clients, bad parameters, unknown methods)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import signal
 import subprocess
@@ -25,18 +26,20 @@ from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
 from nexus_app.chain import token
-from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS
+from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS, ChainUnavailable
 from nexus_app.chain.node_encoding import b58encode
+from nexus_app.chain.node_faults import RpcFault
 from nexus_app.chain.node_server import ChainNode, running_node
+from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury, signed
 from tests.asgi import free_port
 from tests.conftest import ROOT, clean_environ
-from tests.test_rpc_chain import BLOCK_S, NEXUS, airdrop, fund, provision
+from tests.test_rpc_chain import BLOCK_S, NEXUS, airdrop, fund, node_port, provision
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
-    async with running_node(tmp_path / "chain", port=free_port(), block_s=BLOCK_S) as running:
+    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
         yield running
 
 
@@ -79,7 +82,7 @@ def call(port: int, method: str, *params: Any) -> Any:
 
 
 def test_nexus_app_chain_serves_the_data_dirs_chain_and_keeps_it(tmp_path: Path) -> None:
-    port = free_port()
+    port = node_port()
     chain = start_chain(tmp_path, port)
     try:
         owner = str(Keypair().pubkey())
@@ -252,3 +255,39 @@ async def test_batches_and_malformed_requests(node: ChainNode) -> None:
     info = (await rpc(node.url, "getEpochInfo"))["result"]
     assert info["slotIndex"] == info["absoluteSlot"] % info["slotsInEpoch"]
 
+
+
+async def test_signature_pages_and_the_fault_switch(node: ChainNode) -> None:
+    payer = Keypair()
+    await airdrop(node.url, payer.pubkey(), 5 * LAMPORTS_PER_SOL)
+    sent = []
+    for _ in range(4):
+        blockhash = (await node.chain.recent_blockhash()).blockhash
+        tx = VersionedTransaction(Message.new_with_blockhash([transfer(TransferParams(
+            from_pubkey=payer.pubkey(), to_pubkey=Keypair().pubkey(), lamports=LAMPORTS_PER_SOL
+        ))], payer.pubkey(), blockhash), [payer])
+        sent.append((await rpc(node.url, "sendTransaction", encoded(tx),
+                               {"encoding": "base64"}))["result"])
+    await asyncio.sleep(2 * BLOCK_S)  # confirmed
+
+    async def page(**config: Any) -> list[str]:
+        entries = (await rpc(node.url, "getSignaturesForAddress", str(payer.pubkey()),
+                             {"commitment": "confirmed", **config}))["result"]
+        return [entry["signature"] for entry in entries]
+
+    newest_first = sent[::-1]
+    assert (await page())[:4] == newest_first and len(await page()) == 5  # and the airdrop
+    assert await page(limit=2, before=sent[3]) == [sent[2], sent[1]]
+    assert await page(until=sent[1]) == [sent[3], sent[2]]
+    assert await page(before=sent[2], until=sent[0]) == [sent[1]]
+
+    unhealthy = RpcFault(-32005, "Node is unhealthy", {"numSlotsBehind": 42}, calls=1)
+    node.faults.errors["getHealth"] = unhealthy
+    assert (await rpc(node.url, "getHealth"))["error"] == {
+        "code": -32005, "message": "Node is unhealthy", "data": {"numSlotsBehind": 42}}
+    assert (await rpc(node.url, "getHealth"))["result"] == "ok"  # one call only
+    node.faults.latency_s = 0.5
+    slow = RpcChain(node.url, timeout_s=0.2)
+    with pytest.raises(ChainUnavailable, match="did not answer getBlockHeight"):
+        await slow.block_height()
+    await slow.close()

@@ -25,13 +25,14 @@ from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.client.gateway import GatewayClient
-from tests.conftest import RunningGateway, free_port, running_gateway
+from tests.conftest import RunningGateway, running_gateway
 from tests.security.test_payout_attacks import EARNED, chat, raw_claim
 from tests.test_rpc_chain import (
     BLOCK_S,
     NEXUS,
     airdrop,
     fund,
+    node_port,
     provision,
     rpc_settings,
     wait_until,
@@ -40,7 +41,7 @@ from tests.test_rpc_chain import (
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
-    async with running_node(tmp_path / "chain", port=free_port(), block_s=BLOCK_S) as running:
+    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
         yield running
 
 

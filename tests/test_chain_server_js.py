@@ -10,10 +10,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.asgi import free_port
 from tests.conftest import ROOT, clean_environ
 from tests.node_packages import install_pinned, require_node
 from tests.test_chain_server import start_chain, stop
+from tests.test_rpc_chain import node_port
 
 JS_DIR = ROOT / "tests" / "js"
 STEPS = ["cluster", "airdrop", "mint and token accounts", "transfer", "balances",
@@ -23,7 +23,7 @@ STEPS = ["cluster", "airdrop", "mint and token accounts", "transfer", "balances"
 def test_solana_web3_js_and_spl_token_against_nexus_app_chain(tmp_path: Path) -> None:
     node = require_node()
     install_pinned(JS_DIR)
-    port = free_port()
+    port = node_port()
     chain = start_chain(tmp_path, port)
     try:
         env = {**clean_environ(), "NEXUS_RPC_URL": f"http://127.0.0.1:{port}"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -40,9 +41,21 @@ BLOCK_S = 0.05
 NEXUS = 1_000_000  # base units of 1 $NEXUS (6 decimals)
 
 
+def node_port() -> int:
+    """A free port whose next one is free too: the node serves its WebSocket there."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
-    async with running_node(tmp_path / "chain", port=free_port(), block_s=BLOCK_S) as running:
+    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
         yield running
 
 

@@ -9,19 +9,20 @@ entry here: they are served as finalized, with the chain's own slot and a bare `
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nexus_app import sqlite
 from nexus_app.file_modes import private_file
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS landed (
+# `nexus_app.sqlite.migrate` order
+MIGRATIONS = ["""
+CREATE TABLE landed (
     signature TEXT PRIMARY KEY, slot INTEGER NOT NULL, block_time INTEGER NOT NULL,
     meta TEXT NOT NULL
 );
-"""
+"""]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,8 @@ class Landed:
 class NodeStore:
     def __init__(self, path: Path) -> None:
         private_file(path)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = sqlite.connect(path, check_same_thread=False)
+        sqlite.migrate(self._db, MIGRATIONS)
         self.transaction_count = self._db.execute("SELECT COUNT(*) FROM landed").fetchone()[0]
 
     def add(self, signature: str, landed: Landed) -> None:

@@ -21,7 +21,7 @@ from solders.transaction import VersionedTransaction
 
 from nexus_app.chain import token
 from nexus_app.chain.backend import TransactionFailed
-from nexus_app.chain.deposits import DepositIntent, build_deposit
+from nexus_app.chain.deposit_tx import DepositIntent, build_deposit
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, create_mint, top_up_sol
 from nexus_app.client.gateway import ClientError, GatewayClient

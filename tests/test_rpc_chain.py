@@ -28,7 +28,7 @@ from solders.transaction import VersionedTransaction
 
 from nexus_app.chain import token
 from nexus_app.chain.backend import ChainUnavailable, TransactionFailed
-from nexus_app.chain.deposits import build_deposit
+from nexus_app.chain.deposit_tx import build_deposit
 from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury, create_mint, signed

@@ -20,8 +20,9 @@ from nexus_app.contracts import BalanceView
 
 
 @dataclass(frozen=True)
-class Price:
-    """A NEXUS model's price in token base units."""
+class ListedPrice:
+    """A NEXUS model's price as `/v1/models` lists it, in token base units (the gateway's
+    own `Price` has no decimals)."""
 
     per_request: int
     input_per_million: int
@@ -34,7 +35,7 @@ class ModelInfo:
     id: str
     context_length: int | None = None
     workers: int | None = None
-    price: Price | None = None
+    price: ListedPrice | None = None
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> ModelInfo:
@@ -42,8 +43,9 @@ class ModelInfo:
         price = None
         if isinstance(pricing, dict):
             try:
-                price = Price(int(pricing["per_request"]), int(pricing["input_per_million"]),
-                              int(pricing["output_per_million"]), int(pricing["decimals"]))
+                price = ListedPrice(int(pricing["per_request"]),
+                                    int(pricing["input_per_million"]),
+                                    int(pricing["output_per_million"]), int(pricing["decimals"]))
             except (KeyError, TypeError, ValueError):
                 price = None
         context = item.get("context_length")

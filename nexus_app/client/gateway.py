@@ -11,7 +11,7 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from nexus_app.chain.deposits import DepositIntent, build_deposit
+from nexus_app.chain.deposit_tx import DepositIntent, build_deposit
 from nexus_app.chain.token_account import build_create_token_account
 from nexus_app.chain.wallet import sign
 from nexus_app.client.http import ClientError, error_of, unreachable

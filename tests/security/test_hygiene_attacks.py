@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nexus_app.chain.deposits import build_deposit
+from nexus_app.chain.deposit_tx import build_deposit
 from nexus_app.chain.wallet import sign
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.config import Settings

@@ -32,7 +32,7 @@ from nexus_app.chain.backend import (
     ChainUnavailable,
     TransactionFailed,
 )
-from nexus_app.chain.deposits import DepositRejected, check_deposit, transfer_references
+from nexus_app.chain.deposit_tx import DepositRejected, check_deposit, transfer_references
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
 from nexus_app.gateway.errors import ApiError, BadRequest, Forbidden, RateLimited

@@ -198,12 +198,24 @@ def _chain_command(commands: Any) -> None:
 def _chain_node(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from nexus_app.chain.local import ChainInUse
     from nexus_app.chain.node_server import serve
+    from nexus_app.chain.treasury import Treasury
+    from nexus_app.chain.wallet import load_or_create_keypair
+    from nexus_app.file_modes import require_private
 
-    data_dir = load_settings({"data_dir": getattr(args, "data_dir", None)}).data_dir
+    settings = load_settings({"data_dir": getattr(args, "data_dir", None)})
+    require_private(settings.treasury_path, "treasury keypair")
+    treasury = load_or_create_keypair(settings.treasury_path)
     print(f"nexus-app chain: JSON-RPC on http://{args.chain_host}:{args.chain_port} "
-          f"(data {data_dir})", file=sys.stderr, flush=True)
+          f"(data {settings.data_dir})", file=sys.stderr, flush=True)
+
+    def announce(made: Treasury) -> None:
+        print(f"nexus-app chain: $NEXUS mint {made.mint}, its authority the treasury keypair "
+              f"{settings.treasury_path} (a gateway on --chain rpc takes both)",
+              file=sys.stderr, flush=True)
+
     try:
-        asyncio.run(serve(data_dir, args.chain_host, args.chain_port, args.block_time))
+        asyncio.run(serve(settings.data_dir, args.chain_host, args.chain_port, args.block_time,
+                          treasury, settings.token_decimals, announce))
     except ChainInUse as exc:
         raise CommandError(str(exc)) from None
     return 0

@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from solders.keypair import Keypair
 
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.node_clock import CLUSTER_BLOCK_S, SlotClock
@@ -26,7 +27,9 @@ from nexus_app.chain.node_encoding import InvalidParams
 from nexus_app.chain.node_faults import Faults
 from nexus_app.chain.node_methods import LocalNode, RpcError
 from nexus_app.chain.node_pubsub import PubSub
+from nexus_app.chain.node_setup import chain_treasury
 from nexus_app.chain.node_store import NodeStore
+from nexus_app.chain.treasury import Treasury
 
 log = logging.getLogger("nexus.chain.node")
 DEFAULT_PORT = 8899
@@ -208,12 +211,22 @@ async def _stop(node: ChainNode, servers: list[uvicorn.Server],
     await node.close()
 
 
-async def serve(data_dir: Path, host: str, port: int, block_s: float) -> None:
-    """`nexus-app chain`: serve until interrupted (either server stopping stops both)."""
+async def serve(data_dir: Path, host: str, port: int, block_s: float, treasury: Keypair,
+                decimals: int, announce: Callable[[Treasury], None]) -> None:
+    """`nexus-app chain`: serve until interrupted (either server stopping stops both). Once
+    it answers, the chain's $NEXUS mint is made if it has none (`treasury` its authority),
+    and `announce`d."""
     node = open_node(data_dir, block_s)
     servers = servers_for(node, host, port)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     try:
+        while not all(server.started for server in servers):
+            if any(task.done() for task in tasks):
+                return
+            await asyncio.sleep(0.01)
+        loopback = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        announce(await chain_treasury(f"http://{loopback}:{port}", node.chain, treasury,
+                                      decimals))
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         await _stop(node, servers, tasks)

@@ -69,12 +69,22 @@ def data_field(data: bytes, encoding: str | None) -> Any:
 
 
 def account_json(account: Account, encoding: str | None,
-                 decimals_of: dict[Pubkey, int] | None = None) -> dict[str, Any]:
+                 decimals_of: dict[Pubkey, int] | None = None,
+                 data_slice: Any = None) -> dict[str, Any]:
+    """An account as `getAccountInfo` gives it; `data_slice` ({"offset", "length"}) cuts its
+    binary data."""
     data = bytes(account.data)
     parsed = (parsed_token_account(data, decimals_of or {})
               if encoding == "jsonParsed" and account.owner == token.TOKEN_PROGRAM_ID else None)
+    shown = data
+    if data_slice is not None:
+        try:
+            offset, length = int(data_slice["offset"]), int(data_slice["length"])
+        except (TypeError, KeyError, ValueError):
+            raise InvalidParams("Invalid params: dataSlice needs an offset and a length") from None
+        shown = data[max(0, offset):max(0, offset) + max(0, length)]
     return {
-        "data": parsed or data_field(data, encoding),
+        "data": parsed if parsed and data_slice is None else data_field(shown, encoding),
         "executable": account.executable,
         "lamports": account.lamports,
         "owner": str(account.owner),

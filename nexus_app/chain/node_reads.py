@@ -82,7 +82,8 @@ class NodeReads:
     def encoded(self, account: Account | None, config: dict[str, Any]) -> dict[str, Any] | None:
         if account is None:
             return None
-        return account_json(account, config.get("encoding"), self.decimals_of([account]))
+        return account_json(account, config.get("encoding"), self.decimals_of([account]),
+                            config.get("dataSlice"))
 
     async def getAccountInfo(self, address: str, *rest: Any) -> dict[str, Any]:
         config = config_of(rest, 0)

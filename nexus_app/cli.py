@@ -192,6 +192,9 @@ def _chain_command(commands: Any) -> None:
                        help="listen port (default 8899)")
     chain.add_argument("--block-time", type=float, default=0.4, metavar="SECONDS",
                        help="seconds per slot (default 0.4, as a cluster)")
+    chain.add_argument("--fault-control", action="store_true",
+                       help="for tests: answer POST /faults (latency, JSON-RPC errors, dropped "
+                       "answers, withheld statuses) and POST /advance (blocks)")
     chain.set_defaults(handler=_chain_node)
 
 
@@ -215,7 +218,7 @@ def _chain_node(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
 
     try:
         asyncio.run(serve(settings.data_dir, args.chain_host, args.chain_port, args.block_time,
-                          treasury, settings.token_decimals, announce))
+                          treasury, settings.token_decimals, announce, args.fault_control))
     except ChainInUse as exc:
         raise CommandError(str(exc)) from None
     return 0

@@ -71,3 +71,23 @@ class Faults:
                 self.dropped[method] = left - 1
         self.dropped_answers.append(method)
         return True
+
+    def configure(self, spec: dict[str, Any]) -> None:
+        """Replace the faults with `spec`, the JSON form of this switch: {"latency_s": 0.2,
+        "errors": {"getSignatureStatuses": {"code": -32005, "message": "Node is behind",
+        "calls": 3}}, "dropped": {"sendTransaction": 1}, "withhold": true} (all optional)."""
+        errors = {method: RpcFault(int(fault["code"]), str(fault["message"]), fault.get("data"),
+                                   fault.get("calls"))
+                  for method, fault in dict(spec.get("errors") or {}).items()}
+        dropped = {str(method): None if calls is None else int(calls)
+                   for method, calls in dict(spec.get("dropped") or {}).items()}
+        self.clear()
+        self.latency_s = float(spec.get("latency_s") or 0.0)
+        self.withhold = bool(spec.get("withhold"))
+        self.errors.update(errors)
+        self.dropped.update(dropped)
+
+    def record(self) -> dict[str, Any]:
+        """What happened so far, in JSON."""
+        return {"calls": self.calls, "answered_errors": self.answered_errors,
+                "dropped_answers": self.dropped_answers}

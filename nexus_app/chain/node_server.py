@@ -49,9 +49,10 @@ def rpc_error(code: int, message: str, ident: Any, data: Any = None) -> dict[str
 class NodeApp:
     """The ASGI app answering JSON-RPC with `node`'s methods."""
 
-    def __init__(self, node: LocalNode) -> None:
+    def __init__(self, node: LocalNode, *, control: bool = False) -> None:
         self.node = node
         self.faults: Faults = node.faults
+        self.control = control  # /faults and /advance: for tests of a node run as a process
         self.closing = asyncio.Event()  # set when the node stops: dropped answers end then
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -66,6 +67,9 @@ class NodeApp:
         if scope["method"] == "GET" and scope["path"] == "/health":
             await _respond(send, 200, b"ok", "text/plain")
             return
+        if self.control and scope["path"] in ("/faults", "/advance"):
+            await self.controlled(scope, await _body(receive), send)
+            return
         if scope["method"] != "POST":
             await _respond(send, 405, b"POST JSON-RPC requests to /", "text/plain")
             return
@@ -75,6 +79,20 @@ class NodeApp:
             await _respond(send, 503, b"", "text/plain")
             return
         await _respond(send, 200, json.dumps(answer).encode(), "application/json")
+
+    async def controlled(self, scope: dict[str, Any], body: bytes | None, send: Any) -> None:
+        """POST /faults sets the fault switch (`Faults.configure`), GET /faults reads what
+        happened, POST /advance {"blocks": n} moves the clock."""
+        try:
+            spec = json.loads(body or b"{}") if scope["method"] == "POST" else {}
+            if scope["path"] == "/advance":
+                self.node.clock.advance(int(spec["blocks"]))
+            elif scope["method"] == "POST":
+                self.faults.configure(spec)
+        except (ValueError, TypeError, KeyError) as exc:
+            await _respond(send, 400, str(exc).encode(), "text/plain")
+            return
+        await _respond(send, 200, json.dumps(self.faults.record()).encode(), "application/json")
 
     async def answer(self, body: bytes | None) -> Any:
         try:
@@ -164,14 +182,16 @@ class ChainNode:
         self.node.store.close()
 
 
-def open_node(data_dir: Path, block_s: float = CLUSTER_BLOCK_S) -> ChainNode:
+def open_node(data_dir: Path, block_s: float = CLUSTER_BLOCK_S, *,
+              control: bool = False) -> ChainNode:
     """The local chain of `data_dir` (the gateway's `local-chain.sqlite3`, locked while open)
-    behind a node whose clock makes a block every `block_s` seconds."""
+    behind a node whose clock makes a block every `block_s` seconds; with `control`, its
+    fault switch and clock answer over HTTP (tests only)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     clock = SlotClock(block_s)
     chain = LocalChain(data_dir / "local-chain.sqlite3", clock=clock.height)
     node = LocalNode(chain, clock, NodeStore(data_dir / "local-chain-node.sqlite3"))
-    return ChainNode(node, NodeApp(node))
+    return ChainNode(node, NodeApp(node, control=control))
 
 
 def servers_for(node: ChainNode, host: str, port: int) -> list[uvicorn.Server]:
@@ -212,11 +232,12 @@ async def _stop(node: ChainNode, servers: list[uvicorn.Server],
 
 
 async def serve(data_dir: Path, host: str, port: int, block_s: float, treasury: Keypair,
-                decimals: int, announce: Callable[[Treasury], None]) -> None:
+                decimals: int, announce: Callable[[Treasury], None],
+                control: bool = False) -> None:
     """`nexus-app chain`: serve until interrupted (either server stopping stops both). Once
     it answers, the chain's $NEXUS mint is made if it has none (`treasury` its authority),
     and `announce`d."""
-    node = open_node(data_dir, block_s)
+    node = open_node(data_dir, block_s, control=control)
     servers = servers_for(node, host, port)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     try:

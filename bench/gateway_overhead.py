@@ -168,8 +168,9 @@ def main() -> None:
     try:
         wait_http(url + "/health", processes[0])
         processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.scripted_worker", "--gateway", url, "--model", MODEL,
-             "--slots", "256", "--reply", "ok"], cwd=ROOT, stdout=subprocess.DEVNULL))
+            [sys.executable, "-m", "tests.support.scripted_worker", "--gateway", url,
+             "--model", MODEL, "--slots", "256", "--reply", "ok"],
+            cwd=ROOT, stdout=subprocess.DEVNULL))
         while not httpx.get(url + "/v1/models").json()["data"]:
             time.sleep(0.1)
         processes.append(subprocess.Popen(

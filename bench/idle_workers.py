@@ -39,8 +39,8 @@ from nexus_app.protocol import (  # noqa: E402
     worker_auth_message,
     worker_url,
 )
-from tests.conftest import make_settings, start_gateway_process  # noqa: E402
-from tests.reliability.conftest import rss_bytes  # noqa: E402
+from tests.support.gateways import make_settings  # noqa: E402
+from tests.support.processes import rss_bytes, start_gateway_process  # noqa: E402
 
 HANDSHAKES_AT_ONCE = 8  # under the gateway's limit of pending handshakes per address
 

@@ -23,9 +23,10 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import make_settings, start_gateway_process  # noqa: E402
-from tests.reliability.conftest import (  # noqa: E402
+from tests.support.gateways import make_settings  # noqa: E402
+from tests.support.processes import (  # noqa: E402
     rss_bytes,
+    start_gateway_process,
     start_scripted_worker,
     wait_for_scripted,
 )

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from nexus_app.config import load_settings  # noqa: E402
 from nexus_app.tui.app import NexusApp  # noqa: E402
 from nexus_app.tui.screens.chat import MessageView  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.tmux_new_user import SOURCE_PROGRAM, first_frame_seconds  # noqa: E402
+from tests.support.asgi import free_port  # noqa: E402
+from tests.support.tmux_new_user import SOURCE_PROGRAM, first_frame_seconds  # noqa: E402
 
 WORDS = ["The", " **quick**", " fox", " `jumps`", " over", " the", " lazy", " dog", ".", "\n\n",
          "- item", " one", "\n", "- item", " two", "\n\n", "```python", "\n", "print(", "1)",

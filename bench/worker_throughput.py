@@ -46,13 +46,13 @@ sys.path.insert(0, str(ROOT))
 
 from nexus_app.worker.models import LocalModel, resolve  # noqa: E402
 from nexus_app.worker.prompts import ChatTemplate  # noqa: E402
-from tests.conftest import (  # noqa: E402
-    make_settings,
+from tests.support.gateways import make_settings  # noqa: E402
+from tests.support.llama_cpp_amx import without_extra_buffers_on_amx  # noqa: E402
+from tests.support.processes import (  # noqa: E402
     start_gateway_process,
     start_worker_process,
     wait_for_workers,
 )
-from tests.llama_cpp_amx import without_extra_buffers_on_amx  # noqa: E402
 
 STREAMS = 4
 SEED = 1234

@@ -1,5 +1,5 @@
 """The configuration reference, generated from the `Settings` model (the README's copy is
-checked by tests/test_readme.py).
+checked by tests/e2e/test_readme.py).
 
 `python -m nexus_app.config_reference` prints it; `--write README.md` replaces the README's
 generated block with it.

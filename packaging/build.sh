@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m PyInstaller --noconfirm --log-level WARN \
   --distpath dist --workpath build/pyinstaller packaging/nexus-app.spec
-python -m tests.frozen_smoke dist/nexus-app/nexus-app "$@"
+python -m tests.support.frozen_smoke dist/nexus-app/nexus-app "$@"

@@ -169,11 +169,12 @@ def test_only_the_terminal_app_imports_textual() -> None:
 
 
 def test_the_frozen_build_smoke_test_needs_no_test_dependencies() -> None:
-    """`packaging/build.sh` runs `tests.frozen_smoke` after `pip install -e '.[build]'`
+    """`packaging/build.sh` runs `tests.support.frozen_smoke` after `pip install -e '.[build]'`
     alone: it and what it imports must not need pytest."""
     blocked = "import sys; sys.modules['pytest'] = sys.modules['_pytest'] = None; "
     done = subprocess.run(
-        [sys.executable, "-c", blocked + "import tests.frozen_smoke, tests.tmux_new_user"],
+        [sys.executable, "-c",
+         blocked + "import tests.support.frozen_smoke, tests.support.tmux_new_user"],
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
     )
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,8 @@ from nexus_app.chain import token
 from nexus_app.cli import build_parser, command_settings
 from nexus_app.units import AmountError, to_base_units
 from nexus_app.worker.models import bundled_model_path
-from tests.conftest import ROOT, env_for
+from tests.support.gateways import ROOT
+from tests.support.processes import env_for
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

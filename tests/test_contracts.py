@@ -13,8 +13,8 @@ from solders.keypair import Keypair
 from nexus_app import contracts
 from nexus_app.client.chat import ChatClient
 from nexus_app.client.gateway import ClientError, GatewayClient, SignInRefused
-from tests.asgi import serving
-from tests.conftest import auth
+from tests.support.asgi import serving
+from tests.support.gateways import auth
 
 # operation -> the contract of its 200 body
 DOCUMENTED = {

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import (
+from tests.support.gateways import make_settings
+from tests.support.processes import (
     MODEL_ID,
     GatewayProcess,
-    make_settings,
     start_gateway_process,
     start_worker_process,
     wait_for_workers,

@@ -12,11 +12,10 @@ import subprocess
 import pytest
 
 from tests.clients.conftest import CREDIT
-from tests.conftest import ROOT, clean_environ
-from tests.node_packages import install_pinned, require_node
+from tests.support.node_packages import AI_SDK_DIR, install_pinned, require_node
+from tests.support.processes import clean_environ
 
-JS_DIR = ROOT / "tests" / "clients" / "js"
-SCRIPT = JS_DIR / "ai_sdk_e2e.mjs"
+SCRIPT = AI_SDK_DIR / "ai_sdk_e2e.mjs"
 STEPS = [
     "compatible.generateText", "compatible.streamText", "compatible.tool",
     "compatible.tool.stream", "compatible.generateObject", "compatible.embedMany",
@@ -28,7 +27,7 @@ STEPS = [
 @pytest.mark.slow
 def test_the_vercel_ai_sdk_against_the_real_worker(network) -> None:
     node = require_node()
-    install_pinned(JS_DIR)
+    install_pinned(AI_SDK_DIR)
 
     env = clean_environ()
     env.update({"NEXUS_BASE_URL": network.base_url, "NEXUS_API_KEY": network.api_key,
@@ -37,7 +36,7 @@ def test_the_vercel_ai_sdk_against_the_real_worker(network) -> None:
         env.pop(name, None)  # the script passes its own; keep stray settings out
     try:
         run = subprocess.run(
-            [node, str(SCRIPT)], cwd=JS_DIR, env=env, capture_output=True, text=True,
+            [node, str(SCRIPT)], cwd=AI_SDK_DIR, env=env, capture_output=True, text=True,
             timeout=int(os.environ.get("NEXUS_NODE_E2E_TIMEOUT", "600")), check=False,
         )
     except subprocess.TimeoutExpired as timeout:  # the steps that ended are on its stderr
@@ -51,7 +50,8 @@ def test_the_vercel_ai_sdk_against_the_real_worker(network) -> None:
     failed = [f"{step['name']}: {step['error']}" for step in summary["steps"] if not step["ok"]]
     assert not failed, "\n".join(failed)
     assert run.returncode == 0 and summary["ok"] is True, report
-    assert summary["ai"] == json.loads((JS_DIR / "package.json").read_text())["dependencies"]["ai"]
+    pinned = json.loads((AI_SDK_DIR / "package.json").read_text())["dependencies"]
+    assert summary["ai"] == pinned["ai"]
     steps = {step["name"]: step for step in summary["steps"]}
     assert steps["compatible.embedMany"]["dimensions"] == [576, 576, 576]
     assert steps["openai.embedMany"]["dimensions"] == [576, 576, 576]

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from tests.clients.test_ai_sdk import JS_DIR
-from tests.conftest import ROOT, clean_environ
-from tests.node_packages import install_pinned, require_node
-from tests.test_readme import code_blocks
+from tests.support.gateways import ROOT
+from tests.support.node_packages import AI_SDK_DIR, install_pinned, require_node
+from tests.support.processes import clean_environ
+from tests.support.readme import code_blocks
 
 README = (ROOT / "README.md").read_text()
 TITLE = "Clients that are tested"
@@ -60,9 +60,10 @@ def test_the_agents_sdk_example(network) -> None:
 @pytest.mark.slow
 def test_the_vercel_ai_sdk_example(network) -> None:
     node = require_node()
-    install_pinned(JS_DIR)
+    install_pinned(AI_SDK_DIR)
     (example,) = code_blocks(section(), "js")
     # ES module code on stdin resolves its imports from the working directory
-    lines = run_example(network, [node, "--input-type=module"], example, cwd=JS_DIR).splitlines()
+    lines = run_example(network, [node, "--input-type=module"], example,
+                        cwd=AI_SDK_DIR).splitlines()
     assert lines[-1] == "2 576", lines
     assert "".join(lines[:-1]).strip(), lines

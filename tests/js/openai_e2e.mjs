@@ -2,7 +2,7 @@
 //
 // Environment: NEXUS_BASE_URL (e.g. http://127.0.0.1:8080/v1), NEXUS_API_KEY, NEXUS_MODEL.
 // Its steps run as tests/js/e2e_steps.mjs says; the summary names the `openai` version.
-// Run by tests/test_openai_node.py against a real gateway and the real SmolLM2 worker.
+// Run by tests/clients/test_openai_node.py against a real gateway and the real SmolLM2 worker.
 
 import assert from "node:assert/strict";
 

@@ -12,8 +12,8 @@ import pytest
 
 from nexus_app.chain import token
 from nexus_app.client.gateway import ClientError, GatewayClient
-from tests.conftest import auth, running_gateway
 from tests.solana_rpc_double import RpcDouble, rpc_double
+from tests.support.gateways import auth, running_gateway
 from tests.test_rpc_chain import rpc_settings, wait_until
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}

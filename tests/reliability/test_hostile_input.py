@@ -1,7 +1,8 @@
 """Hostile input: odd HTTP bodies and headers, and a worker WebSocket fed junk, oversize
 frames and floods. Never a 5xx, never a crash, memory bounded, and no secret or prompt in the
 gateway's log even at debug level. (Schema-driven fuzzing of every endpoint is
-tests/test_api_fuzz.py; guessing keys per address and revoked keys are in tests/test_api.py.)"""
+tests/gateway/test_api_fuzz.py; guessing keys per address and revoked keys are in
+tests/gateway/test_api.py.)"""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ import websockets
 
 from nexus_app.gateway.workers.admission import HANDSHAKES_PER_ADDRESS
 from nexus_app.protocol import Status, encode
-from tests.conftest import auth, make_settings, running_gateway, signed_in_account
-from tests.reliability.conftest import rss_bytes
-from tests.scripted_worker import ScriptedWorker
-from tests.test_worker_link import closed_reason, handshake
+from tests.support.gateways import auth, make_settings, running_gateway, signed_in_account
+from tests.support.processes import rss_bytes
+from tests.support.scripted_worker import ScriptedWorker
+from tests.support.worker_socket import closed_reason, handshake
 
 POST_PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
               "/v1/auth/challenge", "/v1/auth/login", "/v1/keys", "/v1/deposits",

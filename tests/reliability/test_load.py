@@ -1,9 +1,9 @@
 """Load: 200 concurrent streaming chats through one gateway process and four workers, in
-rounds. The workers are scripted TEST DOUBLES (`tests/scripted_worker.py`, each in a process of
-its own) that answer from a script at a fixed pace: what is measured is the gateway, not the
-model. Every stream must complete; the ledger invariant must hold after every round, with no
-reservation left; and the gateway's memory must come back to where it was after the first
-round, not grow with each one."""
+rounds. The workers are scripted TEST DOUBLES (`tests/support/scripted_worker.py`, each in
+a process of its own) that answer from a script at a fixed pace: what is measured is the
+gateway, not the model. Every stream must complete; the ledger invariant must hold after every
+round, with no reservation left; and the gateway's memory must come back to where it was after
+the first round, not grow with each one."""
 
 from __future__ import annotations
 
@@ -15,8 +15,13 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import GatewayProcess, auth, make_settings
-from tests.reliability.conftest import rss_bytes, start_scripted_worker, wait_for_scripted
+from tests.support.gateways import auth, make_settings
+from tests.support.processes import (
+    GatewayProcess,
+    rss_bytes,
+    start_scripted_worker,
+    wait_for_scripted,
+)
 
 pytestmark = pytest.mark.slow
 

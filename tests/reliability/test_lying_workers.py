@@ -11,8 +11,9 @@ import httpx
 import websockets
 
 from nexus_app.protocol import Chunk, Done, Usage, encode
-from tests.conftest import auth, make_settings, running_gateway
-from tests.test_worker_link import CHAT, closed_reason, handshake, ws_url
+from tests.support.api import CHAT
+from tests.support.gateways import auth, make_settings, running_gateway
+from tests.support.worker_socket import closed_reason, handshake, ws_url
 
 PRICE = {"per_request": 1000, "output_per_million": 1_000_000}  # 1 base unit per token
 REPLY = "one two three four five"

@@ -13,14 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
+from tests.support.gateways import auth, make_settings, running_gateway
+from tests.support.processes import (
     MODEL_ID,
-    auth,
-    make_settings,
-    running_gateway,
+    start_scripted_worker,
+    wait_for_scripted,
     wait_for_workers,
 )
-from tests.reliability.conftest import start_scripted_worker, wait_for_scripted
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,10 @@ from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.gateway.workers import health as worker_health
 from nexus_app.gateway.workers.health import COOLING_DOWN, PAUSED, WorkerHealth
 from nexus_app.protocol import Ready, parse_gateway_frame
-from tests.conftest import RunningGateway, auth, make_settings, running_gateway
-from tests.test_deposits import depositor
-from tests.test_worker_link import CHAT, closed_reason, handshake, ws_url
+from tests.support.api import CHAT
+from tests.support.deposits import depositor
+from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
+from tests.support.worker_socket import closed_reason, handshake, ws_url
 
 PRICE = 1000  # scripted-model's per-request price in make_settings
 

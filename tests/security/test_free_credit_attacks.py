@@ -36,22 +36,22 @@ from nexus_app.chain.wallet import load_keypair
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import Settings
 from nexus_app.contracts import PayoutView
-from tests.conftest import (
-    ROOT,
-    RunningGateway,
-    auth,
-    env_for,
-    make_settings,
-    running_gateway,
-    signed_in_account,
-)
-from tests.scripted_worker import ScriptedWorker
 from tests.solana_rpc_double import (
     TOKEN_ACCOUNT_RENT,
     RpcDouble,
     rpc_double,
     token_account_data,
 )
+from tests.support.gateways import (
+    ROOT,
+    RunningGateway,
+    auth,
+    make_settings,
+    running_gateway,
+    signed_in_account,
+)
+from tests.support.processes import env_for
+from tests.support.scripted_worker import ScriptedWorker
 from tests.test_rpc_chain import MINT, rpc_settings
 
 NEXUS = 1_000_000  # base units (6 decimals)

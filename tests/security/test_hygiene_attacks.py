@@ -34,18 +34,11 @@ from nexus_app.chain.wallet import sign
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.config import Settings
 from nexus_app.protocol import PROTOCOL_VERSION, worker_auth_message, worker_url
-from tests.asgi import serving
-from tests.conftest import (
-    ROOT,
-    GatewayProcess,
-    auth,
-    env_for,
-    free_port,
-    make_settings,
-    signed_in_account,
-)
-from tests.scripted_worker import ScriptedWorker
 from tests.solana_rpc_double import RpcDouble, rpc_double
+from tests.support.asgi import free_port, serving
+from tests.support.gateways import ROOT, auth, make_settings, signed_in_account
+from tests.support.processes import GatewayProcess, env_for
+from tests.support.scripted_worker import ScriptedWorker
 
 MINT = Keypair().pubkey()
 NEXUS = 1_000_000

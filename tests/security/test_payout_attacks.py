@@ -43,10 +43,10 @@ from nexus_app.chain.treasury import signed
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import ConfigError, Settings
 from nexus_app.gateway.ledger.records import PayoutStatus
-from tests.conftest import Account, RunningGateway, auth, make_settings, running_gateway
-from tests.scripted_worker import ScriptedWorker
 from tests.solana_rpc_double import BLOCKHASH_LIFETIME_BLOCKS, RpcDouble, rpc_double
-from tests.test_deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury
+from tests.support.deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury
+from tests.support.gateways import Account, RunningGateway, auth, make_settings, running_gateway
+from tests.support.scripted_worker import ScriptedWorker
 from tests.test_rpc_chain import rpc_settings, wait_until
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}

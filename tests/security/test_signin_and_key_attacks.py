@@ -30,8 +30,8 @@ from nexus_app.gateway.api.identity import PROOF_PATH, SECRET_FILE, identity_sec
 from nexus_app.gateway.ledger.records import ApiKeyRecord
 from nexus_app.siws import SignInMessage, parse
 from nexus_app.tui.local_gateway import LocalGateway
-from tests.asgi import free_port, read_body, serving
-from tests.conftest import RunningGateway, auth, make_settings, running_gateway
+from tests.support.asgi import free_port, read_body, serving
+from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
 
 FLOOD = 1500  # challenge requests per flooding address
 

@@ -30,16 +30,10 @@ from nexus_app.protocol import (
     worker_auth_message,
     worker_url,
 )
-from tests.asgi import read_body, serving
-from tests.conftest import (
-    Account,
-    GatewayProcess,
-    auth,
-    free_port,
-    make_settings,
-    signed_in_account,
-)
-from tests.scripted_worker import ScriptedWorker
+from tests.support.asgi import free_port, read_body, serving
+from tests.support.gateways import Account, auth, make_settings, signed_in_account
+from tests.support.processes import GatewayProcess
+from tests.support.scripted_worker import ScriptedWorker
 
 StartProcess = Callable[..., GatewayProcess]
 MODEL_GRACE_S = 5.0  # how long a model must stay unserved before model.unavailable

@@ -21,15 +21,9 @@ import httpx
 from solders.keypair import Keypair
 
 from nexus_app.gateway.workers.health import COOLING_DOWN
-from tests.conftest import (
-    GatewayProcess,
-    RunningGateway,
-    auth,
-    make_settings,
-    running_gateway,
-)
-from tests.reliability.conftest import rss_bytes
-from tests.scripted_worker import ScriptedWorker
+from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
+from tests.support.processes import GatewayProcess, rss_bytes
+from tests.support.scripted_worker import ScriptedWorker
 
 CREDIT = 1_000_000
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}

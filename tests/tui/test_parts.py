@@ -1,0 +1,145 @@
+"""The terminal app's parts without a terminal: the conversation store and its migrations,
+saving the config file, and the chat client against a real gateway (with its usage.cost)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from nexus_app.client.chat import ChatClient, Reply, api_root
+from nexus_app.client.http import ClientError
+from nexus_app.config import ConfigError, load_settings, save_config
+from nexus_app.contracts import EarningsView
+from nexus_app.tui.conversations import MIGRATIONS, ChatTurn, ConversationStore
+
+
+def test_conversations_are_kept_in_order(tmp_path: Path) -> None:
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    first, second = store.create("first"), store.create("second")
+    store.add(first.id, ChatTurn("user", "hi"), model="m")
+    assert [c.title for c in store.recent()] == ["first", "second"]
+    store.add(first.id, ChatTurn("assistant", "hello", cost=12, completion_tokens=3))
+    store.rename(second.id, "  ")
+    assert store.get(second.id).title == "Untitled"  # type: ignore[union-attr]
+    assert store.messages(first.id)[1] == ChatTurn("assistant", "hello", 12, 3, False)
+    assert store.get(first.id).model == "m"  # type: ignore[union-attr]
+    store.delete(first.id)
+    assert store.messages(first.id) == [] and [c.title for c in store.recent()] == ["Untitled"]
+    store.close()
+
+
+def test_an_old_database_is_migrated_forward_keeping_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO conversations VALUES (1, 'old', NULL, 0, 0)")
+    db.execute("INSERT INTO messages VALUES (1, 1, 'user', 'kept', 0)")
+    db.commit()
+    db.close()
+    store = ConversationStore(path)
+    assert store.schema_version == len(MIGRATIONS)
+    assert store.messages(1) == [ChatTurn("user", "kept")]
+    store.close()
+    assert ConversationStore(path).schema_version == len(MIGRATIONS)  # reopening is a no-op
+
+
+def test_save_config_keeps_other_settings_and_is_private(tmp_path: Path) -> None:
+    config = tmp_path / "sub" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('port = 9001\ntheme = "nord"\n')
+    save_config(config, {"network": "local", "api_key": "nex_live_x", "theme": None,
+                         "wallet": tmp_path / "w.json"})
+    saved = tomllib.loads(config.read_text())
+    assert saved == {"port": 9001, "network": "local", "api_key": "nex_live_x",
+                     "wallet": str(tmp_path / "w.json")}
+    assert config.stat().st_mode & 0o777 == 0o600
+    settings = load_settings({"config": config}, environ={})
+    assert settings.api_key is not None and settings.api_key.get_secret_value() == "nex_live_x"
+    assert "nex_live_x" not in repr(settings)  # a secret, even in a repr
+    with pytest.raises(ConfigError, match="unknown setting"):
+        save_config(config, {"colour": "blue"})
+
+
+def test_api_root() -> None:
+    assert api_root("http://h:1") == api_root("http://h:1/v1/") == "http://h:1/v1"
+
+
+async def test_chat_client_streams_from_the_gateway_with_its_cost(gw) -> None:
+    account = await gw.account(credit=50_000)
+    worker = await gw.worker()
+    chat = ChatClient(gw.url, account.api_key)
+    [model] = await chat.models()
+    assert model.id == "scripted-model" and model.workers == 1
+    assert model.price is not None and model.price.per_request == 1000
+    items = [item async for item in chat.stream("scripted-model",
+                                                [{"role": "user", "content": "hi"}])]
+    *texts, end = items
+    assert "".join(texts) == "".join(worker.tokens())  # type: ignore[arg-type]
+    assert isinstance(end, Reply) and end.finish_reason == "stop"
+    assert end.completion_tokens == len(worker.tokens()) and end.cost == 1000
+    balance = await gw.store.balance(account.wallet)
+    assert balance.available == 50_000 - end.cost
+    assert (await chat.balance()).balance == balance.available  # parsed as a BalanceView
+    with pytest.raises(ClientError, match="model") as refused:
+        async for _ in chat.stream("no-such-model", [{"role": "user", "content": "hi"}]):
+            pass
+    assert refused.value.status == 404
+    await chat.aclose()
+    stranger = ChatClient(gw.url, "nex_live_wrong")
+    with pytest.raises(ClientError) as refused:
+        async for _ in stranger.stream("scripted-model", [{"role": "user", "content": "hi"}]):
+            pass
+    assert refused.value.status == 401
+    await stranger.aclose()
+
+
+async def test_a_crash_shows_no_local_variables(tmp_path: Path) -> None:
+    """A fault's traceback is printed without locals: one may be a key or a prompt."""
+    from nexus_app.tui.app import NexusApp
+    from tests.support.tui import tui_settings
+
+    def fault() -> None:
+        api_key = "nex_live_" + "must_not_show".upper()  # not in the source lines shown
+        raise RuntimeError(f"fault with a key of {len(api_key)} characters")
+
+    app = NexusApp(tui_settings(tmp_path))
+    async with app.run_test():
+        try:
+            fault()
+        except RuntimeError:
+            app._fatal_error()
+        printed = "".join(segment.text for renderable in app._exit_renderables
+                          for segment in renderable.segments)  # type: ignore[attr-defined]
+    assert "RuntimeError" in printed and "fault with a key" in printed
+    assert "MUST_NOT_SHOW" not in printed
+
+
+def test_the_earnings_line_shows_a_hold_and_a_bench() -> None:
+    from nexus_app.tui.screens.worker import earnings_line
+
+    earnings = EarningsView(
+        wallet="w", earned=2_000_000, paid=0, paying=0, pending=2_000_000,
+        earned_display="2.0", paid_display="0", paying_display="0", pending_display="2.0",
+        claimable_from=None, min_payout=1, min_payout_display="0.000001", state="ok",
+        decimals=6, payouts=[])
+    assert earnings_line(earnings) == "earned 2.0 · paid 0 · paying 0 · claimable 2.0 NEXUS"
+    held = earnings_line(earnings.model_copy(
+        update={"claimable_from": int(time.time()) + 600, "state": "paused"}))
+    assert "held until" in held and "paused after failed jobs" in held
+    assert "held" not in earnings_line(
+        earnings.model_copy(update={"claimable_from": int(time.time()) - 1}))
+
+
+def test_fit_history_keeps_the_latest_messages_that_fit() -> None:
+    from nexus_app.client.chat import fit_history
+
+    history = [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "y" * 300},
+               {"role": "user", "content": "z" * 30}]
+    assert fit_history(history, None, 1024) == history
+    assert fit_history(history, 1024 + 300, 1024) == history  # 108 + 108 + 18 tokens fit
+    assert fit_history(history, 1024 + 200, 1024) == history[1:]
+    assert fit_history(history, 1024 + 10, 1024) == history[2:]  # the prompt always goes

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,21 +32,16 @@ import httpx  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
 
 from nexus_app.chain.treasury import Treasury  # noqa: E402
+from nexus_app.chain.wallet import load_keypair  # noqa: E402
 from nexus_app.client.gateway import GatewayClient  # noqa: E402
-from tests.conftest import (  # noqa: E402
-    GatewayProcess,
-    auth,
-    make_settings,
-    signed_in_account,
-    start_gateway_process,
-)
-from tests.scripted_worker import ScriptedWorker  # noqa: E402
+from tests.support.gateways import auth, make_settings, signed_in_account  # noqa: E402
+from tests.support.processes import GatewayProcess, start_gateway_process  # noqa: E402
+from tests.support.scripted_worker import ScriptedWorker  # noqa: E402
 from tests.test_chain_server import start_chain, stop  # noqa: E402
 from tests.test_rpc_chain import (  # noqa: E402
     airdrop,
     fund,
     node_port,
-    provision,
     rpc_settings,
 )
 
@@ -56,7 +51,7 @@ Faucet = Callable[[GatewayClient, Keypair], Awaitable[None]]
 
 def row(backend: str, name: str, latencies: list[float], wall: float) -> str:
     ms = sorted(x * 1000 for x in latencies)
-    p50, p95 = statistics.median(ms), ms[max(0, int(len(ms) * 0.95) - 1)]
+    p50, p95 = statistics.median(ms), ms[math.ceil(len(ms) * 0.95) - 1]
     return f"| {backend} | {name} | {len(ms)} | {p50:.1f} | {p95:.1f} | {len(ms) / wall:.1f} |"
 
 
@@ -141,15 +136,13 @@ async def on_local(tmp: Path, args: argparse.Namespace) -> None:
 
 
 async def on_rpc(tmp: Path, args: argparse.Namespace) -> None:
-    port = node_port()
-    chain = start_chain(tmp / "chain", port, args.block_time)
-    url = f"http://127.0.0.1:{port}"
+    chain = start_chain(tmp / "chain", node_port(), args.block_time)
+    url = chain.url
     gateway: GatewayProcess | None = None
-    try:
-        treasury: Treasury = await provision(url)
+    try:  # the gateway takes the chain's own mint and treasury, as an operator would
+        treasury = Treasury(load_keypair(chain.treasury_path), chain.mint, 6)
         (tmp / "rpc").mkdir()
-        node = SimpleNamespace(url=url)  # what rpc_settings reads of a node
-        gateway = start_gateway_process(rpc_settings(tmp / "rpc", node, treasury,
+        gateway = start_gateway_process(rpc_settings(tmp / "rpc", chain, treasury,
                                                      rpc_commitment=args.commitment))
 
         async def faucet(_: GatewayClient, keypair: Keypair) -> None:

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from nexus_app.chain import token
-from tests.asgi import free_port, serving
+from tests.support.asgi import free_port, serving
 
 API_VERSION = "2.1.21"
 LEVELS = {"processed": 0, "confirmed": 1, "finalized": 2}

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from solana.rpc.commitment import Confirmed
 from solana.rpc.models import TokenAccountOpts
 from solders.keypair import Keypair
 from solders.message import Message
+from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
@@ -32,8 +35,10 @@ from nexus_app.chain.node_faults import RpcFault
 from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury, signed
-from tests.asgi import free_port
-from tests.conftest import ROOT, clean_environ
+from nexus_app.chain.wallet import load_keypair
+from tests.support.asgi import free_port
+from tests.support.gateways import ROOT
+from tests.support.processes import clean_environ
 from tests.test_rpc_chain import BLOCK_S, NEXUS, airdrop, fund, node_port, provision
 
 
@@ -53,26 +58,38 @@ async def rpc(url: str, method: str, *params: Any) -> dict[str, Any]:
 
 # --- the command --------------------------------------------------------------------------------
 
-def start_chain(data_dir: Path, port: int, block_s: float = BLOCK_S) -> subprocess.Popen[bytes]:
-    """`nexus-app chain` as a process, once it answers."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nexus_app", "chain", "--data-dir", str(data_dir), "--port",
-         str(port), "--block-time", str(block_s)],
-        cwd=ROOT, env=clean_environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+@dataclass
+class ChainProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    mint: Pubkey  # the $NEXUS mint it announced, the data dir's treasury its authority
+    treasury_path: Path
+
+
+def start_chain(data_dir: Path, port: int, block_s: float = BLOCK_S,
+                *options: str) -> ChainProcess:
+    """`nexus-app chain` as a process, once it has announced the chain's mint."""
+    log_path = data_dir.parent / f"chain-{port}.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nexus_app", "chain", "--data-dir", str(data_dir), "--port",
+             str(port), "--block-time", str(block_s), *options],
+            cwd=ROOT, env=clean_environ(), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).text == "ok":
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
+        announced = re.findall(r"\$NEXUS mint (\w+)", log_path.read_text()[start:])
+        if announced:
+            return ChainProcess(process, f"http://127.0.0.1:{port}",
+                                Pubkey.from_string(announced[-1]), data_dir / "treasury.json")
+        time.sleep(0.1)
     process.kill()
-    raise AssertionError(f"nexus-app chain did not start: {process.communicate()}")
+    raise AssertionError(f"nexus-app chain did not start: {log_path.read_text()}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=15)
+def stop(chain: ChainProcess) -> None:
+    chain.process.send_signal(signal.SIGINT)
+    chain.process.wait(timeout=15)
 
 
 def call(port: int, method: str, *params: Any) -> Any:
@@ -98,18 +115,52 @@ def test_nexus_app_chain_serves_the_data_dirs_chain_and_keeps_it(tmp_path: Path)
              "--port", str(free_port())], cwd=ROOT, env=clean_environ(),
             capture_output=True, text=True, timeout=60, check=False)
         assert second.returncode == 1 and "open in another process" in second.stderr
+        mint = call(port, "getAccountInfo", str(chain.mint), {"encoding": "base64"})["value"]
+        assert mint["owner"] == str(token.TOKEN_PROGRAM_ID) and mint["space"] == 82
+        treasury = load_keypair(chain.treasury_path)  # the mint's authority
+        assert chain.treasury_path.stat().st_mode & 0o077 == 0
+        [held] = call(port, "getTokenAccountsByOwner", str(treasury.pubkey()),
+                      {"mint": str(chain.mint)})["value"]
+        assert held["pubkey"] == str(token.associated_token_address(treasury.pubkey(),
+                                                                    chain.mint))
     finally:
         stop(chain)
     assert (tmp_path / "local-chain.sqlite3").stat().st_mode & 0o077 == 0
 
-    chain = start_chain(tmp_path, port)  # restarted: same chain, same history
+    again = start_chain(tmp_path, port)  # restarted: same chain, same history, same mint
     try:
+        assert again.mint == chain.mint
         assert call(port, "getBalance", owner)["value"] == 3 * LAMPORTS_PER_SOL
         assert call(port, "getGenesisHash") == genesis
         [entry] = call(port, "getSignaturesForAddress", owner, {"commitment": "confirmed"})
         assert (entry["signature"], entry["err"]) == (signature, None)
     finally:
+        stop(again)
+
+
+def test_a_chain_process_takes_faults_and_clock_jumps_only_when_asked(tmp_path: Path) -> None:
+    port = node_port()
+    chain = start_chain(tmp_path, port, BLOCK_S, "--fault-control")
+    try:
+        fault = {"code": -32005, "message": "Node is unhealthy", "calls": 1}
+        switched = httpx.post(f"{chain.url}/faults", json={"errors": {"getHealth": fault}})
+        assert switched.status_code == 200
+        assert call(port, "getHealth") == {"code": -32005, "message": "Node is unhealthy"}
+        assert call(port, "getHealth") == "ok"
+        blockhash = call(port, "getLatestBlockhash")["value"]["blockhash"]
+        assert httpx.post(f"{chain.url}/advance", json={"blocks": 151}).status_code == 200
+        assert call(port, "isBlockhashValid", blockhash)["value"] is False
+        record = httpx.get(f"{chain.url}/faults").json()
+        assert record["answered_errors"] == ["getHealth"] and "getHealth" in record["calls"]
+        assert httpx.post(f"{chain.url}/faults", json={"latency_s": "x"}).status_code == 400
+    finally:
         stop(chain)
+    plain = start_chain(tmp_path, port)  # without --fault-control: no switch to reach
+    try:
+        httpx.post(f"{plain.url}/faults", json={"errors": {"getHealth": fault}})
+        assert call(port, "getHealth") == "ok"
+    finally:
+        stop(plain)
 
 
 # --- solana-py's AsyncClient --------------------------------------------------------------------
@@ -156,6 +207,10 @@ async def test_solana_py_reads_balances_sends_a_transfer_and_confirms_it(
         accounts = (await client.get_multiple_accounts([source, Keypair().pubkey()])).value
         assert accounts[0] is not None and accounts[0].owner == token.TOKEN_PROGRAM_ID
         assert accounts[1] is None
+        sliced = await rpc(node.url, "getAccountInfo", str(source), {
+            "encoding": "base64", "dataSlice": {"offset": 64, "length": 8}})
+        assert base64.b64decode(sliced["result"]["value"]["data"][0]) == (
+            (37_500_000).to_bytes(8, "little"))  # the amount, and only it
         rent = (await client.get_minimum_balance_for_rent_exemption(165)).value
         assert rent == 2_039_280
 

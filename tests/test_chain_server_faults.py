@@ -25,8 +25,8 @@ from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.client.gateway import GatewayClient
-from tests.conftest import RunningGateway, running_gateway
 from tests.security.test_payout_attacks import EARNED, chat, raw_claim
+from tests.support.gateways import RunningGateway, running_gateway
 from tests.test_rpc_chain import (
     BLOCK_S,
     NEXUS,

@@ -10,8 +10,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import ROOT, clean_environ
-from tests.node_packages import install_pinned, require_node
+from tests.support.gateways import ROOT
+from tests.support.node_packages import install_pinned, require_node
+from tests.support.processes import clean_environ
 from tests.test_chain_server import start_chain, stop
 from tests.test_rpc_chain import node_port
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
@@ -30,11 +29,13 @@ from nexus_app.chain import token
 from nexus_app.chain.backend import ChainUnavailable, TransactionFailed
 from nexus_app.chain.deposit_tx import build_deposit
 from nexus_app.chain.node_server import ChainNode, running_node
+from nexus_app.chain.node_setup import airdrop, fund, make_treasury
 from nexus_app.chain.rpc import RpcChain
-from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury, create_mint, signed
+from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import ConfigError, Settings
-from tests.conftest import RunningGateway, auth, free_port, make_settings, running_gateway
+from tests.support.asgi import free_port
+from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
 
 MINT = Keypair().pubkey()  # the mint the double's tests name (it checks no mint)
 BLOCK_S = 0.05
@@ -59,38 +60,16 @@ async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
         yield running
 
 
-async def airdrop(url: str, owner: Pubkey, lamports: int = LAMPORTS_PER_SOL) -> None:
-    """SOL from the node's faucet, confirmed as any wallet confirms it."""
-    async with AsyncClient(url) as client:
-        signature = (await client.request_airdrop(owner, lamports)).value
-        await client.confirm_transaction(signature, "confirmed", sleep_seconds=0.05)
-
-
 async def provision(url: str) -> Treasury:
-    """A treasury with SOL, a new $NEXUS mint it is the authority of, and its token account."""
-    treasury = Keypair()
-    await airdrop(url, treasury.pubkey(), 10 * LAMPORTS_PER_SOL)
-    chain = RpcChain(url, "confirmed", poll_s=0.02)
-    mint = await create_mint(chain, treasury, 6)
-    await chain.send(signed(treasury, [
-        token.create_token_account(treasury.pubkey(), treasury.pubkey(), mint),
-    ], await chain.latest_blockhash()))
-    await chain.close()
-    return Treasury(treasury, mint, 6)
-
-
-async def fund(url: str, treasury: Treasury, owner: Pubkey, amount: int) -> None:
-    """The faucet over RPC: SOL by airdrop, `amount` $NEXUS minted into `owner`'s account."""
-    await airdrop(url, owner)
-    chain = RpcChain(url, "confirmed", poll_s=0.02)
-    await chain.send(treasury.mint_to(owner, amount, await chain.latest_blockhash()))
-    await chain.close()
+    """A new treasury with SOL, a new $NEXUS mint it is the authority of, and its token
+    account (`fund` is then the faucet: SOL by airdrop, $NEXUS minted by the treasury)."""
+    return await make_treasury(url, Keypair(), 6)
 
 
 def rpc_settings(tmp_path: Path, node: Any, treasury: Treasury | None = None,
                  **overrides: Any) -> Settings:
-    """A gateway on `--chain rpc` at `node.url` (the node, or the double) with `treasury`'s
-    keypair and mint (default: a new keypair, and MINT)."""
+    """A gateway on `--chain rpc` at `node.url` (a node, in-process or a process, or the
+    double) with `treasury`'s keypair and mint (default: a new keypair, and MINT)."""
     keypair = treasury.keypair if treasury else Keypair()
     treasury_file = tmp_path / "treasury.json"
     treasury_file.write_text(json.dumps(list(bytes(keypair))))

@@ -17,80 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import llama_cpp
 
 from nexus_app.protocol import TokenLogprob
+from nexus_app.worker.events import Embedded, EngineStop, Event, Failed, Finished, Stream, Text
 from nexus_app.worker.llamacpp import Batch, Context, LlamaError, LlamaFatal, Model
 from nexus_app.worker.logprobs import token_logprob
 from nexus_app.worker.sampling import RequestError, Sampling, free_chain
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Text:
-    text: str
-    logprobs: tuple[TokenLogprob, ...] = ()  # of the tokens that made this text, if asked
-
-
-# why the engine ended a sequence (the worker may turn a stop after a tool call into tool_calls)
-EngineStop = Literal["stop", "length", "cancelled"]
-
-
-@dataclass(frozen=True)
-class Finished:
-    reason: EngineStop
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Failed:
-    code: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Embedded:
-    vectors: list[list[float]]
-    prompt_tokens: int
-
-
-Event = Text | Finished | Failed | Embedded
-
-
-class Stream:
-    """The events of one submitted request, consumed on the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self.cancelled = False
-
-    def put(self, event: Event) -> None:
-        """Called from the engine thread; a consumer whose loop has closed gets nothing."""
-        with contextlib.suppress(RuntimeError):  # "Event loop is closed"
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-
-    def cancel(self) -> None:
-        """Stop generating at the next step (any thread)."""
-        self.cancelled = True
-
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        while True:
-            event = await self._queue.get()
-            yield event
-            if not isinstance(event, Text):
-                return
 
 
 @dataclass(eq=False)

@@ -18,7 +18,8 @@ from nexus_app.protocol import (
     TokenLogprob,
     Usage,
 )
-from nexus_app.worker.engine import Embedded, Engine, Failed, Finished, Stream, Text
+from nexus_app.worker.engine import Engine
+from nexus_app.worker.events import Embedded, Failed, Finished, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import LocalModel
 from nexus_app.worker.prompts import ChatPrompt, ChatTemplate

@@ -18,7 +18,7 @@ from openai import AsyncOpenAI
 from solders.keypair import Keypair
 
 from nexus_app.gateway.money.pricing import resolve_price
-from nexus_app.worker.engine import Failed
+from nexus_app.worker.events import Failed
 from nexus_app.worker.models import resolve
 from nexus_app.worker.node import NodeStatus, WorkerNode
 from tests.support.asgi import free_port

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from nexus_app.worker.engine import Embedded, Engine, Failed, Finished, Stream, Text, _Sequence
+from nexus_app.worker.engine import Engine, _Sequence
+from nexus_app.worker.events import Embedded, Failed, Finished, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import bundled_model_path, describe
 from nexus_app.worker.prompts import ChatTemplate

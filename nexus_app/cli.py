@@ -8,21 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
+from typing import Any
 
 from nexus_app import __version__
+from nexus_app.client import commands as account
 from nexus_app.config import ConfigError, Settings, load_settings
 from nexus_app.file_modes import InsecureFile
-from nexus_app.units import format_units
-
-if TYPE_CHECKING:
-    from nexus_app.client.gateway import GatewayClient
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -97,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _face_commands(commands)
     keys = commands.add_parser("keys", help="create, list or revoke API keys")
-    keys.set_defaults(handler=_command(_keys))
+    keys.set_defaults(handler=_command(account.keys))
     key_actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = key_actions.add_parser("create", help="create a key (its secret is shown once)")
     _client_options(create)
@@ -117,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     faucet = commands.add_parser("faucet", help="mint test $NEXUS (local chain only)")
     _client_options(faucet)
     faucet.add_argument("amount", help="amount in NEXUS")
-    for command, run in ((deposit, _deposit), (balance, _balance), (claim, _claim),
-                         (faucet, _faucet)):
+    for command, run in ((deposit, account.deposit), (balance, account.balance),
+                         (claim, account.claim), (faucet, account.faucet)):
         command.set_defaults(handler=_command(run))
 
     _admin_commands(commands)
@@ -251,89 +245,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings({name: getattr(args, name, None) for name in names})
 
 
-def _emit(args: argparse.Namespace, result: dict[str, Any] | BaseModel, text: str) -> None:
-    """`result` as JSON with --json (a gateway's answer in the keys it has), else `text`."""
-    if isinstance(result, BaseModel):
-        result = result.model_dump(mode="json")
-    print(json.dumps(result) if args.json else text)
-
-
-async def _signed_in(settings: Settings) -> GatewayClient:
-    from nexus_app.chain.wallet import load_or_create_keypair
-    from nexus_app.client.gateway import GatewayClient
-
-    client = GatewayClient(settings.gateway_url)
-    await client.sign_in(load_or_create_keypair(settings.wallet_path))
-    return client
-
-
-async def _keys(args: argparse.Namespace, settings: Settings) -> None:
-    async with await _signed_in(settings) as client:
-        if args.action == "create":
-            key = await client.create_key(args.name)
-            _emit(args, key, key.key)  # alone on stdout: `export NEXUS_KEY=$(nexus-app …)`
-            if not args.json:
-                print(f"(key {key.id}: shown once, store it now)", file=sys.stderr)
-        elif args.action == "list":
-            keys = await client.list_keys()
-            lines = [f"{k.id}  {k.prefix}…  {k.name}{'  (revoked)' if k.revoked else ''}"
-                     for k in keys]
-            _emit(args, {"data": [k.model_dump(mode="json") for k in keys]},
-                  "\n".join(lines) or "no keys")
-        else:
-            revoked = await client.revoke_key(args.key_id)
-            _emit(args, revoked, f"revoked {revoked.id}")
-
-
-async def _balance(args: argparse.Namespace, settings: Settings) -> None:
-    """Credit balance, and the wallet's on-chain SOL and $NEXUS when the chain answers."""
-    from nexus_app.client.gateway import ClientError
-
-    async with await _signed_in(settings) as client:
-        balance = await client.balance()
-        lines = [f"credit: {balance.balance_display} NEXUS (account {balance.account})"]
-        try:
-            wallet = await client.wallet()
-        except ClientError as exc:
-            on_chain: dict[str, Any] = {"error": exc.message}
-            lines.append(f"wallet: unavailable ({exc.message})")
-        else:
-            on_chain = wallet.model_dump(mode="json")
-            sol = format_units(wallet.sol_lamports, 9)
-            lines.append(f"wallet: {wallet.nexus_display} NEXUS, {sol} SOL "
-                         f"on the {wallet.chain} chain")
-        _emit(args, {**balance.model_dump(mode="json"), "wallet": on_chain}, "\n".join(lines))
-
-
-async def _deposit(args: argparse.Namespace, settings: Settings) -> None:
-    from nexus_app.chain.wallet import load_or_create_keypair
-
-    async with await _signed_in(settings) as client:
-        result = await client.deposit(load_or_create_keypair(settings.wallet_path), args.amount)
-        state = ("credited" if result.status == "credited"
-                 else "sent; credited once the chain confirms it")
-        _emit(args, result, f"deposit of {result.amount_display} NEXUS {state}\n"
-                            f"signature {result.signature}\n"
-                            f"credit balance: {result.balance_display} NEXUS")
-
-
-async def _faucet(args: argparse.Namespace, settings: Settings) -> None:
-    async with await _signed_in(settings) as client:
-        minted = await client.faucet(args.amount)
-        _emit(args, minted, f"minted {minted.amount_display} test NEXUS to {minted.wallet}")
-
-
-async def _claim(args: argparse.Namespace, settings: Settings) -> None:
-    """Create the wallet's token account (with its own SOL) if missing, then claim."""
-    from nexus_app.chain.wallet import load_or_create_keypair
-
-    async with await _signed_in(settings) as client:
-        payout = await client.claim(load_or_create_keypair(settings.wallet_path))
-        state = "paid" if payout.status == "paid" else "sent (not confirmed yet)"
-        _emit(args, payout, f"{state}: {payout.amount_display} NEXUS to {payout.wallet}\n"
-                            f"signature {payout.signature}")
-
-
 def _admin(args: argparse.Namespace, settings: Settings) -> None:
     from nexus_app.admin import AdminError, describe, run_admin
 
@@ -341,7 +252,7 @@ def _admin(args: argparse.Namespace, settings: Settings) -> None:
         result = run_admin(args, settings)
     except AdminError as exc:
         raise CommandError(str(exc)) from None
-    _emit(args, result, describe(args.action, result, settings.token_decimals))
+    account.emit(args, result, describe(args.action, result, settings.token_decimals))
     if args.action == "audit" and not result["ok"]:
         if not result["ledger_ok"]:
             raise CommandError("the ledger invariant does not hold")

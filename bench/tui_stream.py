@@ -6,8 +6,9 @@
    compares the tokens sent with the text the Markdown widget holds: the backlog (tokens
    sent but not yet shown) and, at the end, the lag from the last token to the complete
    reply on screen.
-2. Startup: seconds from `python -m nexus_app` to the first frame in a real terminal
-   (tmux), the median of several launches (needs tmux).
+2. Startup: seconds from `python -m nexus_app` to the first frame (the welcome screen of a
+   fresh data dir) in a real terminal (tmux), next to a bare Textual app that shows one line,
+   launched the same way in turns with it; the medians and their ratio (needs tmux).
 
 Run: `python bench/tui_stream.py [--rate 500] [--tokens 2000] [--launches 5]`.
 """
@@ -39,6 +40,14 @@ from nexus_app.tui.app import NexusApp  # noqa: E402
 from nexus_app.tui.screens.chat import MessageView  # noqa: E402
 from tests.support.asgi import free_port  # noqa: E402
 from tests.support.tmux_new_user import SOURCE_PROGRAM, first_frame_seconds  # noqa: E402
+
+# the bare app: one line of text, what any Textual app costs before its first frame
+BARE_PROGRAM = (sys.executable, "-c", "from textual.app import App\n"
+                "from textual.widgets import Static\n"
+                "class Bare(App):\n"
+                "    def compose(self):\n"
+                "        yield Static('Welcome to NEXUS')\n"
+                "Bare().run()\n")
 
 WORDS = ["The", " **quick**", " fox", " `jumps`", " over", " the", " lazy", " dog", ".", "\n\n",
          "- item", " one", "\n", "- item", " two", "\n\n", "```python", "\n", "print(", "1)",
@@ -127,9 +136,21 @@ def main() -> None:
     for name, value in asyncio.run(stream_once(args.rate, args.tokens)).items():
         print(f"  {name:<32} {value:10.1f}")
     if shutil.which("tmux") and args.launches:
-        times = first_frame_seconds(SOURCE_PROGRAM, args.launches)
-        print(f"first frame in tmux: median {statistics.median(times):.2f} s, "
+        startup(args.launches)
+
+
+def startup(launches: int) -> None:
+    """First frames of nexus-app and of the bare app, launched in turns so that both see the
+    same load on the machine."""
+    app: list[float] = []
+    bare: list[float] = []
+    for _ in range(launches):
+        app += first_frame_seconds(SOURCE_PROGRAM, 1)
+        bare += first_frame_seconds(BARE_PROGRAM, 1)
+    for name, times in (("nexus-app", app), ("bare Textual app", bare)):
+        print(f"first frame in tmux, {name:<17} median {statistics.median(times):.2f} s, "
               f"max {max(times):.2f} s over {len(times)} launches")
+    print(f"ratio of the medians: {statistics.median(app) / statistics.median(bare):.2f}")
 
 
 if __name__ == "__main__":

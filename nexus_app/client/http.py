@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the terminal app imports ClientError before its first frame, httpx after
+    import httpx
 
 
 class ClientError(Exception):

@@ -40,6 +40,9 @@ class NexusApp(App[None]):
 
     def __init__(self, settings: Settings, nvml: Any = None) -> None:
         """`nvml` replaces the pynvml module (a stand-in where no GPU exists)."""
+        if settings.network is None:
+            # the first frame is the welcome screen alone: the chat is built when first shown
+            self.DEFAULT_MODE = "welcome"  # type: ignore[misc]
         super().__init__()
         self.link = Link(settings)
         self.nvml = nvml
@@ -52,11 +55,7 @@ class NexusApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "not set up"
-        if self.settings.network is None:
-            from nexus_app.tui.screens.welcome import WelcomeScreen
-
-            self.push_screen(WelcomeScreen())
-        else:
+        if self.settings.network is not None:
             self.reconnect()
 
     @work(exclusive=True, group="connect")

@@ -9,11 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from nexus_app.client.chat import ChatClient
 from nexus_app.client.http import NEXUS_PROBE_PATH, ClientError, is_nexus_answer
 from nexus_app.config import Settings, default_config_file, save_config
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx and the clients load after the first frame, on connecting
+    from nexus_app.client.chat import ChatClient
     from nexus_app.client.gateway import GatewayClient
     from nexus_app.tui.local_gateway import LocalGateway
 
@@ -67,6 +67,8 @@ class Link:
     async def connect(self) -> Connection:
         """Start the local network or reach the remote server, and make sure there is an API
         key to chat with (created with the wallet on a NEXUS gateway when none works)."""
+        from nexus_app.client.chat import ChatClient
+
         mode = self.settings.network
         try:
             if mode == "local":
@@ -110,6 +112,8 @@ class Link:
         return is_nexus_answer(response)
 
     async def _ensure_key(self, url: str) -> None:
+        from nexus_app.client.chat import ChatClient
+
         key = self.api_key
         if key:
             probe = ChatClient(url, key)

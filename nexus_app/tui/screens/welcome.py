@@ -37,8 +37,7 @@ class WelcomeScreen(Screen[None]):
 
     @on(Button.Pressed, "#local")
     def _local(self) -> None:
-        self._choose(network="local")
-        self.app.switch_mode("wallet")
+        self._choose("wallet", network="local")
         self.notify("Starting the local network. Get test $NEXUS with the faucet (Ctrl+F), "
                     "then deposit some into credit.", title="Local network", timeout=10)
 
@@ -51,10 +50,11 @@ class WelcomeScreen(Screen[None]):
                         severity="error")
             return
         key = self.query_one("#key", Input).value.strip()
-        self._choose(network="remote", gateway_url=url, api_key=key or None)
+        self._choose("chat", network="remote", gateway_url=url, api_key=key or None)
 
-    def _choose(self, **values: object) -> None:
+    def _choose(self, mode: str, **values: object) -> None:
+        """Save the choice, connect, and go on to `mode` (the welcome mode is left behind)."""
         app = self.app
         app.link.remember(**values)  # type: ignore[attr-defined]
-        app.pop_screen()
+        app.switch_mode(mode)
         app.reconnect()  # type: ignore[attr-defined]

@@ -204,6 +204,23 @@ class EarningsView(_View):
     payouts: list[PayoutView]  # the latest, newest first
 
 
+class EarningsHour(_View):
+    hour: int  # unix time of the hour's start (UTC)
+    earned: int
+    earned_display: str
+    jobs: int  # jobs paid in that hour
+
+
+class EarningsHistory(_View):
+    """A worker wallet's earnings by hour: only the hours with any, oldest first."""
+
+    object: Literal["list"] = "list"
+    wallet: str
+    since: int  # unix time: the first hour asked for
+    decimals: int
+    data: list[EarningsHour]
+
+
 # --- the network --------------------------------------------------------------------------
 
 class ModelPricing(_View):

@@ -33,6 +33,7 @@ DOCUMENTED = {
     "GET /v1/workers/token-account": contracts.TokenAccountCheck,
     "POST /v1/workers/token-account": contracts.TokenAccountCreated,
     "GET /v1/workers/me": contracts.EarningsView,
+    "GET /v1/workers/me/earnings": contracts.EarningsHistory,
     "GET /v1/models": contracts.ModelList,
     "GET /v1/models/{model_id}": contracts.ModelView,
     "GET /v1/network/stats": contracts.NetworkStats,

@@ -25,6 +25,7 @@ from nexus_app.contracts import (
     DepositIntentView,
     DepositList,
     DepositResult,
+    EarningsHistory,
     EarningsView,
     FaucetView,
     ModelList,
@@ -186,3 +187,8 @@ class GatewayClient:
 
     async def worker_earnings(self) -> EarningsView:
         return await self._call(EarningsView, "GET", "/v1/workers/me")
+
+    async def earnings_history(self, hours: int = 24) -> EarningsHistory:
+        """This wallet's worker earnings by hour over the last `hours` hours."""
+        return await self._call(EarningsHistory, "GET", "/v1/workers/me/earnings",
+                                params={"hours": str(hours)})

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import math
+import time
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from solders.pubkey import Pubkey
 
 from nexus_app.addresses import is_valid_address
 from nexus_app.contracts import (
+    EarningsHistory,
+    EarningsHour,
     EarningsView,
     PayoutView,
     TokenAccountCheck,
@@ -109,4 +112,25 @@ async def worker_me(caller: KeyOrSessionCaller, gateway: GatewayDep) -> Earnings
         state=gateway.coordinator.health.state(caller.account) or "ok",
         decimals=gateway.settings.token_decimals,
         payouts=[_payout_view(gateway, p) for p in payouts],
+    )
+
+
+HOUR_S = 3600
+MAX_HISTORY_HOURS = 24 * 31
+
+
+@router.get("/v1/workers/me/earnings", tags=["workers"])
+async def worker_earnings_by_hour(
+    caller: KeyOrSessionCaller, gateway: GatewayDep,
+    hours: int = Query(24, ge=1, le=MAX_HISTORY_HOURS,
+                       description="how many hours back, the current one included"),
+) -> EarningsHistory:
+    """The caller's worker earnings by hour (UTC hours, only those with any, oldest first),
+    with the jobs paid in each, from the ledger."""
+    since = (int(time.time()) // HOUR_S - hours + 1) * HOUR_S
+    rows = await gateway.store.earnings_by_hour(caller.account, since)
+    return EarningsHistory(
+        wallet=caller.account, since=since, decimals=gateway.settings.token_decimals,
+        data=[EarningsHour(hour=hour, earned=amount, earned_display=_display(gateway, amount),
+                           jobs=jobs) for hour, amount, jobs in rows],
     )

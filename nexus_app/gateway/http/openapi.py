@@ -78,6 +78,7 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "GET /v1/workers/token-account": (400, 401, 503),
     "POST /v1/workers/token-account": (400, 401, 503),
     "GET /v1/workers/me": (401,),
+    "GET /v1/workers/me/earnings": (400, 401),
     "GET /v1/models/{model_id}": (404,),
     "POST /v1/webhooks": (400, 401),
     "GET /v1/webhooks": (401,),

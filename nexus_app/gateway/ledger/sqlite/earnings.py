@@ -93,6 +93,15 @@ class SQLiteEarnings(SQLiteBase):
         ).fetchall()
         return [_payout(row) for row in rows]
 
+    async def earnings_by_hour(self, wallet: str, since: float) -> list[tuple[int, int, int]]:
+        rows = self.db.execute(
+            "SELECT CAST(at AS INTEGER) / 3600 * 3600 AS hour, SUM(amount), COUNT(*)"
+            " FROM ledger WHERE kind = ? AND wallet = ? AND at >= ?"
+            " GROUP BY hour ORDER BY hour",
+            (EntryKind.WORKER_EARNING.value, wallet, since),
+        ).fetchall()
+        return [(int(hour), int(amount), int(jobs)) for hour, amount, jobs in rows]
+
 
 def _payout(row: tuple[Any, ...]) -> Payout:
     payout_id, wallet, amount, status, *rest = row

@@ -31,19 +31,14 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
 
+from nexus_app.chain.node_setup import airdrop, fund  # noqa: E402
 from nexus_app.chain.treasury import Treasury  # noqa: E402
 from nexus_app.chain.wallet import load_keypair  # noqa: E402
 from nexus_app.client.gateway import GatewayClient  # noqa: E402
+from tests.support.chain_node import node_port, rpc_settings, start_chain, stop  # noqa: E402
 from tests.support.gateways import auth, make_settings, signed_in_account  # noqa: E402
 from tests.support.processes import GatewayProcess, start_gateway_process  # noqa: E402
 from tests.support.scripted_worker import ScriptedWorker  # noqa: E402
-from tests.test_chain_server import start_chain, stop  # noqa: E402
-from tests.test_rpc_chain import (  # noqa: E402
-    airdrop,
-    fund,
-    node_port,
-    rpc_settings,
-)
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 Faucet = Callable[[GatewayClient, Keypair], Awaitable[None]]

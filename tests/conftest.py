@@ -11,8 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.config import Settings
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from tests.support.chain_node import BLOCK_S, node_port
 from tests.support.gateways import RunningGateway, make_settings, running_gateway
 from tests.support.processes import GatewayProcess, start_gateway_process, start_worker_process
 
@@ -36,6 +38,14 @@ async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
 async def http(gw: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
+    """`nexus-app chain` served in this event loop: a fresh local chain over JSON-RPC, a block
+    every 50 ms."""
+    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
+        yield running
 
 
 @pytest.fixture

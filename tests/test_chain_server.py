@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +19,6 @@ from solana.rpc.commitment import Confirmed
 from solana.rpc.models import TokenAccountOpts
 from solders.keypair import Keypair
 from solders.message import Message
-from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
@@ -32,20 +26,15 @@ from nexus_app.chain import token
 from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS, ChainUnavailable
 from nexus_app.chain.node_encoding import b58encode
 from nexus_app.chain.node_faults import RpcFault
-from nexus_app.chain.node_server import ChainNode, running_node
+from nexus_app.chain.node_server import ChainNode
+from nexus_app.chain.node_setup import airdrop, fund
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury, signed
 from nexus_app.chain.wallet import load_keypair
 from tests.support.asgi import free_port
+from tests.support.chain_node import BLOCK_S, NEXUS, node_port, provision, start_chain, stop
 from tests.support.gateways import ROOT
 from tests.support.processes import clean_environ
-from tests.test_rpc_chain import BLOCK_S, NEXUS, airdrop, fund, node_port, provision
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
-    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
-        yield running
 
 
 async def rpc(url: str, method: str, *params: Any) -> dict[str, Any]:
@@ -57,40 +46,6 @@ async def rpc(url: str, method: str, *params: Any) -> dict[str, Any]:
 
 
 # --- the command --------------------------------------------------------------------------------
-
-@dataclass
-class ChainProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    mint: Pubkey  # the $NEXUS mint it announced, the data dir's treasury its authority
-    treasury_path: Path
-
-
-def start_chain(data_dir: Path, port: int, block_s: float = BLOCK_S,
-                *options: str) -> ChainProcess:
-    """`nexus-app chain` as a process, once it has announced the chain's mint."""
-    log_path = data_dir.parent / f"chain-{port}.log"
-    start = log_path.stat().st_size if log_path.exists() else 0
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "nexus_app", "chain", "--data-dir", str(data_dir), "--port",
-             str(port), "--block-time", str(block_s), *options],
-            cwd=ROOT, env=clean_environ(), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        announced = re.findall(r"\$NEXUS mint (\w+)", log_path.read_text()[start:])
-        if announced:
-            return ChainProcess(process, f"http://127.0.0.1:{port}",
-                                Pubkey.from_string(announced[-1]), data_dir / "treasury.json")
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"nexus-app chain did not start: {log_path.read_text()}")
-
-
-def stop(chain: ChainProcess) -> None:
-    chain.process.send_signal(signal.SIGINT)
-    chain.process.wait(timeout=15)
-
 
 def call(port: int, method: str, *params: Any) -> Any:
     answer = httpx.post(f"http://127.0.0.1:{port}", json={

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from solders.keypair import Keypair
 
@@ -21,28 +22,21 @@ from nexus_app.chain import token
 from nexus_app.chain.backend import BLOCKHASH_LIFETIME_BLOCKS
 from nexus_app.chain.node_clock import FINALITY_SLOTS
 from nexus_app.chain.node_faults import RpcFault
-from nexus_app.chain.node_server import ChainNode, running_node
+from nexus_app.chain.node_server import ChainNode
+from nexus_app.chain.node_setup import airdrop, fund
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.client.gateway import GatewayClient
-from tests.security.test_payout_attacks import EARNED, chat, raw_claim
-from tests.support.gateways import RunningGateway, running_gateway
-from tests.test_rpc_chain import (
-    BLOCK_S,
-    NEXUS,
-    airdrop,
-    fund,
-    node_port,
-    provision,
-    rpc_settings,
-    wait_until,
-)
+from tests.support.chain_node import NEXUS, provision, rpc_settings, wait_until
+from tests.support.gateways import RunningGateway, auth, running_gateway
+
+CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
+EARNED = 800  # a worker's share of one scripted chat at make_settings' price
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
-    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
-        yield running
+async def raw_claim(gw: RunningGateway, client: GatewayClient) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=60) as http:
+        return await http.post("/v1/workers/claim", headers=auth(str(client.token)))
 
 
 @pytest.fixture
@@ -66,7 +60,9 @@ async def earning_worker(gw: RunningGateway, node: ChainNode) -> tuple[Keypair, 
     """A worker that served one chat, signed in, with its token account (its own SOL)."""
     user = await gw.account(credit=10 * NEXUS)
     worker = await gw.worker()
-    await chat(gw, user.api_key)
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        served = await http.post("/v1/chat/completions", json=CHAT, headers=auth(user.api_key))
+    assert served.status_code == 200, served.text
     await airdrop(node.url, worker.keypair.pubkey())
     client = GatewayClient(gw.url)
     await client.sign_in(worker.keypair)

@@ -10,11 +10,10 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests.support.chain_node import node_port, start_chain, stop
 from tests.support.gateways import ROOT
 from tests.support.node_packages import install_pinned, require_node
 from tests.support.processes import clean_environ
-from tests.test_chain_server import start_chain, stop
-from tests.test_rpc_chain import node_port
 
 JS_DIR = ROOT / "tests" / "js"
 STEPS = ["cluster", "airdrop", "mint and token accounts", "transfer", "balances",

@@ -5,19 +5,15 @@ block every 50 ms here: a status is finalized 32 blocks (1.6 s) after it lands.
 
 The gateway on `--chain rpc --rpc-url` runs its money path on it: the treasury and the users'
 SOL come from the node's airdrop and their $NEXUS from the treasury's mint, as a devnet
-faucet would give them. `tests/solana_rpc_double.py` (a loopback double that executes nothing)
-is kept only for the shapes this chain cannot produce; see its docstring."""
+faucet would give them. `tests/support/solana_rpc_double.py` (a loopback double that executes
+nothing) is kept only for the shapes this chain cannot produce; see its docstring."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,63 +24,15 @@ from solders.transaction import VersionedTransaction
 from nexus_app.chain import token
 from nexus_app.chain.backend import ChainUnavailable, TransactionFailed
 from nexus_app.chain.deposit_tx import build_deposit
-from nexus_app.chain.node_server import ChainNode, running_node
-from nexus_app.chain.node_setup import airdrop, fund, make_treasury
+from nexus_app.chain.node_server import ChainNode
+from nexus_app.chain.node_setup import airdrop, fund
 from nexus_app.chain.rpc import RpcChain
 from nexus_app.chain.treasury import LAMPORTS_PER_SOL, Treasury
 from nexus_app.client.gateway import ClientError, GatewayClient
-from nexus_app.config import ConfigError, Settings
+from nexus_app.config import ConfigError
 from tests.support.asgi import free_port
+from tests.support.chain_node import BLOCK_S, NEXUS, provision, rpc_settings, wait_until
 from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
-
-MINT = Keypair().pubkey()  # the mint the double's tests name (it checks no mint)
-BLOCK_S = 0.05
-NEXUS = 1_000_000  # base units of 1 $NEXUS (6 decimals)
-
-
-def node_port() -> int:
-    """A free port whose next one is free too: the node serves its WebSocket there."""
-    while True:
-        port = free_port()
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[ChainNode]:
-    async with running_node(tmp_path / "chain", port=node_port(), block_s=BLOCK_S) as running:
-        yield running
-
-
-async def provision(url: str) -> Treasury:
-    """A new treasury with SOL, a new $NEXUS mint it is the authority of, and its token
-    account (`fund` is then the faucet: SOL by airdrop, $NEXUS minted by the treasury)."""
-    return await make_treasury(url, Keypair(), 6)
-
-
-def rpc_settings(tmp_path: Path, node: Any, treasury: Treasury | None = None,
-                 **overrides: Any) -> Settings:
-    """A gateway on `--chain rpc` at `node.url` (a node, in-process or a process, or the
-    double) with `treasury`'s keypair and mint (default: a new keypair, and MINT)."""
-    keypair = treasury.keypair if treasury else Keypair()
-    treasury_file = tmp_path / "treasury.json"
-    treasury_file.write_text(json.dumps(list(bytes(keypair))))
-    treasury_file.chmod(0o600)  # a gateway refuses a treasury key others can read
-    mint = treasury.mint if treasury else MINT
-    return make_settings(tmp_path, chain="rpc", rpc_url=node.url, mint=str(mint),
-                         treasury_keypair=treasury_file, **overrides)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def payout_tx(node: ChainNode, chain: RpcChain, amount: int = 1234,

@@ -12,9 +12,9 @@ import pytest
 
 from nexus_app.chain import token
 from nexus_app.client.gateway import ClientError, GatewayClient
-from tests.solana_rpc_double import RpcDouble, rpc_double
+from tests.support.chain_node import rpc_settings, wait_until
 from tests.support.gateways import auth, running_gateway
-from tests.test_rpc_chain import rpc_settings, wait_until
+from tests.support.solana_rpc_double import RpcDouble, rpc_double
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -36,12 +36,7 @@ from nexus_app.chain.wallet import load_keypair
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import Settings
 from nexus_app.contracts import PayoutView
-from tests.solana_rpc_double import (
-    TOKEN_ACCOUNT_RENT,
-    RpcDouble,
-    rpc_double,
-    token_account_data,
-)
+from tests.support.chain_node import MINT, rpc_settings
 from tests.support.gateways import (
     ROOT,
     RunningGateway,
@@ -52,7 +47,12 @@ from tests.support.gateways import (
 )
 from tests.support.processes import env_for
 from tests.support.scripted_worker import ScriptedWorker
-from tests.test_rpc_chain import MINT, rpc_settings
+from tests.support.solana_rpc_double import (
+    TOKEN_ACCOUNT_RENT,
+    RpcDouble,
+    rpc_double,
+    token_account_data,
+)
 
 NEXUS = 1_000_000  # base units (6 decimals)
 MODEL = "attacker-private"  # the attacker's own model, served only by the attacker's worker

@@ -2,7 +2,7 @@
 free deposit intents, secrets a gateway could write to its log, log lines forged by a
 worker's strings, and files other users of the machine could read.
 
-The Solana cluster is `tests/solana_rpc_double.py` (a TEST DOUBLE: no cluster is reachable
+The Solana cluster is `tests/support/solana_rpc_double.py` (a TEST DOUBLE: no cluster is reachable
 here); the workers are the scripted worker (a TEST DOUBLE of the worker node) and a raw
 WebSocket client speaking the protocol by hand.
 """
@@ -34,11 +34,11 @@ from nexus_app.chain.wallet import sign
 from nexus_app.client.gateway import GatewayClient
 from nexus_app.config import Settings
 from nexus_app.protocol import PROTOCOL_VERSION, worker_auth_message, worker_url
-from tests.solana_rpc_double import RpcDouble, rpc_double
 from tests.support.asgi import free_port, serving
 from tests.support.gateways import ROOT, auth, make_settings, signed_in_account
 from tests.support.processes import GatewayProcess, env_for
 from tests.support.scripted_worker import ScriptedWorker
+from tests.support.solana_rpc_double import RpcDouble, rpc_double
 
 MINT = Keypair().pubkey()
 NEXUS = 1_000_000

@@ -1,7 +1,7 @@
 """Payouts, attacked for real against a gateway on loopback; each attack must fail.
 
-On the RPC chain (against `tests/solana_rpc_double.py`, a TEST DOUBLE of a cluster's JSON-RPC
-endpoint: no cluster can be reached from here):
+On the RPC chain (against `tests/support/solana_rpc_double.py`, a TEST DOUBLE of a cluster's
+JSON-RPC endpoint: no cluster can be reached from here):
 
 - double payout: a claim whose transfer the node accepted, followed by JSON-RPC errors to the
   status polls (-32005 "Node is behind", -32603), used to be marked failed with the earnings
@@ -43,11 +43,11 @@ from nexus_app.chain.treasury import signed
 from nexus_app.client.gateway import ClientError, GatewayClient
 from nexus_app.config import ConfigError, Settings
 from nexus_app.gateway.ledger.records import PayoutStatus
-from tests.solana_rpc_double import BLOCKHASH_LIFETIME_BLOCKS, RpcDouble, rpc_double
+from tests.support.chain_node import rpc_settings, wait_until
 from tests.support.deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury
 from tests.support.gateways import Account, RunningGateway, auth, make_settings, running_gateway
 from tests.support.scripted_worker import ScriptedWorker
-from tests.test_rpc_chain import rpc_settings, wait_until
+from tests.support.solana_rpc_double import BLOCKHASH_LIFETIME_BLOCKS, RpcDouble, rpc_double
 
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 EARNED = 800  # a worker's share of one scripted chat at make_settings' price

@@ -236,6 +236,16 @@ class Settings(BaseModel):
 
     # terminal app
     network: Literal["local", "remote"] | None = Field(
+    ledger_url: str | None = Field(
+        None, pattern=r"^postgres(ql)?://", description="PostgreSQL ledger, "
+        "postgresql://user:password@host:5432/db (default: SQLite in the data dir)"
+    )
+    ledger_pool_min: int = Field(2, ge=1, le=100, description="PostgreSQL connections kept open")
+    ledger_pool_max: int = Field(10, ge=1, le=1000, description="most PostgreSQL connections")
+    replica_id: str = Field(
+        "main", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="this gateway replica's name: "
+        "its reservations are refunded at its start, and by others when it is gone"
+    )
         None, description="what the terminal app uses: 'local' runs a gateway and chain in "
         "this process, 'remote' the server at gateway_url (unset: asked on first run)"
     )
@@ -295,7 +305,7 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _relay_bounds_are_ordered(self) -> Settings:
+    def _bounds_are_ordered(self) -> Settings:
         if self.relay_min_bytes > self.relay_max_bytes:
             raise ValueError("relay_min_bytes must not be larger than relay_max_bytes")
         return self
@@ -308,6 +318,8 @@ class Settings(BaseModel):
             raise ValueError(f"mint '{self.mint}' is not a Solana address")
         return self
 
+        if self.ledger_pool_min > self.ledger_pool_max:
+            raise ValueError("ledger_pool_min must not be larger than ledger_pool_max")
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"

@@ -13,24 +13,55 @@ import pytest
 
 from nexus_app.chain.node_server import ChainNode, running_node
 from nexus_app.config import Settings
+from nexus_app.gateway.ledger.postgres.store import PostgresStore
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import Store
 from tests.support.chain_node import BLOCK_S, node_port
 from tests.support.gateways import RunningGateway, make_settings, running_gateway
+from tests.support.postgres import fresh_schema, run_database
 from tests.support.processes import GatewayProcess, start_gateway_process, start_worker_process
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_ledgers` that use a ledger run once on each backend."""
+    if "ledger_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+            "both_ledgers"):
+        metafunc.parametrize("ledger_url", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str | None]:
+    """This test run's own PostgreSQL database (None without a server)."""
+    with run_database() as url:
+        yield url
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+def ledger_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The ledger of the test's store and gateway: None for SQLite in the data dir (the
+    default), or a fresh PostgreSQL schema's URL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield None
+        return
+    with fresh_schema(request.getfixturevalue("postgres_database")) as url:
+        yield url
+
+
+@pytest.fixture
+async def store(tmp_path: Path, ledger_url: str | None) -> AsyncIterator[Store]:
     """A ledger of its own, without a gateway."""
-    store = SQLiteStore(tmp_path / "ledger.sqlite3")
+    store: Store = (PostgresStore(ledger_url) if ledger_url
+                    else SQLiteStore(tmp_path / "ledger.sqlite3"))
     await store.open()
     yield store
     await store.close()
 
 
 @pytest.fixture
-async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    async with running_gateway(make_settings(tmp_path)) as running:
+async def gw(tmp_path: Path, ledger_url: str | None) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(make_settings(tmp_path, ledger_url=ledger_url)) as running:
         yield running
 
 

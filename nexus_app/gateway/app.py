@@ -16,15 +16,14 @@ from nexus_app.gateway.http.cors import CorsMiddleware
 from nexus_app.gateway.http.errors import install_error_handlers
 from nexus_app.gateway.http.middleware import GatewayMiddleware
 from nexus_app.gateway.http.openapi import install_openapi
-from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.ledger.store import Store
-from nexus_app.gateway.service import Gateway
+from nexus_app.gateway.service import Gateway, ledger_store
 from nexus_app.gateway.workers.admission import HANDSHAKES_PER_ADDRESS, HandshakeGate
 from nexus_app.protocol import WORKER_PATH
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    gateway = Gateway(settings, store or SQLiteStore(settings.db_path))
+    gateway = Gateway(settings, store or ledger_store(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

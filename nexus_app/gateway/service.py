@@ -16,7 +16,9 @@ from nexus_app.config import Settings
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
 from nexus_app.gateway.ledger.records import DepositIntentRecord
+from nexus_app.gateway.ledger.postgres.store import PostgresStore
 from nexus_app.gateway.ledger.store import Store
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.money.deposits import Deposits
@@ -37,6 +39,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
+def ledger_store(settings: Settings) -> Store:
+    """The ledger the settings name: PostgreSQL at `ledger_url`, else the SQLite file in the
+    data dir (the embedded default)."""
+    if settings.ledger_url:
+        return PostgresStore(settings.ledger_url, pool_min=settings.ledger_pool_min,
+                             pool_max=settings.ledger_pool_max, replica=settings.replica_id)
+    return SQLiteStore(settings.db_path, replica=settings.replica_id)
+
+
 class Ticket:
     """One billed request in flight: who pays, what was reserved, and the job."""
 

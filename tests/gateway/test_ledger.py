@@ -1,6 +1,7 @@
-"""The SQLite ledger: atomic reservations, settlement, refunds and the invariant
-deposits + grants + pool funding = balances + reserved + pool + worker earnings + treasury fees,
-with free credit issued from the pool and settled apart from paid credit."""
+"""The ledger, on SQLite and on PostgreSQL (`both_ledgers`): atomic reservations, settlement,
+refunds and the invariant deposits + grants + pool funding = balances + reserved + pool + worker
+earnings + treasury fees, with free credit issued from the pool and settled apart from paid
+credit."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from nexus_app.gateway.errors import InsufficientCredit
 from nexus_app.gateway.ledger.records import FreeTopUp, Settlement
 from nexus_app.gateway.ledger.sqlite.schema import MIGRATIONS
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.money.billing import Billing
 from nexus_app.gateway.money.free_credit import FreeCredit
 from nexus_app.gateway.money.pricing import Price, PriceBook, split_fee
 from tests.support.gateways import make_settings
+from tests.support.postgres import execute
+
+pytestmark = pytest.mark.both_ledgers
 
 ALICE, BOB, WORKER = "alice-account", "bob-account", "worker-wallet"
 
@@ -29,7 +34,7 @@ def settlement(cost: int, share: int = 80) -> Settlement:
     return Settlement(cost, WORKER, worker, treasury)
 
 
-async def test_reserve_settle_refund_moves_exact_amounts(store: SQLiteStore) -> None:
+async def test_reserve_settle_refund_moves_exact_amounts(store: Store) -> None:
     await store.grant(ALICE, 1000, "test")
     assert await store.reserve("r1", ALICE, 300)
     assert (await store.balance(ALICE)).balance == 700
@@ -43,7 +48,7 @@ async def test_reserve_settle_refund_moves_exact_amounts(store: SQLiteStore) -> 
     assert audit.ok and audit.treasury_fees == 24 and audit.settled == 120
 
 
-async def test_reserve_refuses_more_than_the_balance(store: SQLiteStore) -> None:
+async def test_reserve_refuses_more_than_the_balance(store: Store) -> None:
     await store.grant(ALICE, 100, "test")
     assert not await store.reserve("r1", ALICE, 101)
     assert not await store.reserve("r2", BOB, 1)  # no account at all
@@ -53,7 +58,7 @@ async def test_reserve_refuses_more_than_the_balance(store: SQLiteStore) -> None
     assert (await store.audit()).ok
 
 
-async def test_settle_and_release_happen_once(store: SQLiteStore) -> None:
+async def test_settle_and_release_happen_once(store: Store) -> None:
     await store.grant(ALICE, 100, "test")
     await store.reserve("r1", ALICE, 50)
     assert await store.settle("r1", settlement(10))
@@ -68,7 +73,7 @@ async def test_settle_and_release_happen_once(store: SQLiteStore) -> None:
     assert (await store.audit()).ok
 
 
-async def test_a_bad_settlement_changes_nothing(store: SQLiteStore) -> None:
+async def test_a_bad_settlement_changes_nothing(store: Store) -> None:
     await store.grant(ALICE, 100, "test")
     await store.reserve("r1", ALICE, 50)
     with pytest.raises(ValueError, match="more than was reserved"):
@@ -99,7 +104,7 @@ async def test_open_reservations_are_refunded_after_a_crash(tmp_path: Path) -> N
     await second.close()
 
 
-async def test_concurrent_reservations_never_overdraw(store: SQLiteStore) -> None:
+async def test_concurrent_reservations_never_overdraw(store: Store) -> None:
     await store.grant(ALICE, 1000, "test")
     results = await asyncio.gather(*(store.reserve(f"r{i}", ALICE, 100) for i in range(50)))
     assert results.count(True) == 10
@@ -121,7 +126,7 @@ async def test_reservations_from_two_connections_never_overdraw(tmp_path: Path) 
     await two.close()
 
 
-async def test_random_operations_keep_the_invariant(store: SQLiteStore) -> None:
+async def test_random_operations_keep_the_invariant(store: Store) -> None:
     rng = random.Random(1234)
     accounts = [f"acct-{i}" for i in range(4)]
     open_reservations: dict[str, int] = {}
@@ -153,9 +158,9 @@ async def test_random_operations_keep_the_invariant(store: SQLiteStore) -> None:
     assert (await store.audit()).open_reservations == sum(open_reservations.values())
 
 
-async def test_audit_detects_a_tampered_balance(store: SQLiteStore) -> None:
+async def test_audit_detects_a_tampered_balance(store: Store) -> None:
     await store.grant(ALICE, 100, "test")
-    store.db.execute("UPDATE accounts SET balance = balance + 1")
+    await execute(store, "UPDATE accounts SET balance = balance + 1")
     assert not (await store.audit()).ok
 
 
@@ -166,14 +171,14 @@ async def test_audit_detects_a_tampered_balance(store: SQLiteStore) -> None:
     "UPDATE accounts SET free_balance = free_balance + 100, balance = balance - 100",
     "INSERT INTO promo_fundings VALUES ('forged', 5, 'x', 0)",  # a funding without its entry
 ])
-async def test_audit_detects_tampered_free_credit(store: SQLiteStore, tamper: str) -> None:
+async def test_audit_detects_tampered_free_credit(store: Store, tamper: str) -> None:
     await store.credit_promo_funding("sig", 1_000, "operator")
     await store.grant(ALICE, 500, "test")
     await store.top_up_free_credit(ALICE, 1, 400)
     assert await store.reserve("r1", ALICE, 600)  # 400 free + 200 paid
     assert await store.settle("r1", settlement(450))
     assert (await store.audit()).ok
-    store.db.execute(tamper)
+    await execute(store, tamper)
     assert not (await store.audit()).ok
 
 
@@ -244,12 +249,12 @@ async def test_a_ledger_made_by_the_earlier_code_opens_and_upgrades(
     await store.close()
 
 
-async def test_grants_must_be_positive(store: SQLiteStore) -> None:
+async def test_grants_must_be_positive(store: Store) -> None:
     with pytest.raises(ValueError):
         await store.grant(ALICE, 0, "zero")
 
 
-async def test_billing_caps_reported_tokens(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_billing_caps_reported_tokens(store: Store, tmp_path: Path) -> None:
     prices = {"m": {"per_request": 10, "input_per_million": 1_000_000,
                     "output_per_million": 2_000_000}}
     settings = make_settings(tmp_path, prices=prices)

@@ -1,9 +1,10 @@
 """The gateway's storage interface, one small protocol per concern; `Store` is all of them,
 what the composition root (`service.py`) holds. Each consumer asks for its slice only.
 
-SQLite backs every slice today (`sqlite/`, a module per slice). Every money operation is a
-single atomic transaction whose guards (`balance >= amount`, reservation still open) are in the
-SQL itself, so the same statements are correct on PostgreSQL with several gateway processes.
+SQLite (`sqlite/`, the default) and PostgreSQL (`postgres/`, `ledger_url`) back every slice,
+a module per slice. Every money operation is a single atomic transaction whose guards
+(`balance >= amount`, reservation still open) are in the SQL itself, so the same statements are
+correct with several gateway processes on one database.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ from nexus_app.gateway.ledger.records import (
     WorkerEarnings,
 )
 
+DEFAULT_REPLICA = "main"  # the name of the one gateway process of a single-machine network
+
+
+class LedgerUnavailable(Exception):
+    """The ledger's database cannot be reached now (a 503 with Retry-After to callers):
+    nothing of the operation that raised it was committed, unless it was the commit itself
+    that was lost, which every money operation tolerates by being idempotent per id."""
+
 
 class LedgerStore(Protocol):
     """Credit: grants, reservations of requests in flight and how they close, balances."""
@@ -41,7 +50,12 @@ class LedgerStore(Protocol):
         """Refund a reservation in full. False when it is not open."""
         ...
     async def release_all_open(self) -> int:
-        """Refund every open reservation (those a crashed gateway left); returns how many."""
+        """Refund every open reservation of this replica (those it left when it crashed);
+        returns how many."""
+        ...
+    async def release_replica(self, replica: str) -> int:
+        """Refund every open reservation of `replica` (one whose lease expired); returns
+        how many."""
         ...
     async def balance(self, account: str) -> AccountBalance: ...
 

@@ -21,6 +21,7 @@ from nexus_app import sqlite
 from nexus_app.file_modes import private_file
 from nexus_app.gateway.ledger.records import EntryKind
 from nexus_app.gateway.ledger.sqlite.schema import MIGRATIONS
+from nexus_app.gateway.ledger.store import DEFAULT_REPLICA
 
 # (kind, amount, account, wallet, ref) of one ledger entry
 Entry = tuple[EntryKind, int, str | None, str | None, str | None]
@@ -29,8 +30,9 @@ Entry = tuple[EntryKind, int, str | None, str | None, str | None]
 class SQLiteBase:
     """One SQLite file: its connection, lifecycle and transactions."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, replica: str = DEFAULT_REPLICA) -> None:
         self.path = path
+        self.replica = replica
         self._db: sqlite3.Connection | None = None
         self._checkpointer: sqlite3.Connection | None = None
 

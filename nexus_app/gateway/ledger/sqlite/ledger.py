@@ -36,9 +36,9 @@ class SQLiteLedger(SQLiteBase):
             if not moved:
                 return False
             db.execute(
-                "INSERT INTO reservations (id, account, amount, free_amount, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (reservation_id, account, amount, free, time.time()),
+                "INSERT INTO reservations (id, account, amount, free_amount, created_at,"
+                " replica) VALUES (?, ?, ?, ?, ?, ?)",
+                (reservation_id, account, amount, free, time.time(), self.replica),
             )
             self._entry(db, EntryKind.RESERVE, amount, account=account, ref=reservation_id)
         return True
@@ -81,8 +81,12 @@ class SQLiteLedger(SQLiteBase):
             return self._release(db, reservation_id)
 
     async def release_all_open(self) -> int:
+        return await self.release_replica(self.replica)
+
+    async def release_replica(self, replica: str) -> int:
         with self._tx() as db:
-            ids = [r[0] for r in db.execute("SELECT id FROM reservations").fetchall()]
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM reservations WHERE replica = ?", (replica,)).fetchall()]
             for reservation_id in ids:
                 self._release(db, reservation_id)
         return len(ids)

@@ -185,4 +185,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX webhook_models_model ON webhook_models (model);
     CREATE INDEX webhook_models_served ON webhook_models (served_at);
     """,
+    # the gateway replica that holds each reservation: a replica refunds only its own at
+    # start (the single process is "main")
+    """
+    ALTER TABLE reservations ADD COLUMN replica TEXT NOT NULL DEFAULT 'main';
+    """,
 ]

@@ -1,0 +1,65 @@
+"""`AuditStore` on PostgreSQL: the ledger's entries summed, in one snapshot, against the kept
+balances."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from nexus_app.gateway.ledger.postgres.base import PostgresBase
+from nexus_app.gateway.ledger.records import EntryKind, LedgerAudit
+
+
+class PostgresAudit(PostgresBase):
+    async def audit(self) -> LedgerAudit:
+        async def body(conn: asyncpg.Connection) -> tuple[dict[str, Any], dict[str, int]]:
+            # one consistent snapshot for all the sums, while replicas keep writing
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                rows = await conn.fetch("SELECT kind, SUM(amount) FROM ledger GROUP BY kind")
+                return dict(rows), await self._kept_totals(conn)
+
+        sums, kept = await self._read(body)
+        total = {kind: int(sums.get(kind.value) or 0) for kind in EntryKind}
+        K = EntryKind
+        pool_grants = kept.pop("pool_grants")
+        return LedgerAudit(
+            deposits=total[K.DEPOSIT],
+            grants=total[K.GRANT],
+            free_credits=total[K.FREE_CREDIT],
+            treasury_fees=total[K.TREASURY_FEE],
+            payouts=total[K.PAYOUT],
+            derived_balances=(total[K.DEPOSIT] + total[K.GRANT] - pool_grants
+                              + total[K.FREE_CREDIT] - total[K.FREE_CREDIT_LAPSE]
+                              - total[K.RESERVE] + total[K.REFUND]),
+            derived_reserved=total[K.RESERVE] - total[K.SETTLE] - total[K.REFUND],
+            settled=total[K.SETTLE],
+            promo_funding=total[K.PROMO_FUNDING],
+            derived_pool=(total[K.PROMO_FUNDING] + pool_grants - total[K.FREE_CREDIT]
+                          + total[K.FREE_CREDIT_LAPSE]),
+            free_lapsed=total[K.FREE_CREDIT_LAPSE],
+            free_spent=total[K.FREE_SPENT],
+            **kept,
+        )
+
+    @staticmethod
+    async def _kept_totals(conn: asyncpg.Connection) -> dict[str, int]:
+        """The kept balances the ledger's entries are checked against (in the caller's
+        snapshot); `pool_grants` are grants without an account, into the pool. Sums of
+        BIGINT are NUMERIC in PostgreSQL: read back as exact integers."""
+        row = await conn.fetchrow(
+            "SELECT"
+            " (SELECT COALESCE(SUM(balance + free_balance), 0) FROM accounts) AS balances,"
+            " (SELECT COALESCE(SUM(reserved), 0) FROM accounts) AS reserved,"
+            " (SELECT COALESCE(SUM(free_balance), 0) FROM accounts) AS free_balances,"
+            " (SELECT COALESCE(SUM(amount), 0) FROM reservations) AS open_reservations,"
+            " (SELECT COALESCE(SUM(free_amount), 0) FROM reservations) AS free_reserved,"
+            " (SELECT COALESCE(SUM(earned), 0) FROM worker_accounts) AS worker_earnings,"
+            " (SELECT COALESCE(SUM(paid), 0) FROM worker_accounts) AS paid,"
+            " (SELECT balance FROM promo_pool WHERE id = 1) AS pool,"
+            " (SELECT COALESCE(SUM(amount), 0) FROM promo_fundings) AS promo_fundings,"
+            " (SELECT COALESCE(SUM(amount), 0) FROM ledger"
+            "  WHERE kind = $1 AND account IS NULL) AS pool_grants",
+            EntryKind.GRANT.value,
+        )
+        return {name: int(value) for name, value in row.items()}

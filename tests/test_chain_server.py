@@ -18,7 +18,7 @@ from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.models import TokenAccountOpts
 from solders.keypair import Keypair
-from solders.message import Message
+from solders.message import Message, to_bytes_versioned
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
@@ -214,9 +214,12 @@ async def test_preflight_refusals_in_solanas_error_shape(node: ChainNode) -> Non
 async def test_blockhashes_expire_with_the_clock(node: ChainNode) -> None:
     _, tx = await transfer_tx(node, 1000)
     blockhash = str(tx.message.recent_blockhash)
+    message = base64.b64encode(to_bytes_versioned(tx.message)).decode()
     assert (await rpc(node.url, "isBlockhashValid", blockhash))["result"]["value"] is True
+    assert (await rpc(node.url, "getFeeForMessage", message))["result"]["value"] == 5000
     node.clock.advance(BLOCKHASH_LIFETIME_BLOCKS + 1)
     assert (await rpc(node.url, "isBlockhashValid", blockhash))["result"]["value"] is False
+    assert (await rpc(node.url, "getFeeForMessage", message))["result"]["value"] is None
 
     refused = (await rpc(node.url, "sendTransaction", encoded(tx), {"encoding": "base64"}))
     assert refused["error"]["code"] == -32002

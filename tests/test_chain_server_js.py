@@ -17,7 +17,7 @@ from tests.support.processes import clean_environ
 
 JS_DIR = ROOT / "tests" / "js"
 STEPS = ["cluster", "airdrop", "mint and token accounts", "transfer", "balances",
-         "transaction"]
+         "transaction", "parsed transaction"]
 
 
 def test_solana_web3_js_and_spl_token_against_nexus_app_chain(tmp_path: Path) -> None:

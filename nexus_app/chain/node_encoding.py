@@ -175,16 +175,27 @@ def transaction_field(tx: VersionedTransaction, encoding: str) -> Any:
         raise InvalidParams(f"unsupported encoding {encoding!r}")
     message = tx.message
     header = message.header
+    keys = [str(key) for key in message.account_keys]
+    instructions = [{"programIdIndex": ix.program_id_index, "accounts": list(ix.accounts),
+                     "data": b58encode(bytes(ix.data)), "stackHeight": None}
+                    for ix in message.instructions]
     ui: dict[str, Any] = {
         "header": {"numRequiredSignatures": header.num_required_signatures,
                    "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
                    "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts},
-        "accountKeys": [str(key) for key in message.account_keys],
+        "accountKeys": keys,
         "recentBlockhash": str(message.recent_blockhash),
-        "instructions": [{"programIdIndex": ix.program_id_index, "accounts": list(ix.accounts),
-                          "data": b58encode(bytes(ix.data)), "stackHeight": None}
-                         for ix in message.instructions],
+        "instructions": instructions,
     }
+    if encoding == "jsonParsed":  # every instruction partially decoded (no program parsers)
+        signed = header.num_required_signatures
+        ui = {"accountKeys": [
+            {"pubkey": key, "signer": i < signed, "source": "transaction",
+             "writable": i < signed - header.num_readonly_signed_accounts
+             or signed <= i < len(keys) - header.num_readonly_unsigned_accounts}
+            for i, key in enumerate(keys)],
+            "recentBlockhash": ui["recentBlockhash"],
+            "instructions": [decoded(ix, keys) for ix in instructions]}
     if isinstance(message, MessageV0):
         ui["addressTableLookups"] = [
             {"accountKey": str(lookup.account_key),
@@ -192,6 +203,14 @@ def transaction_field(tx: VersionedTransaction, encoding: str) -> Any:
              "readonlyIndexes": list(lookup.readonly_indexes)}
             for lookup in message.address_table_lookups]
     return {"signatures": [str(s) for s in tx.signatures], "message": ui}
+
+
+def decoded(instruction: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """A compiled instruction of the `json` encoding, partially decoded as `jsonParsed` gives
+    an instruction of a program it has no parser for."""
+    return {"programId": keys[instruction["programIdIndex"]],
+            "accounts": [keys[i] for i in instruction["accounts"]],
+            "data": instruction["data"], "stackHeight": instruction["stackHeight"]}
 
 
 def inner_instructions(executed: TransactionMetadata) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from nexus_app.chain.node_clock import SlotClock
 from nexus_app.chain.node_encoding import (
     InvalidParams,
     b58decode,
+    decoded,
     error_json,
     inner_instructions,
     memo_of,
@@ -266,11 +267,17 @@ class LocalNode:
         if found is None or not self.clock.visible(found[1].slot, commitment):
             return None
         processed, landed = found
+        encoding = config.get("encoding") or "json"
+        meta = landed.meta
+        if encoding == "jsonParsed":
+            keys = [str(key) for key in processed.transaction.message.account_keys]
+            meta = {**meta, "innerInstructions": [
+                {"index": inner["index"],
+                 "instructions": [decoded(ix, keys) for ix in inner["instructions"]]}
+                for inner in meta["innerInstructions"]]}
         answer: dict[str, Any] = {
             "slot": landed.slot, "blockTime": landed.block_time or None,
-            "transaction": transaction_field(processed.transaction,
-                                             config.get("encoding") or "json"),
-            "meta": landed.meta,
+            "transaction": transaction_field(processed.transaction, encoding), "meta": meta,
         }
         if isinstance(processed.transaction.message, MessageV0):
             if config.get("maxSupportedTransactionVersion") is None:

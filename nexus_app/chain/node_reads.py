@@ -7,12 +7,15 @@ state); the `context.slot` of an answer is the slot at the commitment asked for.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from solders.account import Account
 from solders.hash import Hash
+from solders.message import from_bytes_versioned
 from solders.pubkey import Pubkey
 
 from nexus_app.chain import token
@@ -30,6 +33,7 @@ from nexus_app.chain.node_encoding import (
 API_VERSION = "2.1.21"  # the Agave release whose RPC answers these shapes follow
 FEATURE_SET = 1_725_507_508
 MAX_MULTIPLE_ACCOUNTS = 100
+LAMPORTS_PER_SIGNATURE = 5000
 Handler = Callable[..., Awaitable[Any]]
 
 
@@ -62,7 +66,8 @@ class NodeReads:
     def table(self) -> dict[str, Handler]:
         names = ("getAccountInfo", "getMultipleAccounts", "getBalance", "getTokenAccountBalance",
                  "getTokenAccountsByOwner", "getMinimumBalanceForRentExemption", "getHealth",
-                 "getVersion", "getGenesisHash", "getEpochInfo", "getSlot", "getBlockHeight")
+                 "getVersion", "getGenesisHash", "getEpochInfo", "getSlot", "getBlockHeight",
+                 "getFeeForMessage", "getRecentPrioritizationFees", "getTransactionCount")
         return {name: getattr(self, name) for name in names}
 
     def context(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +159,25 @@ class NodeReads:
         return {"absoluteSlot": slot, "blockHeight": slot, "epoch": slot // SLOTS_PER_EPOCH,
                 "slotIndex": slot % SLOTS_PER_EPOCH, "slotsInEpoch": SLOTS_PER_EPOCH,
                 "transactionCount": self._transaction_count()}
+
+    async def getFeeForMessage(self, encoded: str, *rest: Any) -> dict[str, Any]:
+        """The fee of a base64 message: 5000 lamports a signature (no priority fee); null
+        when its blockhash is not valid any more, as on a cluster."""
+        try:
+            message = from_bytes_versioned(base64.b64decode(encoded, validate=True))
+        except (ValueError, TypeError, binascii.Error):
+            raise InvalidParams("Invalid params: not a base64 message") from None
+        last_valid = self.chain.blockhash_last_valid(message.recent_blockhash)
+        valid = last_valid is not None and self.clock.height() <= last_valid
+        return {"context": self.context(config_of(rest, 0)),
+                "value": LAMPORTS_PER_SIGNATURE * message.header.num_required_signatures
+                if valid else None}
+
+    async def getRecentPrioritizationFees(self, *_: Any) -> list[dict[str, Any]]:
+        return []  # no slot of this chain ever had a priority fee
+
+    async def getTransactionCount(self, *_: Any) -> int:
+        return self._transaction_count()
 
     async def getSlot(self, *rest: Any) -> int:
         return self.clock.at(commitment_of(config_of(rest, 0)))

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 
 import {
+  ASSOCIATED_TOKEN_PROGRAM_ID,
   createMint,
   createTransferCheckedInstruction,
   getAccount,
@@ -75,6 +76,9 @@ step("transfer", async () => {
     new TransactionInstruction({ keys: [{ pubkey: payer.publicKey, isSigner: true,
       isWritable: false }], programId: MEMO_PROGRAM_ID, data: Buffer.from("from web3.js") }),
   );
+  tx.feePayer = payer.publicKey;
+  tx.recentBlockhash = (await connection.getLatestBlockhash()).blockhash;
+  assert.equal((await connection.getFeeForMessage(tx.compileMessage())).value, 5000);
   state.signature = await sendAndConfirmTransaction(connection, tx, [payer],
     { commitment: "confirmed" });
   return { signature: state.signature };
@@ -108,6 +112,22 @@ step("transaction", async () => {
   assert.equal(entry.memo, "[12] from web3.js");
   const statuses = await connection.getSignatureStatuses([state.signature]);
   assert.ok(["confirmed", "finalized"].includes(statuses.value[0].confirmationStatus));
+});
+
+step("parsed transaction", async () => {
+  // the receiver's token account was made by the Associated Token Account program, which
+  // invoked the System and Token programs: inner instructions
+  const history = await connection.getSignaturesForAddress(state.destination.address);
+  const creation = history[history.length - 1].signature;
+  const parsed = await connection.getParsedTransaction(creation,
+    { commitment: "confirmed", maxSupportedTransactionVersion: 0 });
+  assert.ok(parsed, "the parsed transaction is not found");
+  const [instruction] = parsed.transaction.message.instructions;
+  assert.ok(instruction.programId.equals(ASSOCIATED_TOKEN_PROGRAM_ID));
+  assert.ok(parsed.transaction.message.accountKeys[0].signer);
+  const invoked = parsed.meta.innerInstructions.flatMap((inner) => inner.instructions);
+  assert.ok(invoked.some((ix) => ix.programId.equals(TOKEN_PROGRAM_ID)), "no inner Token call");
+  return { inner: invoked.length };
 });
 
 function describe(error) {

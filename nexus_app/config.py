@@ -226,6 +226,13 @@ class Settings(BaseModel):
         "in the delivery log, and how long an account's use of a model counts for "
         "model.unavailable"
     )
+    # several replicas (README: More than one machine)
+    redis_url: str | None = Field(
+        None, description="Redis shared by the gateway's replicas (redis://host:port/db): rate "
+        "limits, key revocations, the worker registry, cross-replica jobs and leases (unset: "
+        "all in this process); needs --chain rpc"
+    )
+    redis_prefix: str = Field("nexus:", description="prefix of every Redis key and channel")
     default_max_tokens: int = Field(
         4096, ge=1, description="max_tokens when a request gives none (capped by the context)"
     )
@@ -320,6 +327,14 @@ class Settings(BaseModel):
 
         if self.ledger_pool_min > self.ledger_pool_max:
             raise ValueError("ledger_pool_min must not be larger than ledger_pool_max")
+    @model_validator(mode="after")
+    def _replicas_share_one_chain(self) -> Settings:
+        if self.redis_url and self.chain == "local":
+            raise ValueError("replicas sharing Redis must share one chain: use --chain rpc "
+                             "(`nexus-app chain` serves a local chain over JSON-RPC), not "
+                             "each replica's own local chain")
+        return self
+
     @property
     def db_path(self) -> Path:
         return self.data_dir / "ledger.sqlite3"

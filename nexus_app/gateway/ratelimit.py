@@ -1,4 +1,9 @@
-"""Fixed-window rate limits per key or client address: requests and tokens per minute."""
+"""Fixed-window rate limits per key or client address: requests and tokens per minute.
+
+`Limiter` is what the gateway counts through; `RateLimiter` counts in this process (one
+replica). With `redis_url` set, `cluster.limits.SharedLimiter` counts on Redis for every
+replica, behind the same interface.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 WINDOW_S = 60.0
 
@@ -41,6 +47,18 @@ class Verdict:
     retry_after: int = 0
 
 
+class Limiter(Protocol):
+    async def hit(self, caller: str, rpm: int, tpm: int | None = None) -> Verdict:
+        """Count one request if it is within the caller's limits."""
+        ...
+
+    async def add_tokens(self, caller: str, tokens: int) -> None: ...
+
+    def sweep(self) -> None:
+        """Forget what no longer counts (keeps memory bounded)."""
+        ...
+
+
 class RateLimiter:
     """Counts requests (and optionally tokens) per caller in one-minute windows."""
 
@@ -56,7 +74,10 @@ class RateLimiter:
             window = self._windows[caller] = _Window(start)
         return window, now
 
-    def hit(self, caller: str, rpm: int, tpm: int | None = None) -> Verdict:
+    async def hit(self, caller: str, rpm: int, tpm: int | None = None) -> Verdict:
+        return self.hit_now(caller, rpm, tpm)
+
+    def hit_now(self, caller: str, rpm: int, tpm: int | None = None) -> Verdict:
         """Count one request if it is within the caller's limits."""
         window, now = self._window(caller)
         reset = max(1, math.ceil(window.start + WINDOW_S - now))
@@ -66,7 +87,7 @@ class RateLimiter:
         window.requests += 1
         return Verdict(True, Quota(rpm, rpm - window.requests, reset))
 
-    def add_tokens(self, caller: str, tokens: int) -> None:
+    async def add_tokens(self, caller: str, tokens: int) -> None:
         self._window(caller)[0].tokens += tokens
 
     def sweep(self) -> None:

@@ -13,6 +13,7 @@ from nexus_app.chain.backend import Chain, is_panic
 from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
+from nexus_app.gateway.cluster.replicas import Replica
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
 from nexus_app.gateway.ledger.records import DepositIntentRecord
@@ -26,7 +27,7 @@ from nexus_app.gateway.money.free_credit import FreeCredit
 from nexus_app.gateway.money.payouts import Payouts
 from nexus_app.gateway.money.pricing import PriceBook
 from nexus_app.gateway.notify.delivery import Webhooks, load_signing_key
-from nexus_app.gateway.ratelimit import RateLimiter
+from nexus_app.gateway.ratelimit import Limiter, RateLimiter
 from nexus_app.gateway.workers.coordinator import Coordinator
 from nexus_app.gateway.workers.health import WorkerHealth
 from nexus_app.gateway.workers.job_guard import RelayPolicy
@@ -70,7 +71,9 @@ class Gateway:
         )
         self.billing = Billing(store, self.prices, settings.worker_share_percent,
                                self.free_credit)
-        self.limiter = RateLimiter()
+        # several replicas share limits, revocations, workers and leases through Redis
+        self.replica = Replica(settings) if settings.redis_url else None
+        self.limiter: Limiter = self.replica.limiter if self.replica else RateLimiter()
         self.auth = Authenticator.from_settings(store, self.limiter, settings)
         self.coordinator = Coordinator(
             queue_max=settings.queue_max,
@@ -127,14 +130,25 @@ class Gateway:
                  f" at {redact_url(settings.rpc_url, keep_path=False)}"
                  if settings.chain == "rpc" and settings.rpc_url else "",
                  self.treasury.mint, self.treasury.token_account)
-        self._tasks = [asyncio.create_task(self._housekeep()),
-                       asyncio.create_task(self._watch_chain()),
-                       asyncio.create_task(self.webhooks.run())]
+        self._tasks = [asyncio.create_task(self._housekeep())]
+        if self.replica is None:
+            self._tasks += self._lead()
+        else:  # on the replica that holds the leader's lease only
+            await self.replica.start(self.auth, self.coordinator, lead=self._lead,
+                                     refund=self.store.release_replica)
+
+    def _lead(self) -> list[asyncio.Task[None]]:
+        """The work one gateway does for all replicas: the chain watcher (deposits, payout
+        reconciliation) and webhook delivery."""
+        return [asyncio.create_task(self._watch_chain()),
+                asyncio.create_task(self.webhooks.run())]
 
     async def stop(self) -> None:
         self.coordinator.on_model_gone = None  # workers leaving a stopping gateway
         for task in [*self._tasks, *self._background]:
             task.cancel()
+        if self.replica is not None:
+            await self.replica.stop()
         await self.auth.flush_last_used()
         await self.chain.close()
         await self.store.close()
@@ -246,7 +260,7 @@ class Gateway:
             ticket.billed = billed
             await self.billing.settle(ticket.reservation, billed, stream.worker.wallet)
             self.metrics.record_settled(billed)
-            self.limiter.add_tokens(
+            await self.limiter.add_tokens(
                 ticket.caller.limiter_id, billed.prompt_tokens + billed.completion_tokens
             )
             self.coordinator.earnings_changed.add(stream.worker.wallet)

@@ -57,7 +57,7 @@ async def auth_challenge(body: ChallengeRequest, request: Request,
                          gateway: GatewayDep) -> ChallengeView:
     """Start a wallet sign-in: returns the Sign-In-With-Solana message the wallet must sign,
     naming this gateway (clients refuse to sign one that names another)."""
-    challenge = gateway.auth.challenge(request.scope, body.wallet)
+    challenge = await gateway.auth.challenge(request.scope, body.wallet)
     return ChallengeView(wallet=challenge.wallet, nonce=challenge.nonce,
                            message=challenge.message, expires_at=int(challenge.expires_at))
 
@@ -135,7 +135,7 @@ async def revoke_key(key_id: str, caller: SessionCaller, gateway: GatewayDep) ->
     record = await gateway.store.revoke_key(caller.account, key_id, now)
     if record is None:
         raise NotFound(f"No API key '{key_id}' on this account.", param="key_id")
-    gateway.auth.forget_key(record.secret_hash)
+    await gateway.auth.revoked(record.secret_hash)
     if record.revoked_at == now:  # revoked by this call, not before
         await gateway.webhooks.emit(caller.account, "key.revoked", _key_event(record))
     return _key_view(record, gateway.auth)

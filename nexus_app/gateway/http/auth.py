@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from nexus_app.gateway.http.middleware import limit_address, request_context
 from nexus_app.gateway.http.public_origin import chain_id_of, sign_in_issuer
 from nexus_app.gateway.ledger.records import ApiKeyRecord
 from nexus_app.gateway.ledger.store import KeyStore
-from nexus_app.gateway.ratelimit import RateLimiter
+from nexus_app.gateway.ratelimit import Limiter
 from nexus_app.siws import parse
 
 if TYPE_CHECKING:
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
 
 KEY_PREFIX = "nex_live_"
 SESSION_PREFIX = "nex_sess_"
-KEY_CACHE_TTL_S = 30.0
+KEY_CACHE_TTL_S = 30.0  # one replica: a revocation also drops the key from the cache at once
+SHARED_KEY_CACHE_TTL_S = 2.0  # several: the backstop when a revocation broadcast is missed
 
 
 def new_secret(prefix: str) -> str:
@@ -67,7 +69,7 @@ class Authenticator:
     def __init__(
         self,
         store: KeyStore,
-        limiter: RateLimiter,
+        limiter: Limiter,
         *,
         rpm: int,
         tpm: int,
@@ -76,6 +78,7 @@ class Authenticator:
         challenges: ChallengeBook | None = None,
         public_url: str | None = None,
         chain_id: str = "localnet",
+        key_cache_ttl_s: float = KEY_CACHE_TTL_S,
     ) -> None:
         self.store = store
         self.limiter = limiter
@@ -86,10 +89,15 @@ class Authenticator:
         self.challenges = challenges
         self.public_url, self.chain_id = public_url, chain_id
         self._keys: dict[str, tuple[ApiKeyRecord, float]] = {}
+        self.key_cache_ttl_s = key_cache_ttl_s
+        # bumped by every revocation: a key read that began before one is not cached
+        self._epoch = 0
+        # tells the other replicas of a revocation (set when there are several)
+        self.broadcast: Callable[[str], Awaitable[None]] | None = None
         self._last_used: dict[str, float] = {}
 
     @classmethod
-    def from_settings(cls, store: KeyStore, limiter: RateLimiter,
+    def from_settings(cls, store: KeyStore, limiter: Limiter,
                       settings: Settings) -> Authenticator:
         return cls(
             store, limiter,
@@ -99,6 +107,7 @@ class Authenticator:
                                      max_pending=settings.signin_challenges_max),
             public_url=settings.public_url,
             chain_id=chain_id_of(settings.chain, settings.rpc_url),
+            key_cache_ttl_s=SHARED_KEY_CACHE_TTL_S if settings.redis_url else KEY_CACHE_TTL_S,
         )
 
     # bearer credentials ------------------------------------------------------------------------
@@ -108,10 +117,10 @@ class Authenticator:
         secret = self._bearer(authorization)
         record = await self._key(secret) if secret.startswith(KEY_PREFIX) else None
         if record is None or record.revoked_at is not None:
-            self._failed(scope)
+            await self._failed(scope)
             raise Unauthorized("Invalid or revoked API key.")
         caller = Caller(record.account, record.id)
-        self._limit(scope, caller, *self.key_limits(record))
+        await self._limit(scope, caller, *self.key_limits(record))
         self._last_used[record.id] = time.time()
         return caller
 
@@ -129,14 +138,14 @@ class Authenticator:
         if secret.startswith(SESSION_PREFIX):
             account = await self.store.session_account(hash_secret(secret), time.time())
         if account is None:
-            self._failed(scope)
+            await self._failed(scope)
             raise Unauthorized(
                 "This route needs a wallet sign-in session (POST /v1/auth/challenge, then "
                 "/v1/auth/login).",
                 code="invalid_session",
             )
         caller = Caller(account)
-        self._limit(scope, caller, self.rpm, None)
+        await self._limit(scope, caller, self.rpm, None)
         return caller
 
     async def key_or_session(self, scope: Scope, authorization: str | None) -> Caller:
@@ -159,7 +168,7 @@ class Authenticator:
             return await self.store.session_account(digest, time.time()) is not None
         return False
 
-    def anonymous(self, scope: Scope) -> None:
+    async def anonymous(self, scope: Scope) -> None:
         """Count a request of a route that takes no credential (sign-in) against its client
         address, whatever Authorization header it carries; the middleware counted it already
         when the header was not a live credential."""
@@ -167,7 +176,7 @@ class Authenticator:
         if context.get("address_counted"):
             return
         context["address_counted"] = True
-        verdict = self.limiter.hit("ip:" + limit_address(scope), self.ip_rpm)
+        verdict = await self.limiter.hit("ip:" + limit_address(scope), self.ip_rpm)
         context["quota"] = verdict.quota
         if not verdict.allowed:
             raise RateLimited("Too many requests from this address.",
@@ -188,19 +197,21 @@ class Authenticator:
         digest = hash_secret(secret)
         cached = self._keys.get(digest)
         now = time.monotonic()
-        if cached is not None and now - cached[1] < KEY_CACHE_TTL_S:
+        if cached is not None and now - cached[1] < self.key_cache_ttl_s:
             record = cached[0]
         else:
+            epoch = self._epoch
             found = await self.store.key_by_hash(digest)
             if found is None:
                 return None
             record = found
-            self._keys[digest] = (record, now)
+            if epoch == self._epoch:  # no revocation while it was read: it may be cached
+                self._keys[digest] = (record, now)
         return record if hmac.compare_digest(record.secret_hash, digest) else None
 
-    def _failed(self, scope: Scope) -> None:
+    async def _failed(self, scope: Scope) -> None:
         """Count a failed credential against the client address (slows key guessing)."""
-        verdict = self.limiter.hit("authfail:" + limit_address(scope), self.ip_rpm)
+        verdict = await self.limiter.hit("authfail:" + limit_address(scope), self.ip_rpm)
         request_context(scope)["quota"] = verdict.quota
         if not verdict.allowed:
             raise RateLimited(
@@ -208,8 +219,8 @@ class Authenticator:
                 retry_after=verdict.retry_after,
             )
 
-    def _limit(self, scope: Scope, caller: Caller, rpm: int, tpm: int | None) -> None:
-        verdict = self.limiter.hit(caller.limiter_id, rpm, tpm)
+    async def _limit(self, scope: Scope, caller: Caller, rpm: int, tpm: int | None) -> None:
+        verdict = await self.limiter.hit(caller.limiter_id, rpm, tpm)
         request_context(scope)["quota"] = verdict.quota
         if not verdict.allowed:
             raise RateLimited(
@@ -218,7 +229,19 @@ class Authenticator:
 
     def forget_key(self, secret_hash: str) -> None:
         """Drop a key from the cache so that a revocation applies at once."""
+        self._epoch += 1
         self._keys.pop(secret_hash, None)
+
+    def forget_all_keys(self) -> None:
+        """Drop every cached key (revocations may have been missed)."""
+        self._epoch += 1
+        self._keys.clear()
+
+    async def revoked(self, secret_hash: str) -> None:
+        """A key was revoked here: forget it, and tell the other replicas to."""
+        self.forget_key(secret_hash)
+        if self.broadcast is not None:
+            await self.broadcast(secret_hash)
 
     async def flush_last_used(self) -> None:
         pending, self._last_used = self._last_used, {}
@@ -226,9 +249,9 @@ class Authenticator:
 
     # wallet sign-in ----------------------------------------------------------------------------
 
-    def challenge(self, scope: Scope, wallet: str) -> SignInChallenge:
+    async def challenge(self, scope: Scope, wallet: str) -> SignInChallenge:
         """A SIWS message for `wallet` naming this gateway, to be signed within its expiry."""
-        self.anonymous(scope)
+        await self.anonymous(scope)
         if not is_valid_address(wallet):
             raise BadRequest("'wallet' is not a Solana address.", param="wallet")
         issuer = sign_in_issuer(scope, self.public_url, self.chain_id)
@@ -238,7 +261,7 @@ class Authenticator:
                     message: str | None = None) -> tuple[str, float]:
         """Check a signed challenge; returns a new session token and its expiry. The
         signature must be over exactly the message issued for the nonce."""
-        self.anonymous(scope)
+        await self.anonymous(scope)
         challenge = self.challenges.take(nonce)
         if challenge is None or challenge.wallet != wallet:
             raise Unauthorized("Unknown or expired sign-in challenge.", code="invalid_challenge")

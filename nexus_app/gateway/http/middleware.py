@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited
 from nexus_app.gateway.http.errors import error_response
-from nexus_app.gateway.ratelimit import Quota, RateLimiter, address_key
+from nexus_app.gateway.ratelimit import Limiter, Quota, address_key
 from nexus_app.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class GatewayMiddleware:
         self,
         app: ASGIApp,
         *,
-        limiter: RateLimiter,
+        limiter: Limiter,
         ip_rpm: int,
         max_body_bytes: int,
         on_status: Callable[[int], None],
@@ -123,7 +123,7 @@ class GatewayMiddleware:
             return self._too_large
         if not await self._recognised(scope):
             context["address_counted"] = True
-            verdict = self.limiter.hit("ip:" + limit_address(scope), self.ip_rpm)
+            verdict = await self.limiter.hit("ip:" + limit_address(scope), self.ip_rpm)
             context["quota"] = verdict.quota
             if not verdict.allowed:
                 return error_response(

@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,7 @@ class WorkerLink:
     jobs_done: int = 0
     tokens_per_s: float | None = None
     draining: bool = False  # the worker offered no slots: it is finishing its jobs to stop
+    replica: str | None = None  # the replica it is attached to, when not this one
 
     @property
     def load(self) -> float:
@@ -97,6 +98,8 @@ class Coordinator:
         self.health = health
         self.relay = relay or RelayPolicy()
         self.workers: dict[str, WorkerLink] = {}
+        # workers attached to other replicas (`registry.py`), reached through Redis
+        self.remote: dict[str, WorkerLink] = {}
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
         self.jobs_per_min = RollingCounter(60)
         self.tokens_per_min = RollingCounter(60)
@@ -142,17 +145,22 @@ class Coordinator:
         MAX_REMEMBERED_MODELS ids)."""
         return model in self.first_seen
 
+    def everywhere(self) -> Iterator[WorkerLink]:
+        """The workers of this replica, then those of the others."""
+        yield from self.workers.values()
+        yield from self.remote.values()
+
     def model_cards(self) -> dict[str, tuple[ModelCard, int]]:
         """Each model served now, with one card and the number of workers serving it."""
         cards: dict[str, tuple[ModelCard, int]] = {}
-        for worker in self.workers.values():
+        for worker in self.everywhere():
             for model_id, card in worker.models.items():
                 count = cards[model_id][1] + 1 if model_id in cards else 1
                 cards[model_id] = (card, count)
         return cards
 
     def card(self, model: str) -> ModelCard | None:
-        for worker in self.workers.values():
+        for worker in self.everywhere():
             if model in worker.models:
                 return worker.models[model]
         return None
@@ -245,30 +253,35 @@ class Coordinator:
     # dispatch ----------------------------------------------------------------------------------
 
     def _pick(self, model: str, tried: set[str]) -> WorkerLink | None:
-        """The least-loaded free worker serving `model`, preferring one not `tried` yet."""
+        """The least-loaded free worker serving `model`, preferring one not `tried` yet, then
+        one of this replica (a job relayed through another costs a hop per chunk)."""
         best: WorkerLink | None = None
-        best_rank = (True, 0.0)
-        for worker in self.workers.values():
+        best_rank = (True, True, 0.0)
+        for worker in self.everywhere():
             free = len(worker.jobs) < worker.slots and not worker.draining
             free = free and self.health.available(worker.wallet)
-            rank = (worker.id in tried, worker.load)
+            rank = (worker.id in tried, worker.replica is not None, worker.load)
             if model in worker.models and free and (best is None or rank < best_rank):
                 best, best_rank = worker, rank
         return best
 
     def serves(self, model: str) -> bool:
-        return any(model in w.models for w in self.workers.values())
+        return any(model in w.models for w in self.everywhere())
 
     def _may_serve(self, model: str) -> bool:
         """A worker serving `model` is not cooling down or paused."""
         return any(model in w.models and self.health.available(w.wallet)
-                   for w in self.workers.values())
+                   for w in self.everywhere())
 
     def _bench_ends_in(self, model: str) -> int:
         """Whole seconds until the first benched worker serving `model` may take jobs."""
-        left = min((self.health.benched_for(w.wallet) for w in self.workers.values()
+        left = min((self.health.benched_for(w.wallet) for w in self.everywhere()
                     if model in w.models), default=0.0)
         return max(1, math.ceil(left))
+
+    def wake(self, model: str) -> None:
+        """Let one request waiting for `model` try again (a slot may be free)."""
+        self._wake(model)
 
     def _wake(self, model: str) -> None:
         waiters = self._waiters.get(model)

@@ -100,6 +100,7 @@ class Usage(BaseModel):
 
     prompt_tokens: int = Field(0, ge=0)
     completion_tokens: int = Field(0, ge=0)
+    cached_tokens: int = Field(0, ge=0)  # of the prompt's, those the worker had in its cache
 
 
 class Challenge(_Frame):

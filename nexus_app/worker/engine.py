@@ -32,6 +32,7 @@ from nexus_app.worker.events import Embedded, EngineStop, Event, Failed, Finishe
 from nexus_app.worker.llamacpp import Batch, Context, LlamaError, LlamaFatal, Model
 from nexus_app.worker.logprobs import token_logprob
 from nexus_app.worker.sampling import RequestError, Sampling, free_chain
+from nexus_app.worker.slots import Slots
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class _Sequence:
     seq_id: int = -1
     chain: Any = None
     fed: int = 0  # prompt tokens already in the KV cache
+    reused: int = 0  # of those, the ones a previous request left in the slot's cache
+    cached: list[int] = field(default_factory=list)  # every token in the sequence's cache
     next_token: int | None = None  # sampled, to be fed in the next step
     logits_at: int | None = None  # batch index of this sequence's logits
     generated: int = 0
@@ -73,7 +76,8 @@ class Engine:
     """Serves one loaded model to up to `slots` concurrent generations."""
 
     def __init__(self, model: Model, *, slots: int, context_per_slot: int, threads: int,
-                 on_fault: Callable[[str], None] | None = None) -> None:
+                 on_fault: Callable[[str], None] | None = None,
+                 prefix_similarity: float = 0.5) -> None:
         self.model = model
         self.on_fault = on_fault  # called (from the engine thread) if the engine stops on a fault
         self.fault: str | None = None
@@ -85,7 +89,7 @@ class Engine:
         self._batch = Batch(self.context.n_batch)
         self._embed_context: Context | None = None
         self._embed_batch: Batch | None = None
-        self._free_ids = list(range(slots - 1, -1, -1))
+        self._slots = Slots(slots, prefix_similarity)
         self._waiting: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
         self._embeds: deque[_EmbedJob] = deque()
@@ -195,7 +199,7 @@ class Engine:
         self._embeds.clear()
 
     def _admit(self) -> None:
-        while self._waiting and self._free_ids:
+        while self._waiting and self._slots:
             sequence = self._waiting.popleft()
             try:
                 sequence.chain = sequence.sampling.chain(self.model)
@@ -209,8 +213,17 @@ class Engine:
             except BaseException:
                 self._waiting.appendleft(sequence)  # to be failed with the rest
                 raise
-            sequence.seq_id = self._free_ids.pop()
+            self._take_slot(sequence)
             self._active.append(sequence)
+
+    def _take_slot(self, sequence: _Sequence) -> None:
+        """Give `sequence` the free slot that holds most of its prompt, dropping the rest of
+        that slot's cache; the prompt is then fed from where the two differ."""
+        sequence.seq_id, reused = self._slots.take(sequence.prompt)
+        if not self.context.keep_prefix(sequence.seq_id, reused):
+            reused = 0  # a model whose cache cannot be cut (recurrent) starts over
+        sequence.fed = sequence.reused = reused
+        sequence.cached = sequence.prompt[:reused]
 
     def _retire_stopped(self) -> None:
         now = time.monotonic()
@@ -228,6 +241,7 @@ class Engine:
             if sequence.next_token is not None:
                 sequence.logits_at = batch.add(sequence.next_token, sequence.position - 1,
                                                sequence.seq_id, True)
+                sequence.cached.append(sequence.next_token)
         for sequence in self._active:
             remaining = len(sequence.prompt) - sequence.fed
             if sequence.next_token is not None or remaining == 0 or batch.free == 0:
@@ -239,6 +253,7 @@ class Engine:
                 index = batch.add(sequence.prompt[pos], pos, sequence.seq_id, last)
                 if last:
                     sequence.logits_at = index
+            sequence.cached += sequence.prompt[sequence.fed:sequence.fed + take]
             sequence.fed += take
         try:
             self.context.decode(batch)
@@ -312,14 +327,17 @@ class Engine:
             if sequence.held or sequence.logprobs:
                 self._emit(sequence, sequence.held)
             sequence.held = ""
-        return Finished(reason, len(sequence.prompt), sequence.generated)
+        return Finished(reason, len(sequence.prompt), sequence.generated, sequence.reused)
 
     def _finish(self, sequence: _Sequence, event: Event) -> None:
         sequence.stream.put(event)
         if sequence in self._active:
             self._active.remove(sequence)
-            self.context.forget(sequence.seq_id)
-            self._free_ids.append(sequence.seq_id)
+            if isinstance(event, Finished):  # its cache is what `cached` says: kept for reuse
+                self._slots.give_back(sequence.seq_id, sequence.cached)
+            else:  # a failed step may have left the cache in any state
+                self.context.forget(sequence.seq_id)
+                self._slots.give_back(sequence.seq_id, [])
         if sequence.chain is not None:
             free_chain(sequence.chain)
             sequence.chain = None

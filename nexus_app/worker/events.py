@@ -27,6 +27,7 @@ class Finished:
     reason: EngineStop
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt's, those found in the slot's cache (not fed again)
 
 
 @dataclass(frozen=True)

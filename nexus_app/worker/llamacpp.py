@@ -189,6 +189,14 @@ class Context:
         """Drop a sequence's cells from the KV cache."""
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
 
+    def keep_prefix(self, seq_id: int, length: int) -> bool:
+        """Drop sequence `seq_id`'s cache from position `length` on; False (the sequence
+        then cleared) when the model's cache cannot be cut there."""
+        if llama_cpp.llama_memory_seq_rm(self.memory, seq_id, length, -1):
+            return True
+        self.forget(seq_id)
+        return False
+
     def clear(self) -> None:
         llama_cpp.llama_memory_clear(self.memory, True)
 

@@ -33,11 +33,13 @@ class ModelServer:
     """A loaded model with its engine; `serve` runs one job to its last frame."""
 
     def __init__(self, local: LocalModel, *, slots: int, context_per_slot: int, threads: int,
-                 gpu_layers: int, on_fault: Callable[[str], None] | None = None) -> None:
+                 gpu_layers: int, on_fault: Callable[[str], None] | None = None,
+                 prefix_similarity: float = 0.5) -> None:
         self.local = local
         self.model = Model(local.path, gpu_layers)
         self.engine = Engine(self.model, slots=slots, context_per_slot=context_per_slot,
-                             threads=threads, on_fault=on_fault)
+                             threads=threads, on_fault=on_fault,
+                             prefix_similarity=prefix_similarity)
         self.template = ChatTemplate(local.chat_template, self.model.bos_text,
                                      self.model.eos_text)
         self.streams: dict[str, Stream] = {}
@@ -124,7 +126,8 @@ class ModelServer:
                     if reader.calls and reason == "stop":
                         reason = "tool_calls"
                 usage = Usage(prompt_tokens=event.prompt_tokens,
-                              completion_tokens=event.completion_tokens)
+                              completion_tokens=event.completion_tokens,
+                              cached_tokens=event.cached_tokens)
                 await send(Done(job_id=job_id, finish_reason=reason,
                                 usage=usage))
             elif isinstance(event, Embedded):

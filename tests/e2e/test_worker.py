@@ -253,3 +253,33 @@ async def test_a_client_that_leaves_a_non_streaming_request_stops_generation(
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
             balance = (await http.get("/v1/balance", headers=auth(key))).json()
         assert balance["total_spent"] > 0  # what the worker generated before the cancel
+
+
+async def test_the_next_chat_turn_reuses_the_workers_cache_and_costs_the_same(
+    gateway_process: StartGateway, worker_process: StartWorker
+) -> None:
+    """The worker keeps a finished chat's tokens in its slot's cache: the second turn reports
+    the first turn's prompt as cached tokens (OpenAI's `prompt_tokens_details`), in a stream
+    too, and is billed for its whole prompt as before."""
+    gateway = gateway_process()
+    worker_process(gateway.url)
+    wait_for_workers(gateway.url, 1)
+    _, key = await gateway.funded_key(10**9)
+    client = AsyncOpenAI(base_url=gateway.url + "/v1", api_key=key)
+    turn = [{"role": "user", "content": "Name three colours of the rainbow."}]
+    first = await client.chat.completions.create(model=MODEL_ID, messages=turn,  # type: ignore
+                                                 max_tokens=16, temperature=0)
+    assert first.usage is not None and first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    turn += [{"role": "assistant", "content": first.choices[0].message.content or ""},
+             {"role": "user", "content": "And two more?"}]
+    stream = await client.chat.completions.create(
+        model=MODEL_ID, messages=turn, max_tokens=16, temperature=0, stream=True,  # type: ignore
+        stream_options={"include_usage": True})
+    usage = [chunk.usage async for chunk in stream if chunk.usage][-1]
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens >= first.usage.prompt_tokens - 2
+    assert usage.prompt_tokens > usage.prompt_tokens_details.cached_tokens
+    price = resolve_price(gateway.settings.default_price, gateway.settings)
+    assert usage.cost == price.cost(  # type: ignore[attr-defined]
+        usage.prompt_tokens, usage.completion_tokens)

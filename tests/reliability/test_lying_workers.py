@@ -124,3 +124,24 @@ async def test_log_probabilities_are_relayed_only_as_asked_and_one_per_token(
         assert balance.total_spent == spent and balance.reserved == 0  # refunded in full
         assert (await gw.store.worker_earnings(liar.wallet)).earned == 0
         assert (await gw.store.audit()).ok
+
+
+async def test_cached_tokens_are_reported_capped_and_change_no_price(tmp_path: Path) -> None:
+    """A worker's count of prompt tokens it had cached is shown to the client, never more
+    than the prompt tokens billed, and the cost is the same as without a cache."""
+    price = {"per_request": 1000, "input_per_million": 1_000_000}  # 1 base unit per token
+    settings = make_settings(tmp_path, prices={"scripted-model": price})
+    async with running_gateway(settings) as gw:
+        account = await gw.account(credit=1_000_000)
+        honest = await gw.worker(prompt_tokens=40, cached_tokens=30)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+            first = (await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                                     json=CHAT)).json()["usage"]
+            await honest.stop()
+            await gw.worker(prompt_tokens=40, cached_tokens=10**6)
+            second = (await http.post("/v1/chat/completions", headers=auth(account.api_key),
+                                      json=CHAT)).json()["usage"]
+        assert first["prompt_tokens_details"] == {"cached_tokens": 30}
+        assert second["prompt_tokens_details"] == {"cached_tokens": second["prompt_tokens"]}
+        assert first["cost"] == second["cost"] == 1000 + first["prompt_tokens"]
+        assert (await gw.store.audit()).ok

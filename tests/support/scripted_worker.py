@@ -55,6 +55,7 @@ class ScriptedWorker:
     slots: int = 4
     context_length: int = 4096
     prompt_tokens: int = 11
+    cached_tokens: int = 0  # of the prompt tokens, those it says it found in its cache
     keypair: Keypair = field(default_factory=Keypair)
     # misbehaviour, for reliability tests
     fail_with: str | None = None  # answer every job with this error code
@@ -201,7 +202,7 @@ class ScriptedWorker:
                     await asyncio.sleep(self.token_delay_s)
         except asyncio.CancelledError:
             finish = "cancelled"
-        usage = Usage(prompt_tokens=self.prompt_tokens,
+        usage = Usage(prompt_tokens=self.prompt_tokens, cached_tokens=self.cached_tokens,
                       completion_tokens=sent if self.claimed_tokens is None
                       else self.claimed_tokens)
         await ws.send(encode(Done(job_id=job.job_id, finish_reason=finish, usage=usage)))

@@ -18,18 +18,10 @@ from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import bundled_model_path, describe
 from nexus_app.worker.prompts import ChatTemplate
 from nexus_app.worker.sampling import Sampling
+from tests.support.engine import chat_tokens, collect, far
 from tests.support.faulty_sampling import FatalSampling, FaultySampling
 
 STORY = [{"role": "user", "content": "Write a long story about a dragon and a knight."}]
-
-
-@pytest.fixture(scope="module")
-def model() -> Iterator[Model]:
-    path = bundled_model_path()
-    assert path is not None
-    loaded = Model(path, gpu_layers=-1)
-    yield loaded
-    loaded.close()
 
 
 @pytest.fixture(scope="module")
@@ -37,29 +29,6 @@ def engine(model: Model) -> Iterator[Engine]:
     running = Engine(model, slots=2, context_per_slot=1024, threads=os.cpu_count() or 1)
     yield running
     running.close()
-
-
-def chat_tokens(model: Model, messages: list[dict[str, str]]) -> list[int]:
-    """The prompt tokens the worker builds for a chat, with the model's own template."""
-    path = bundled_model_path()
-    assert path is not None
-    template = ChatTemplate(describe(path).chat_template, model.bos_text, model.eos_text)
-    text = template.prompt({"messages": messages}).text
-    return model.tokenize(text, add_special=False, parse_special=True)
-
-
-async def collect(stream: Stream) -> tuple[str, Finished | Failed | Embedded]:
-    parts: list[str] = []
-    async for event in stream:
-        if isinstance(event, Text):
-            parts.append(event.text)
-        else:
-            return "".join(parts), event
-    raise AssertionError("the stream ended without a final event")
-
-
-def far() -> float:
-    return time.monotonic() + 120
 
 
 async def test_generates_until_max_tokens(engine: Engine, model: Model) -> None:

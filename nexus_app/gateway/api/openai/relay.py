@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from starlette.types import Receive
@@ -49,13 +49,16 @@ def error_event(error: ApiError) -> bytes:
 END_OF_STREAM = sse_data(b"[DONE]")  # the last event of a Chat or Completions stream
 
 
-def usage_body(ticket: Ticket) -> dict[str, int]:
+def usage_body(ticket: Ticket) -> dict[str, Any]:
     """The usage as billed (token counts capped by what the gateway relayed), with `cost`:
-    what the request was charged, in token base units."""
+    what the request was charged, in token base units, and the prompt tokens the worker
+    found in its cache (billed like the others)."""
     billed = ticket.billed
     prompt, completion = (billed.prompt_tokens, billed.completion_tokens) if billed else (0, 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion, "cost": billed.cost if billed else 0}
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": ticket.cached_tokens},
+            "cost": billed.cost if billed else 0}
 
 
 async def collect(gateway: Gateway, ticket: Ticket, receive: Receive

@@ -28,8 +28,9 @@ from nexus_app.ids import new_id
 from nexus_app.protocol import Chunk, Done
 
 
-def _usage(usage: dict[str, int]) -> dict[str, Any]:
-    return {"input_tokens": usage["prompt_tokens"], "input_tokens_details": {"cached_tokens": 0},
+def _usage(usage: dict[str, Any]) -> dict[str, Any]:
+    return {"input_tokens": usage["prompt_tokens"],
+            "input_tokens_details": usage["prompt_tokens_details"],
             "output_tokens": usage["completion_tokens"],
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": usage["total_tokens"]}

@@ -113,6 +113,7 @@ async def test_oversize_body_is_413(tmp_path: Path) -> None:
             assert_openai_error(response, 413)
 
 
+@pytest.mark.both_ledgers
 async def test_authentication_errors(gw, http) -> None:
     error = assert_openai_error(await http.post("/v1/chat/completions", json=CHAT), 401)
     assert error["code"] == "missing_api_key"
@@ -185,6 +186,7 @@ async def test_models_served_earlier_are_remembered_within_a_bound(gw, http,
     assert len(kept.jobs) == 1
 
 
+@pytest.mark.both_ledgers
 async def test_insufficient_credit_is_402_and_charges_nothing(gw, http) -> None:
     account = await gw.account(credit=999)
     worker = await gw.worker()
@@ -280,6 +282,7 @@ async def test_bad_tool_choices_are_400s(gw, http, choice, words) -> None:
     assert (await gw.store.balance(account.wallet)).balance == 100_000
 
 
+@pytest.mark.both_ledgers
 async def test_rate_limit_per_key_with_retry_after(gw, http) -> None:
     account = await gw.account(credit=100_000)
     await gw.worker()
@@ -312,6 +315,7 @@ async def test_guessing_keys_is_rate_limited_per_address(tmp_path: Path) -> None
     assert statuses[5:] == [429, 429]
 
 
+@pytest.mark.both_ledgers
 async def test_keys_lifecycle_and_immediate_revocation(gw, http) -> None:
     account = await gw.account(credit=5000)
     await gw.worker()
@@ -336,6 +340,7 @@ async def test_keys_lifecycle_and_immediate_revocation(gw, http) -> None:
     assert [k["last_used_at"] is not None for k in listed if k["id"] == created["id"]] == [True]
 
 
+@pytest.mark.both_ledgers
 async def test_keys_need_a_session_not_an_api_key(gw, http) -> None:
     account = await gw.account()
     response = await http.post("/v1/keys", json={"name": "x"}, headers=auth(account.api_key))
@@ -348,6 +353,7 @@ async def test_keys_need_a_session_not_an_api_key(gw, http) -> None:
     assert_openai_error(response, 404)
 
 
+@pytest.mark.both_ledgers
 async def test_wallet_sign_in(gw, http) -> None:
     keypair = Keypair()
     wallet = str(keypair.pubkey())
@@ -377,6 +383,7 @@ async def test_wallet_sign_in(gw, http) -> None:
         await http.post("/v1/auth/challenge", json={"wallet": "x" * 40}), 400)
 
 
+@pytest.mark.both_ledgers
 async def test_balance_by_key_and_by_session(gw, http) -> None:
     account = await gw.account(credit=1_234_567)
     for credential in (account.api_key, account.session):
@@ -425,6 +432,7 @@ async def test_health_metrics_and_openapi(gw, http) -> None:
     assert "ChatCompletionRequest" in json.dumps(spec)
 
 
+@pytest.mark.both_ledgers
 @pytest.mark.parametrize("credential", ["api_key", "session"])
 async def test_no_secret_in_error_bodies(gw, http, credential: str) -> None:
     account = await gw.account()
@@ -433,6 +441,7 @@ async def test_no_secret_in_error_bodies(gw, http, credential: str) -> None:
     assert secret not in response.text and secret[:20] not in response.text
 
 
+@pytest.mark.both_ledgers
 async def test_tokens_per_minute_limit(gw, http) -> None:
     account = await gw.account(credit=100_000)
     worker = await gw.worker()

@@ -26,11 +26,15 @@ from nexus_app.client.gateway import ClientError
 from nexus_app.gateway.ledger.records import DepositIntentRecord
 from tests.support.deposits import NEXUS, Depositor, chain, depositor, on_chain, treasury
 from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
+from tests.support.postgres import execute, query
+
+pytestmark = pytest.mark.both_ledgers  # on the SQLite ledger and on PostgreSQL
 
 
 @pytest.fixture
-async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    async with running_gateway(make_settings(tmp_path, chain_poll_interval_s=0.2)) as running:
+async def gw(tmp_path: Path, ledger_url: str | None) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(make_settings(tmp_path, ledger_url=ledger_url,
+                                             chain_poll_interval_s=0.2)) as running:
         yield running
 
 
@@ -212,8 +216,9 @@ async def test_bad_deposit_requests_get_clear_errors(gw: RunningGateway) -> None
 
 # intents are free: bounded per account, deleted when unpaid past their retention -----------
 
-async def test_open_intents_per_account_are_capped_with_a_clear_429(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, deposit_intents_per_account=3)
+async def test_open_intents_per_account_are_capped_with_a_clear_429(
+        tmp_path: Path, ledger_url: str | None) -> None:
+    settings = make_settings(tmp_path, ledger_url=ledger_url, deposit_intents_per_account=3)
     async with running_gateway(settings) as gw:
         user = await depositor(gw)
         intents = [await user.client.deposit_intent("1") for _ in range(3)]
@@ -232,22 +237,24 @@ async def test_open_intents_per_account_are_capped_with_a_clear_429(tmp_path: Pa
         assert (await gw.store.audit()).ok
 
 
-async def test_expired_unpaid_intents_are_deleted_and_paid_ones_kept(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, chain_poll_interval_s=0.1, deposit_intent_retention_s=0)
+async def test_expired_unpaid_intents_are_deleted_and_paid_ones_kept(
+        tmp_path: Path, ledger_url: str | None) -> None:
+    settings = make_settings(tmp_path, ledger_url=ledger_url,
+                             chain_poll_interval_s=0.1, deposit_intent_retention_s=0)
     async with running_gateway(settings) as gw:
         user = await depositor(gw)
         paid = await user.client.deposit(user.keypair, "2")
         store = gw.store
         an_hour_ago = time.time() - 3600
-        store.db.execute("UPDATE deposit_intents SET expires_at = ?", (an_hour_ago,))
+        await execute(store, "UPDATE deposit_intents SET expires_at = ?", an_hour_ago)
         for n in range(50):  # a flood of intents that expired unpaid
             await store.add_deposit_intent(DepositIntentRecord(
                 f"dep_old{n}", user.account.wallet, str(Keypair().pubkey()), NEXUS, "m",
                 an_hour_ago - 60, an_hour_ago), 100)
 
         async def pruned() -> bool:
-            rows = store.db.execute("SELECT COUNT(*) FROM deposit_intents").fetchone()[0]
-            return bool(rows == 1)
+            rows = await query(store, "SELECT COUNT(*) FROM deposit_intents")
+            return bool(rows[0][0] == 1)
 
         for _ in range(100):
             if await pruned():
@@ -267,7 +274,7 @@ async def test_watcher_credits_a_late_deposit_of_an_intent_that_expired(
     watcher still credits it, within the intent's retention."""
     user = await depositor(gw)
     intent = await user.client.deposit_intent("3")
-    gw.store.db.execute("UPDATE deposit_intents SET expires_at = ?", (time.time() - 60,))
+    await execute(gw.store, "UPDATE deposit_intents SET expires_at = ?", time.time() - 60)
     await chain(gw).send(build_deposit(user.keypair, intent))
     for _ in range(100):
         if await credit(gw, user.account.wallet):

@@ -9,22 +9,26 @@ import calendar
 from pathlib import Path
 
 import httpx
+import pytest
 from solders.keypair import Keypair
 
 from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import faucet
 from nexus_app.gateway.ledger.records import EntryKind, FreeTopUp, Settlement
-from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.money.free_credit import FreeCredit, week_number
 from nexus_app.gateway.money.promo import fund_promo
 from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
+from tests.support.postgres import query
+
+pytestmark = pytest.mark.both_ledgers  # on the SQLite ledger and on PostgreSQL
 
 ALICE, BOB = "alice-account", "bob-account"
 MONDAY = calendar.timegm((2026, 11, 23, 0, 0, 0))  # a Monday, 00:00 UTC
 WEEK = 7 * 86400
 
 
-async def fund_pool(store: SQLiteStore, amount: int, signature: str = "funding-1") -> None:
+async def fund_pool(store: Store, amount: int, signature: str = "funding-1") -> None:
     """The pool's funding as the ledger records it once the chain check passed (the check
     itself is exercised against a real chain in the API tests and tests/security/)."""
     assert await store.credit_promo_funding(signature, amount, "operator-wallet")
@@ -40,9 +44,9 @@ async def fund_pool_on_chain(gw: RunningGateway, amount: int) -> None:
     assert credit.credited and credit.amount == amount
 
 
-def entries(store: SQLiteStore, kind: EntryKind = EntryKind.FREE_CREDIT) -> list[int]:
-    rows = store.db.execute("SELECT amount FROM ledger WHERE kind = ? ORDER BY id",
-                            (kind,)).fetchall()
+async def entries(store: Store, kind: EntryKind = EntryKind.FREE_CREDIT) -> list[int]:
+    rows = await query(store, "SELECT amount FROM ledger WHERE kind = ? ORDER BY id",
+                       kind.value)
     return [amount for (amount,) in rows]
 
 
@@ -69,11 +73,12 @@ async def test_free_credit_tops_up_once_a_week_and_never_accumulates(store) -> N
     assert await credit.top_up(ALICE, now=MONDAY + WEEK + 5) == FreeTopUp(500, 300, 0)
     assert (await store.balance(ALICE)).free_balance == 500
     assert await store.promo_pool() == 9_300
-    assert (entries(store), entries(store, EntryKind.FREE_CREDIT_LAPSE)) == ([500, 500], [300])
+    assert (await entries(store), await entries(store, EntryKind.FREE_CREDIT_LAPSE)) == (
+        [500, 500], [300])
     # a second gateway process (its own memory) still issues once per week
     other = FreeCredit(store, 500, "monday")
     await other.top_up(ALICE, now=MONDAY + WEEK + 60)
-    assert entries(store) == [500, 500]
+    assert await entries(store) == [500, 500]
     audit = await store.audit()
     assert audit.ok and audit.free_credits == 1000 and audit.free_lapsed == 300
     assert (audit.pool, audit.promo_funding, audit.free_spent) == (9_300, 10_000, 200)
@@ -91,7 +96,7 @@ async def test_an_empty_pool_issues_nothing_and_a_short_one_what_it_holds(store)
     await fund_pool(store, 1_000, signature="funding-2")
     assert await credit.top_up(BOB, now=MONDAY + 120) == FreeTopUp(300, 0, 0)
     assert await credit.top_up(BOB, now=MONDAY + 150) == FreeTopUp()  # in full: nothing more
-    assert sum(entries(store)) == 1_000 and await store.promo_pool() == 700
+    assert sum(await entries(store)) == 1_000 and await store.promo_pool() == 700
     assert (await store.audit()).ok
 
 
@@ -144,8 +149,10 @@ async def test_concurrent_requests_never_overdraw_free_credit(store) -> None:
     assert (await store.audit()).ok
 
 
-async def test_the_api_shows_and_spends_the_free_credit(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, free_credit_weekly="0.01", free_credit_weekday="sunday")
+async def test_the_api_shows_and_spends_the_free_credit(
+        tmp_path: Path, ledger_url: str | None) -> None:
+    settings = make_settings(tmp_path, ledger_url=ledger_url,
+                             free_credit_weekly="0.01", free_credit_weekday="sunday")
     async with running_gateway(settings) as gw:
         await fund_pool_on_chain(gw, 25_000)
         account = await gw.account()

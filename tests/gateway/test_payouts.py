@@ -18,6 +18,8 @@ from tests.support.deposits import NEXUS, Depositor, chain, depositor, on_chain,
 from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
 from tests.support.scripted_worker import ScriptedWorker
 
+pytestmark = pytest.mark.both_ledgers  # on the SQLite ledger and on PostgreSQL
+
 CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"}]}
 WORKER_SHARE = 800  # of the scripted model's 1000 base units per request
 
@@ -164,8 +166,9 @@ async def test_a_payout_sent_before_heights_were_recorded_gets_a_deadline(
     assert (await store.audit()).ok
 
 
-async def test_after_restart_chain_ledger_and_history_agree(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path)
+async def test_after_restart_chain_ledger_and_history_agree(
+        tmp_path: Path, ledger_url: str | None) -> None:
+    settings = make_settings(tmp_path, ledger_url=ledger_url)
     async with running_gateway(settings) as gw:
         alice, bob = await depositor(gw, "50"), await depositor(gw, "30")
         await alice.client.deposit(alice.keypair, "20")

@@ -24,6 +24,8 @@ from tests.support.api import assert_openai_error
 from tests.support.asgi import free_port, read_body, serving
 from tests.support.gateways import RunningGateway, auth, make_settings, running_gateway
 
+pytestmark = pytest.mark.both_ledgers  # on the SQLite ledger and on PostgreSQL
+
 NEXUS = 10**6
 
 
@@ -71,9 +73,10 @@ def fast_retries(tmp_path: Path, **overrides):
 
 
 @pytest.fixture
-async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
+async def gw(tmp_path: Path, ledger_url: str | None) -> AsyncIterator[RunningGateway]:
     """A gateway whose webhooks may reach receivers on loopback."""
-    async with running_gateway(make_settings(tmp_path, webhook_allow_loopback=True)) as running:
+    async with running_gateway(make_settings(tmp_path, ledger_url=ledger_url,
+                                             webhook_allow_loopback=True)) as running:
         yield running
 
 
@@ -83,8 +86,9 @@ async def register(http: httpx.AsyncClient, session: str, **body) -> dict:
     return response.json()
 
 
-async def test_deposit_credited_is_signed_and_verifies(tmp_path: Path) -> None:
-    async with running_gateway(fast_retries(tmp_path)) as gw:
+async def test_deposit_credited_is_signed_and_verifies(
+        tmp_path: Path, ledger_url: str | None) -> None:
+    async with running_gateway(fast_retries(tmp_path, ledger_url=ledger_url)) as gw:
         receiver = await Receiver().start()
         account = await gw.account()
         async with httpx.AsyncClient(base_url=gw.url) as http:
@@ -123,9 +127,10 @@ async def test_deposit_credited_is_signed_and_verifies(tmp_path: Path) -> None:
         await receiver.stop()
 
 
-async def test_a_receiver_that_is_down_gets_the_event_after_it_comes_back(tmp_path) -> None:
+async def test_a_receiver_that_is_down_gets_the_event_after_it_comes_back(
+        tmp_path, ledger_url: str | None) -> None:
     receiver = Receiver()  # not started: connections are refused
-    settings = fast_retries(tmp_path)
+    settings = fast_retries(tmp_path, ledger_url=ledger_url)
     async with running_gateway(settings) as gw:
         account = await gw.account()
         async with httpx.AsyncClient(base_url=gw.url) as http:
@@ -142,7 +147,8 @@ async def test_a_receiver_that_is_down_gets_the_event_after_it_comes_back(tmp_pa
                 await asyncio.sleep(0.05)
             assert (delivery["status"], delivery["last_status"]) == ("pending", "refused")
     # the gateway restarts (same data dir and signing key) while the receiver is still down
-    async with running_gateway(fast_retries(tmp_path, port=settings.port)) as gw:
+    async with running_gateway(fast_retries(tmp_path, ledger_url=ledger_url,
+                                            port=settings.port)) as gw:
         await receiver.start()
         headers, body = await receiver.wait_for("key.created", timeout=30)
         verify(hook["secret"], headers["x-nexus-signature"], body)
@@ -195,8 +201,10 @@ async def test_model_unavailable_when_its_last_worker_leaves(gw, http) -> None:
     await receiver.stop()
 
 
-async def test_a_delivery_is_given_up_after_the_last_attempt(tmp_path: Path) -> None:
-    async with running_gateway(fast_retries(tmp_path, webhook_max_attempts=2)) as gw:
+async def test_a_delivery_is_given_up_after_the_last_attempt(
+        tmp_path: Path, ledger_url: str | None) -> None:
+    async with running_gateway(fast_retries(tmp_path, ledger_url=ledger_url,
+                                            webhook_max_attempts=2)) as gw:
         receiver = Receiver(status=500)
         await receiver.start()
         account = await gw.account()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import asyncpg
 import pytest
@@ -63,14 +65,20 @@ def fresh_schema(database: str | None) -> Iterator[str]:
         _run(f"DROP SCHEMA {schema} CASCADE", db_name)
 
 
-async def execute(store: object, sql: str) -> None:
-    """Run `sql` on the store's own database, whichever backend (tests that tamper with it)."""
+async def query(store: object, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Run `sql` (with `?` placeholders) on the store's own database, whichever backend: for
+    tests that look into or tamper with it. Returns the rows."""
     from nexus_app.gateway.ledger.postgres.store import PostgresStore
     from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 
     if isinstance(store, PostgresStore):
+        numbers = iter(range(1, 100))
+        numbered = re.sub(r"\?", lambda _: f"${next(numbers)}", sql)
         async with store.pool.acquire() as conn:
-            await conn.execute(sql)
-    else:
-        assert isinstance(store, SQLiteStore)
-        store.db.execute(sql)
+            return [tuple(row) for row in await conn.fetch(numbered, *args)]
+    assert isinstance(store, SQLiteStore)
+    return store.db.execute(sql, args).fetchall()
+
+
+async def execute(store: object, sql: str, *args: object) -> None:
+    await query(store, sql, *args)

@@ -50,7 +50,7 @@ class PostgresWebhooks(PostgresBase):
         await self._tx(lambda conn: conn.executemany(
             f"INSERT INTO webhook_deliveries ({self._DELIVERY_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            [(d.id, d.webhook_id, d.event_id, d.event, d.payload, d.status.value, d.attempts,
+            [(d.id, d.webhook_id, d.event_id, d.event, d.payload, str(d.status), d.attempts,
               d.next_attempt_at, d.created_at, d.last_outcome) for d in deliveries]))
 
     async def due_deliveries(self, now: float, limit: int) -> list[tuple[WebhookDelivery, str]]:
@@ -68,7 +68,7 @@ class PostgresWebhooks(PostgresBase):
         await self._tx(lambda conn: conn.execute(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1,"
             " next_attempt_at = $2, last_outcome = $3 WHERE id = $4",
-            status.value, next_attempt_at, outcome, delivery_id))
+            str(status), next_attempt_at, outcome, delivery_id))
 
     async def deliveries(self, webhook_id: str, limit: int) -> list[WebhookDelivery]:
         rows = await self._read(lambda conn: conn.fetch(

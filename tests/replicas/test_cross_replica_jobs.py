@@ -7,34 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-import redis.asyncio as aioredis
-
-from nexus_app.chain.treasury import Treasury
-from tests.support.chain_node import provision, wait_until
+from tests.support.chain_node import wait_until
 from tests.support.gateways import RunningGateway
-from tests.support.replicas import replica_settings, running_replicas, stream_chat
+from tests.support.replicas import stream_chat
 from tests.support.scripted_worker import DEFAULT_REPLY, ScriptedWorker
 
 PRICE = 1000  # scripted-model's per-request price (tests/support/gateways.py)
-
-
-@pytest.fixture
-async def treasury(node) -> Treasury:  # type: ignore[no-untyped-def]
-    return await provision(node.url)
-
-
-@pytest.fixture
-async def pair(node, treasury: Treasury, tmp_path: Path,  # type: ignore[no-untyped-def]
-               shared: tuple[aioredis.Redis, str]) -> AsyncIterator[list[RunningGateway]]:
-    """Replicas `a` and `b` (separate ledgers: only the Redis and the chain are shared)."""
-    _, prefix = shared
-    settings = [replica_settings(tmp_path, node, treasury, prefix, name) for name in "ab"]
-    async with running_replicas(settings) as replicas:
-        yield replicas
 
 
 async def remote_worker(a: RunningGateway, b: RunningGateway, **kwargs: object) -> ScriptedWorker:

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from nexus_app.config import Settings
+from nexus_app.gateway.cluster.challenges import RedisChallenges
 from nexus_app.gateway.cluster.leases import Ownership
 from nexus_app.gateway.cluster.limits import SharedLimiter
 from nexus_app.gateway.cluster.link import RedisHealth, connect
@@ -42,6 +43,7 @@ class Replica:
         self.revocations = Revocations(self.client, self.prefix, self.health,
                                        forget=auth.forget_key, forget_all=auth.forget_all_keys)
         auth.broadcast = self.revocations.publish
+        auth.shared_challenges = RedisChallenges(self.client, self.prefix, self.health)
         self.remote = RemoteJobs(self.client, self.prefix, self.name, coordinator)
         self.registry = WorkerRegistry(self.client, self.prefix, self.name, coordinator,
                                        self.remote)

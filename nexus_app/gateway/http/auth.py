@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import Scope
 
@@ -49,6 +49,19 @@ def hash_secret(secret: str) -> str:
 def display_prefix(secret: str) -> str:
     """The part of a key that may be shown in listings."""
     return secret[: len(KEY_PREFIX) + 6]
+
+
+class SharedChallenges(Protocol):
+    """Sign-in challenges every replica can take (a login may reach another replica than
+    its challenge did); each is taken once, wherever."""
+
+    async def put(self, challenge: SignInChallenge) -> None: ...
+    async def take(self, nonce: str) -> SignInChallenge | None: ...
+
+    @property
+    def down(self) -> bool:
+        """Redis is unreachable: only this replica's own challenges can be taken."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,7 @@ class Authenticator:
         self._epoch = 0
         # tells the other replicas of a revocation (set when there are several)
         self.broadcast: Callable[[str], Awaitable[None]] | None = None
+        self.shared_challenges: SharedChallenges | None = None  # set when there are several
         self._last_used: dict[str, float] = {}
 
     @classmethod
@@ -255,7 +269,10 @@ class Authenticator:
         if not is_valid_address(wallet):
             raise BadRequest("'wallet' is not a Solana address.", param="wallet")
         issuer = sign_in_issuer(scope, self.public_url, self.chain_id)
-        return self.challenges.issue(wallet, limit_address(scope), issuer)
+        challenge = self.challenges.issue(wallet, limit_address(scope), issuer)
+        if self.shared_challenges is not None:
+            await self.shared_challenges.put(challenge)
+        return challenge
 
     async def login(self, scope: Scope, wallet: str, nonce: str, signature: str,
                     message: str | None = None) -> tuple[str, float]:
@@ -263,6 +280,9 @@ class Authenticator:
         signature must be over exactly the message issued for the nonce."""
         await self.anonymous(scope)
         challenge = self.challenges.take(nonce)
+        if self.shared_challenges is not None:  # the authority: taken once on any replica
+            challenge = await self.shared_challenges.take(nonce) or (
+                challenge if self.shared_challenges.down else None)
         if challenge is None or challenge.wallet != wallet:
             raise Unauthorized("Unknown or expired sign-in challenge.", code="invalid_challenge")
         if message is not None and message != challenge.message:

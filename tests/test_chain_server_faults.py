@@ -6,7 +6,9 @@ and the on-chain solvency check passing:
 - JSON-RPC errors ("Node is behind") to every status poll of a payout the node executed;
 - a payout that lands but whose status and transaction the node withholds until its
   blockhash expires;
-- a node that executes `sendTransaction` and drops its answer (a payout and a deposit).
+- a node that executes `sendTransaction` and drops its answer (a payout and a deposit);
+- a payout accepted by the node and lost before any block: failed once its blockhash
+  expired, then paid by the next claim.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ async def earning_worker(gw: RunningGateway, node: ChainNode) -> tuple[Keypair, 
 
 
 async def assert_paid_once(gw: RunningGateway, node: ChainNode, worker: Keypair,
-                           client: GatewayClient) -> None:
+                           client: GatewayClient, payouts: tuple[str, ...] = ("paid",)) -> None:
+    """The worker's earnings paid by one transfer on chain (`payouts`: the statuses of its
+    payouts, a failed one included where one was), the audit and solvency passing."""
     async def paid() -> bool:
         return (await client.worker_earnings()).paid == EARNED
 
@@ -82,7 +86,7 @@ async def assert_paid_once(gw: RunningGateway, node: ChainNode, worker: Keypair,
     await chain.close()
     me = await client.worker_earnings()
     assert (me.pending, me.paying) == (0, 0)
-    assert [p.status for p in me.payouts] == ["paid"]
+    assert sorted(p.status for p in me.payouts) == sorted(payouts)
     assert (await raw_claim(gw, client)).status_code == 409
     audit = await gw.store.audit()
     assert audit.ok and audit.payouts == EARNED
@@ -122,6 +126,32 @@ async def test_a_payout_withheld_until_its_blockhash_expires_is_paid_once(
 
     node.clock.advance(BLOCKHASH_LIFETIME_BLOCKS + FINALITY_SLOTS + 1)  # past its expiry
     await assert_paid_once(gateway, node, worker, client)
+
+
+async def test_a_payout_lost_before_any_block_fails_after_expiry_then_pays_once(
+    gateway: RunningGateway, node: ChainNode,
+) -> None:
+    worker, client = await earning_worker(gateway, node)
+    node.faults.lose = 1  # accepted, answered with its signature, never in a block
+
+    sent = await client.claim()
+
+    assert sent.status == "sent" and node.faults.lost == [sent.signature]
+    calls = len(node.faults.calls)
+    await wait_until(lambda: _count(node, "getBlockHeight", calls, 3))
+    me = await client.worker_earnings()  # it could still land: unknown, not failed
+    assert (me.paying, me.pending) == (EARNED, 0)
+    assert (await raw_claim(gateway, client)).status_code == 409
+
+    node.clock.advance(BLOCKHASH_LIFETIME_BLOCKS + FINALITY_SLOTS + 1)  # now it never can
+
+    async def failed() -> bool:
+        return (await client.worker_earnings()).pending == EARNED
+
+    await wait_until(failed)
+    again = await client.claim()
+    assert again.status == "paid"
+    await assert_paid_once(gateway, node, worker, client, ("failed", "paid"))
 
 
 async def test_dropped_send_answers_leave_a_payout_and_a_deposit_to_the_watcher(

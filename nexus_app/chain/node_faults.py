@@ -1,7 +1,8 @@
 """The JSON-RPC node's fault switch, for tests of the failure paths against a chain that
 really executes: latency on every answer, chosen methods answered with a JSON-RPC error,
-answers dropped (the node does the work, the answer never comes), and transactions that
-land but whose status is withheld until their blockhash expires.
+answers dropped (the node does the work, the answer never comes), transactions accepted and
+lost before any block (as a leader may drop them), and transactions that land but whose
+status is withheld until their blockhash expires.
 
 A count of None means every call; a number counts calls down, then the fault is gone.
 """
@@ -36,14 +37,16 @@ class Faults:
     # transactions landing while this is on: no status, transaction or signature entry is
     # served for them until the block height passes their blockhash's last valid height
     withhold: bool = False
+    lose: int = 0  # the next sendTransaction calls: answered with the signature, never landed
     # what happened, for tests to assert on
     calls: list[str] = field(default_factory=list)
     answered_errors: list[str] = field(default_factory=list)
     dropped_answers: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # signatures accepted and never landed
 
     def clear(self) -> None:
         """No more faults (what happened stays recorded)."""
-        self.latency_s, self.withhold = 0.0, False
+        self.latency_s, self.withhold, self.lose = 0.0, False, 0
         self.errors.clear()
         self.dropped.clear()
 
@@ -58,6 +61,14 @@ class Faults:
                 del self.errors[method]
         self.answered_errors.append(method)
         return fault.error()
+
+    def loses(self, signature: str) -> bool:
+        """Whether the transaction sent now is lost instead of landing (counted down)."""
+        if self.lose <= 0:
+            return False
+        self.lose -= 1
+        self.lost.append(signature)
+        return True
 
     def drops(self, method: str) -> bool:
         """Whether the answer to this call of `method` is dropped (counted down)."""
@@ -75,7 +86,8 @@ class Faults:
     def configure(self, spec: dict[str, Any]) -> None:
         """Replace the faults with `spec`, the JSON form of this switch: {"latency_s": 0.2,
         "errors": {"getSignatureStatuses": {"code": -32005, "message": "Node is behind",
-        "calls": 3}}, "dropped": {"sendTransaction": 1}, "withhold": true} (all optional)."""
+        "calls": 3}}, "dropped": {"sendTransaction": 1}, "withhold": true, "lose": 1} (all
+        optional)."""
         errors = {method: RpcFault(int(fault["code"]), str(fault["message"]), fault.get("data"),
                                    fault.get("calls"))
                   for method, fault in dict(spec.get("errors") or {}).items()}
@@ -84,10 +96,11 @@ class Faults:
         self.clear()
         self.latency_s = float(spec.get("latency_s") or 0.0)
         self.withhold = bool(spec.get("withhold"))
+        self.lose = int(spec.get("lose") or 0)
         self.errors.update(errors)
         self.dropped.update(dropped)
 
     def record(self) -> dict[str, Any]:
         """What happened so far, in JSON."""
         return {"calls": self.calls, "answered_errors": self.answered_errors,
-                "dropped_answers": self.dropped_answers}
+                "dropped_answers": self.dropped_answers, "lost": self.lost}

@@ -132,7 +132,7 @@ class LocalNode:
             raise RpcError(-32003, "Transaction signature verification failure")
         if not config.get("skipPreflight"):
             await self._preflight(tx)
-        if await self.chain.transaction(signature) is None:
+        if await self.chain.transaction(signature) is None and not self.faults.loses(signature):
             await self.land(tx)
         return signature
 

@@ -1,10 +1,12 @@
 """TEST DOUBLE of a Solana cluster's JSON-RPC endpoint, on loopback.
 
-The RPC backend's own tests run against `nexus-app chain` (tests/test_rpc_chain.py), which
-executes for real. This double is kept for what that chain cannot be made to do: accept a
-transaction with a valid blockhash and never land it, hold a status short of a commitment for
-as long as a test likes, and move the block height by a test's hand within one RPC answer
-(the attacks of tests/security/ and the timeouts of tests/reliability/ script these). It
+The RPC backend's own tests and the trust model's failure paths run against `nexus-app chain`
+(tests/test_rpc_chain.py, tests/test_chain_server_faults.py), which executes for real and whose
+fault switch answers with errors, drops answers, loses accepted transactions, withholds
+statuses until expiry and jumps its clock. This double remains for the attacks of
+tests/security/ and the timeouts of tests/reliability/ written against it, and for what that
+chain cannot be made to do: hold a status short of a commitment for as long as a test likes
+(the chain's statuses follow its clock), and change a token balance without a transaction. It
 executes almost nothing: it remembers the transactions sent to it and answers each method
 with a response in the shape the Solana RPC documentation gives (getLatestBlockhash,
 getBlockHeight, sendTransaction, getSignatureStatuses, getTransaction with base64 encoding,

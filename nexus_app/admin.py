@@ -1,5 +1,6 @@
 """The operator's commands (`nexus-app admin …`), run on the gateway's host against its data
-dir: grants, the ledger and solvency audit, and funding the promotional pool on chain."""
+dir: grants, the ledger and solvency audit, funding the promotional pool on chain, and moving
+the ledger from SQLite to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ from nexus_app.chain.local import LocalChain
 from nexus_app.chain.treasury import Treasury, faucet
 from nexus_app.chain.wallet import WalletError, load_keypair
 from nexus_app.config import Settings
+from nexus_app.gateway.ledger.postgres.copy import CopyRefused, copy_sqlite_ledger
+from nexus_app.gateway.ledger.postgres.store import PostgresStore
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
-from nexus_app.gateway.ledger.store import LedgerStore, Store
+from nexus_app.gateway.ledger.store import LedgerStore, LedgerUnavailable, Store
 from nexus_app.gateway.money.promo import PromoCredit, PromoFundingFailed, credit_promo, fund_promo
 from nexus_app.gateway.money.solvency import (
     SolvencyStore,
     check_solvency_settled,
     open_treasury_view,
 )
+from nexus_app.gateway.service import ledger_store
+from nexus_app.logsafe import redact_url
 from nexus_app.units import AmountError, format_units, to_base_units
 
 
@@ -43,7 +48,9 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    store = SQLiteStore(settings.db_path)
+    if args.action == "migrate-ledger":
+        return await _migrate_ledger(settings, args.to)
+    store = ledger_store(settings)
     await store.open()
     try:
         if args.action == "grant":
@@ -97,6 +104,29 @@ async def _audit(settings: Settings, store: SolvencyStore, ledger_only: bool) ->
             "surplus": solvency.surplus, **_fields(audit)}
 
 
+async def _migrate_ledger(settings: Settings, url: str) -> dict[str, Any]:
+    """Copy the data dir's SQLite ledger into the empty PostgreSQL ledger at `url` (the
+    gateway stopped), checked by the audit on both sides."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise AdminError("--to takes a postgresql://user:password@host:port/db URL")
+    if not settings.db_path.exists():
+        raise AdminError(f"there is no SQLite ledger at {settings.db_path}")
+    source = SQLiteStore(settings.db_path)
+    target = PostgresStore(url, pool_min=1, pool_max=1)
+    await source.open()
+    try:
+        await target.open()
+        # a write between the two (a gateway still running) fails the comparison
+        copied = await copy_sqlite_ledger(source.db, target, await source.audit())
+    except (CopyRefused, LedgerUnavailable) as exc:
+        raise AdminError(str(exc)) from None
+    finally:
+        await source.close()
+        await target.close()
+    return {"ok": copied.ok, "from": str(settings.db_path), "to": redact_url(url),
+            **_fields(copied)}
+
+
 def _fields(audit: Any) -> dict[str, Any]:
     return {name: getattr(audit, name) for name in audit.__slots__}
 
@@ -146,7 +176,7 @@ def describe(action: str, result: dict[str, Any], decimals: int) -> str:
 
     if action == "grant":
         return f"granted {nexus(result['granted'])} to {result['account']}"
-    if action == "audit":
+    if action in ("audit", "migrate-ledger"):
         return "\n".join(f"{k}: {v}" for k, v in result.items())
     state = "credited to" if result["credited"] else "already credited to (nothing added)"
     return (f"{nexus(result['amount'])} from {result['source']} {state} the promotional pool\n"

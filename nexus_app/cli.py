@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _admin_commands(commands: Any) -> None:
-    """`admin grant|audit|fund-promo|promo-credit` on the `commands` subparsers."""
+    """`admin grant|audit|fund-promo|promo-credit|migrate-ledger` on the `commands`
+    subparsers."""
     admin = commands.add_parser("admin", help="operator commands on the gateway's ledger")
     admin.set_defaults(handler=_command(_admin))
     actions = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -151,6 +152,12 @@ def _admin_commands(commands: Any) -> None:
         "(once per signature)")
     _client_options(credit)
     credit.add_argument("signature", help="the transfer's transaction signature")
+    move = actions.add_parser(
+        "migrate-ledger", help="copy the data dir's SQLite ledger into an empty PostgreSQL "
+        "database (the gateway stopped); committed only when both audit the same")
+    _client_options(move)
+    move.add_argument("--to", required=True, metavar="URL",
+                      help="the PostgreSQL database, postgresql://user:password@host:port/db")
 
 
 def _face_commands(commands: Any) -> None:

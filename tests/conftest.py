@@ -50,6 +50,13 @@ def ledger_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 @pytest.fixture
+def postgres_url(postgres_database: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL schema's URL, for tests of the PostgreSQL ledger alone."""
+    with fresh_schema(postgres_database) as url:
+        yield url
+
+
+@pytest.fixture
 async def store(tmp_path: Path, ledger_url: str | None) -> AsyncIterator[Store]:
     """A ledger of its own, without a gateway."""
     store: Store = (PostgresStore(ledger_url) if ledger_url

@@ -104,6 +104,24 @@ async def test_open_reservations_are_refunded_after_a_crash(tmp_path: Path) -> N
     await second.close()
 
 
+async def test_a_restart_refunds_only_its_own_replicas_reservations(tmp_path: Path) -> None:
+    """Each reservation records its replica ("main" for the single process)."""
+    path = tmp_path / "ledger.sqlite3"
+    main, other = SQLiteStore(path), SQLiteStore(path, replica="other")
+    await main.open()
+    await other.open()
+    await main.grant(ALICE, 500, "test")
+    assert await main.reserve("r1", ALICE, 100) and await other.reserve("r2", ALICE, 50)
+    assert main.db.execute("SELECT id, replica FROM reservations ORDER BY id").fetchall() == [
+        ("r1", "main"), ("r2", "other")]
+    assert await main.release_all_open() == 1
+    assert (await main.balance(ALICE)).reserved == 50
+    assert await main.release_replica("other") == 1
+    assert (await other.balance(ALICE)).balance == 500 and (await other.audit()).ok
+    await main.close()
+    await other.close()
+
+
 async def test_concurrent_reservations_never_overdraw(store: Store) -> None:
     await store.grant(ALICE, 1000, "test")
     results = await asyncio.gather(*(store.reserve(f"r{i}", ALICE, 100) for i in range(50)))

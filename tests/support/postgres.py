@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -82,3 +83,59 @@ async def query(store: object, sql: str, *args: object) -> list[tuple[Any, ...]]
 
 async def execute(store: object, sql: str, *args: object) -> None:
     await query(store, sql, *args)
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the PostgreSQL server that a test can cut (every connection
+    dropped, new ones closed at once: the server "down") and restore, without touching the
+    server the other tests share."""
+
+    def __init__(self) -> None:
+        upstream = urlsplit(SERVER)
+        self._upstream = (upstream.hostname or "127.0.0.1", upstream.port or 5432)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self.down = False
+
+    async def __aenter__(self) -> CuttableProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+
+    def url(self, database_url: str) -> str:
+        """`database_url` reached through this proxy."""
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return database_url.replace(SERVER, f"postgresql://postgres@127.0.0.1:{port}", 1)
+
+    def cut(self) -> None:
+        self.down = True
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    def restore(self) -> None:
+        self.down = False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()

@@ -15,8 +15,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from nexus_app.gateway.errors import ApiError, BadRequest, NotFound, invalid_body
+from nexus_app.gateway.ledger.store import LedgerUnavailable
 
 Body = TypeVar("Body", bound=BaseModel)
+LEDGER_RETRY_AFTER_S = 5  # PostgreSQL restarting or failing over takes seconds
+
+
+class LedgerDown(ApiError):
+    status, type, code = 503, "service_unavailable", "ledger_unavailable"
+
+
+def ledger_down() -> LedgerDown:
+    """The answer while the ledger's database cannot be reached: the one place its
+    `LedgerUnavailable` becomes an API error (nothing was charged; the client retries)."""
+    return LedgerDown("The ledger is unavailable for a moment; nothing was charged. "
+                      "Try again shortly.", retry_after=LEDGER_RETRY_AFTER_S)
 
 
 def error_response(exc: ApiError) -> Response:
@@ -84,6 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
         return error_response(exc)
+
+    @app.exception_handler(LedgerUnavailable)
+    async def _ledger_down(_: Request, exc: LedgerUnavailable) -> Response:
+        return error_response(ledger_down())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

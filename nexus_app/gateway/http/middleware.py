@@ -13,7 +13,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexus_app.gateway.errors import ApiError, PayloadTooLarge, RateLimited
-from nexus_app.gateway.http.errors import error_response
+from nexus_app.gateway.http.errors import error_response, ledger_down
+from nexus_app.gateway.ledger.store import LedgerUnavailable
 from nexus_app.gateway.ratelimit import Limiter, Quota, address_key
 from nexus_app.ids import new_id
 
@@ -98,6 +99,9 @@ class GatewayMiddleware:
                     return
                 receive = buffered
             await self.app(scope, receive, send_with_headers)
+        except LedgerUnavailable:  # raised before the app's handlers (authentication)
+            if not started:
+                await error_response(ledger_down())(scope, receive, send_with_headers)
         except Exception as exc:  # the app failed: answer 500 if nothing was sent yet
             log.error(
                 "internal error %s on %s %s\n%s",

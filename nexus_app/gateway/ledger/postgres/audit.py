@@ -13,13 +13,19 @@ from nexus_app.gateway.ledger.records import EntryKind, LedgerAudit
 
 class PostgresAudit(PostgresBase):
     async def audit(self) -> LedgerAudit:
-        async def body(conn: asyncpg.Connection) -> tuple[dict[str, Any], dict[str, int]]:
+        async def body(conn: asyncpg.Connection) -> LedgerAudit:
             # one consistent snapshot for all the sums, while replicas keep writing
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                rows = await conn.fetch("SELECT kind, SUM(amount) FROM ledger GROUP BY kind")
-                return dict(rows), await self._kept_totals(conn)
+                return await self.audit_on(conn)
 
-        sums, kept = await self._read(body)
+        return await self._read(body)
+
+    @classmethod
+    async def audit_on(cls, conn: asyncpg.Connection) -> LedgerAudit:
+        """The audit in the caller's transaction (which gives the snapshot)."""
+        rows = await conn.fetch("SELECT kind, SUM(amount) FROM ledger GROUP BY kind")
+        sums: dict[str, Any] = dict(rows)
+        kept = await cls._kept_totals(conn)
         total = {kind: int(sums.get(kind.value) or 0) for kind in EntryKind}
         K = EntryKind
         pool_grants = kept.pop("pool_grants")

@@ -12,6 +12,7 @@ server breaks anyway is retried from the start. A connection that cannot be had 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from nexus_app.gateway.ledger.postgres.schema import migrate
 from nexus_app.gateway.ledger.records import EntryKind
 from nexus_app.gateway.ledger.store import DEFAULT_REPLICA, LedgerUnavailable
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 # (kind, amount, account, wallet, ref) of one ledger entry
 Entry = tuple[EntryKind, int, str | None, str | None, str | None]
@@ -48,6 +50,9 @@ class PostgresBase:
         self.replica = replica
         self._sizes = (pool_min, pool_max)
         self._pool: asyncpg.Pool | None = None
+        # closings of reservations (settle, release) the database was unreachable for, in
+        # order; each is idempotent, so retrying one whose commit did land changes nothing
+        self._unclosed: list[Tx[bool]] = []
 
     async def open(self) -> None:
         try:
@@ -63,7 +68,30 @@ class PostgresBase:
             raise LedgerUnavailable(f"PostgreSQL is unreachable: {type(exc).__name__}") from exc
 
     async def maintain(self) -> None:
-        """Nothing to do: PostgreSQL checkpoints and vacuums on its own."""
+        """Retry the reservation closings the database missed while it was unreachable, in
+        their order (PostgreSQL checkpoints and vacuums on its own)."""
+        while self._unclosed:
+            try:
+                await self._tx(self._unclosed[0])
+            except LedgerUnavailable:
+                return
+            self._unclosed.pop(0)
+            if not self._unclosed:
+                log.warning("PostgreSQL is back: the reservations left open are closed")
+
+    async def _close(self, closing: Tx[bool]) -> bool:
+        """Run a transaction that closes a reservation; when the database is unreachable it
+        is kept to be retried by `maintain`, and the caller still gets the error."""
+        try:
+            return await self._tx(closing)
+        except LedgerUnavailable:
+            self._close_later(closing)
+            raise
+
+    def _close_later(self, closing: Tx[bool]) -> None:
+        if not self._unclosed:
+            log.error("PostgreSQL is unreachable: reservations are closed once it is back")
+        self._unclosed.append(closing)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -84,11 +112,26 @@ class PostgresBase:
 
     async def _tx(self, body: Tx[T]) -> T:
         """Run `body` in one transaction; again from the start on a serialization failure or
-        a deadlock (its writes were rolled back)."""
+        a deadlock (its writes were rolled back), or when the pooled connection turns out
+        dead at BEGIN (the server restarted: nothing ran)."""
         for attempt in range(ATTEMPTS):
             try:
-                async with self._connection() as conn, conn.transaction():
-                    return await body(conn)
+                async with self._connection() as conn:
+                    tx = conn.transaction()
+                    try:
+                        await tx.start()
+                    except UNAVAILABLE as exc:
+                        raise _Stale from exc
+                    try:
+                        result = await body(conn)
+                    except BaseException:
+                        await tx.rollback()
+                        raise
+                    await tx.commit()
+                    return result
+            except _Stale as exc:
+                if attempt == ATTEMPTS - 1:
+                    raise LedgerUnavailable("PostgreSQL connections keep failing") from exc
             except RETRIED:
                 if attempt == ATTEMPTS - 1:
                     raise
@@ -96,9 +139,16 @@ class PostgresBase:
         raise AssertionError("unreachable")
 
     async def _read(self, body: Tx[T]) -> T:
-        """Run a read (one statement, or several under one snapshot when it needs one)."""
-        async with self._connection() as conn:
-            return await body(conn)
+        """Run a read (one statement, or several under one snapshot when it needs one); once
+        more on a fresh connection when the first was dead (a read is safe to repeat)."""
+        for attempt in range(2):
+            try:
+                async with self._connection() as conn:
+                    return await body(conn)
+            except LedgerUnavailable:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def _connection(self) -> _Connection:
         return _Connection(self.pool)
@@ -126,6 +176,10 @@ class PostgresBase:
             "INSERT INTO accounts (account, updated_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             account, time.time(),
         )
+
+
+class _Stale(Exception):
+    """A pooled connection was found dead before the transaction did anything."""
 
 
 class _Connection:

@@ -8,6 +8,7 @@ import asyncpg
 
 from nexus_app.gateway.ledger.postgres.base import PostgresBase
 from nexus_app.gateway.ledger.records import AccountBalance, EntryKind, Settlement
+from nexus_app.gateway.ledger.store import LedgerUnavailable
 
 
 class PostgresLedger(PostgresBase):
@@ -48,7 +49,12 @@ class PostgresLedger(PostgresBase):
                               ref=reservation_id)
             return True
 
-        return await self._tx(body)
+        try:
+            return await self._tx(body)
+        except LedgerUnavailable:
+            # its commit may have landed unseen, and the caller will not use it: refund it
+            self._close_later(lambda conn: self._release(conn, reservation_id))
+            raise
 
     async def settle(self, reservation_id: str, settlement: Settlement) -> bool:
         s = settlement
@@ -84,10 +90,10 @@ class PostgresLedger(PostgresBase):
             ])
             return True
 
-        return await self._tx(body)
+        return await self._close(body)
 
     async def release(self, reservation_id: str) -> bool:
-        return await self._tx(lambda conn: self._release(conn, reservation_id))
+        return await self._close(lambda conn: self._release(conn, reservation_id))
 
     async def release_all_open(self) -> int:
         return await self.release_replica(self.replica)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,6 +221,8 @@ async def _main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--first-token-delay", type=float, default=0.0)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
+    parser.add_argument("--reconnect", action="store_true",
+                        help="connect again (same wallet) whenever the connection ends")
     hostile = parser.add_argument_group("hostile behaviour (security tests)")
     hostile.add_argument("--flood-bytes", type=int, default=0,
                          help="answer with this much text, whatever max_tokens says")
@@ -242,10 +245,20 @@ async def _main() -> None:
                             tool_calls=[{"index": 0, "id": "call_1", "type": "function",
                                          "function": {"name": "f", "arguments": "{}"}}]
                             if args.unasked_tool_calls else None)
-    await worker.start()
-    print(f"scripted worker {worker.worker_id} ready", flush=True)
-    assert worker._loop_task is not None
-    await worker._loop_task
+    while True:
+        try:
+            await worker.start()
+        except (OSError, TimeoutError, websockets.WebSocketException):
+            if not args.reconnect:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        print(f"scripted worker {worker.worker_id} ready", flush=True)
+        assert worker._loop_task is not None
+        await worker._loop_task
+        if not args.reconnect:
+            return
+        worker = dataclasses.replace(worker, jobs=[], cancelled=set(), tokens_sent={})
 
 
 if __name__ == "__main__":

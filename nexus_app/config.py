@@ -169,6 +169,10 @@ class Settings(BaseModel):
     queue_timeout_s: float = Field(30.0, gt=0, description="wait for a free slot, then 503")
     job_timeout_s: float = Field(300.0, gt=0, description="deadline of one job on a worker")
     dispatch_attempts: int = Field(3, ge=1, description="workers tried before the first token")
+    prefix_routing_entries: int = Field(
+        32768, ge=0, description="prompt prefixes remembered (as salted hashes, in memory) to "
+        "send a conversation's next turn to the worker holding it in cache; 0 turns it off"
+    )
     first_token_timeout_s: float = Field(
         60.0, gt=0, description="wait for a worker's first token; then the job is cancelled "
         "there and tried on another worker"
@@ -236,13 +240,6 @@ class Settings(BaseModel):
     default_max_tokens: int = Field(
         4096, ge=1, description="max_tokens when a request gives none (capped by the context)"
     )
-
-    # clients and worker
-    gateway_url: str = Field("http://127.0.0.1:8080", description="gateway used by clients")
-    wallet: Path | None = Field(None, description="Solana keypair file (default: in data dir)")
-
-    # terminal app
-    network: Literal["local", "remote"] | None = Field(
     ledger_url: str | None = Field(
         None, pattern=r"^postgres(ql)?://", description="PostgreSQL ledger, "
         "postgresql://user:password@host:5432/db (default: SQLite in the data dir)"
@@ -253,6 +250,13 @@ class Settings(BaseModel):
         "main", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="this gateway replica's name: "
         "its reservations are refunded at its start, and by others when it is gone"
     )
+
+    # clients and worker
+    gateway_url: str = Field("http://127.0.0.1:8080", description="gateway used by clients")
+    wallet: Path | None = Field(None, description="Solana keypair file (default: in data dir)")
+
+    # terminal app
+    network: Literal["local", "remote"] | None = Field(
         None, description="what the terminal app uses: 'local' runs a gateway and chain in "
         "this process, 'remote' the server at gateway_url (unset: asked on first run)"
     )
@@ -272,6 +276,9 @@ class Settings(BaseModel):
     slots: int = Field(4, ge=1, le=64, description="jobs decoded together per model")
     threads: int | None = Field(None, ge=1, description="CPU threads for decoding (default: all)")
     context_per_slot: int = Field(4096, ge=256, description="context tokens of each slot")
+    slot_prompt_similarity: float = Field(
+        0.5, ge=0, le=1, description="share of a prompt a slot's cache must hold for a job to "
+        "take that slot over the least recently used one (prompt-prefix reuse)")
     gpu_layers: int = Field(-1, ge=-1, description="layers offloaded to the GPU (-1: all)")
     status_interval_s: float = Field(5.0, gt=0, description="worker status frame period")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
@@ -315,6 +322,8 @@ class Settings(BaseModel):
     def _bounds_are_ordered(self) -> Settings:
         if self.relay_min_bytes > self.relay_max_bytes:
             raise ValueError("relay_min_bytes must not be larger than relay_max_bytes")
+        if self.ledger_pool_min > self.ledger_pool_max:
+            raise ValueError("ledger_pool_min must not be larger than ledger_pool_max")
         return self
 
     @model_validator(mode="after")
@@ -325,8 +334,6 @@ class Settings(BaseModel):
             raise ValueError(f"mint '{self.mint}' is not a Solana address")
         return self
 
-        if self.ledger_pool_min > self.ledger_pool_max:
-            raise ValueError("ledger_pool_min must not be larger than ledger_pool_max")
     @model_validator(mode="after")
     def _replicas_share_one_chain(self) -> Settings:
         if self.redis_url and self.chain == "local":

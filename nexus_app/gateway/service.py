@@ -16,10 +16,10 @@ from nexus_app.config import Settings
 from nexus_app.gateway.cluster.replicas import Replica
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
-from nexus_app.gateway.ledger.records import DepositIntentRecord
 from nexus_app.gateway.ledger.postgres.store import PostgresStore
-from nexus_app.gateway.ledger.store import Store
+from nexus_app.gateway.ledger.records import DepositIntentRecord
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
+from nexus_app.gateway.ledger.store import Store
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.money.deposits import Deposits
@@ -32,6 +32,7 @@ from nexus_app.gateway.workers.coordinator import Coordinator
 from nexus_app.gateway.workers.health import WorkerHealth
 from nexus_app.gateway.workers.job_guard import RelayPolicy
 from nexus_app.gateway.workers.job_stream import RETRY_AFTER_S, JobStream
+from nexus_app.gateway.workers.prefix_routing import PrefixIndex
 from nexus_app.logsafe import redact_url
 from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units
@@ -39,7 +40,6 @@ from nexus_app.units import format_units, to_base_units
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
 def ledger_store(settings: Settings) -> Store:
     """The ledger the settings name: PostgreSQL at `ledger_url`, else the SQLite file in the
     data dir (the embedded default)."""
@@ -49,6 +49,7 @@ def ledger_store(settings: Settings) -> Store:
     return SQLiteStore(settings.db_path, replica=settings.replica_id)
 
 
+@dataclass(slots=True)
 class Ticket:
     """One billed request in flight: who pays, what was reserved, and the job."""
 
@@ -56,6 +57,7 @@ class Ticket:
     reservation: Reservation
     stream: JobStream
     billed: BilledUsage | None = None
+    cached_tokens: int = 0  # of the billed prompt tokens, those the worker found in its cache
     closed: bool = False
 
 
@@ -88,6 +90,8 @@ class Gateway:
             ),
             relay=RelayPolicy(settings.relay_bytes_per_token, settings.relay_min_bytes,
                               settings.relay_max_bytes, settings.relay_buffer_bytes),
+            prefixes=PrefixIndex(settings.prefix_routing_entries)
+            if settings.prefix_routing_entries else None,
         )
         self.metrics = Metrics(self.coordinator)
         # set by start(): the chain, its treasury, and the services on them
@@ -258,6 +262,7 @@ class Gateway:
                 stream.delivered_bytes,
             )
             ticket.billed = billed
+            ticket.cached_tokens = min(done.usage.cached_tokens, billed.prompt_tokens)
             await self.billing.settle(ticket.reservation, billed, stream.worker.wallet)
             self.metrics.record_settled(billed)
             await self.limiter.add_tokens(

@@ -26,6 +26,7 @@ from nexus_app.gateway.workers.health import WorkerHealth
 from nexus_app.gateway.workers.job_guard import JobGuard, RelayPolicy, Violation
 from nexus_app.gateway.workers.job_stream import RETRY_AFTER_S, JobStream
 from nexus_app.gateway.workers.mailbox import BEHIND, WORKER_LOST, Mailbox
+from nexus_app.gateway.workers.prefix_routing import PrefixIndex
 from nexus_app.gateway.workers.stats import RollingCounter
 from nexus_app.ids import new_id
 from nexus_app.protocol import (
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 MAX_REMEMBERED_MODELS = 4096  # model ids served since start that are kept (see `has_served`)
 SEND_TIMEOUT_S = 10.0  # a frame to a worker that does not read its socket is given up after it
+# a worker holding a conversation's prefix is preferred while its load (share of its slots in
+# use) exceeds the least-loaded worker's by at most this much
+PREFIX_LOAD_SLACK = 0.5
 
 
 @dataclass(eq=False)
@@ -90,13 +94,14 @@ class Coordinator:
 
     def __init__(self, *, queue_max: int, queue_timeout_s: float, attempts: int,
                  first_token_timeout_s: float, health: WorkerHealth,
-                 relay: RelayPolicy | None = None) -> None:
+                 relay: RelayPolicy | None = None, prefixes: PrefixIndex | None = None) -> None:
         self.queue_max = queue_max
         self.queue_timeout_s = queue_timeout_s
         self.attempts = attempts
         self.first_token_timeout_s = first_token_timeout_s
         self.health = health
         self.relay = relay or RelayPolicy()
+        self.prefixes = prefixes  # where each conversation's earlier turns went (None: off)
         self.workers: dict[str, WorkerLink] = {}
         # workers attached to other replicas (`registry.py`), reached through Redis
         self.remote: dict[str, WorkerLink] = {}
@@ -252,18 +257,23 @@ class Coordinator:
 
     # dispatch ----------------------------------------------------------------------------------
 
-    def _pick(self, model: str, tried: set[str]) -> WorkerLink | None:
-        """The least-loaded free worker serving `model`, preferring one not `tried` yet, then
-        one of this replica (a job relayed through another costs a hop per chunk)."""
-        best: WorkerLink | None = None
-        best_rank = (True, True, 0.0)
-        for worker in self.everywhere():
-            free = len(worker.jobs) < worker.slots and not worker.draining
-            free = free and self.health.available(worker.wallet)
-            rank = (worker.id in tried, worker.replica is not None, worker.load)
-            if model in worker.models and free and (best is None or rank < best_rank):
-                best, best_rank = worker, rank
-        return best
+    def _pick(self, model: str, tried: set[str], cached: dict[str, int]) -> WorkerLink | None:
+        """A free worker serving `model`: one not `tried` yet; then the one holding the
+        deepest prefix of the prompt in its cache (`cached`: blocks by worker id), unless it is
+        busier than the least-loaded by more than PREFIX_LOAD_SLACK; then one of this replica
+        (a job relayed through another costs a hop per chunk); then the least loaded."""
+        free = [worker for worker in self.everywhere()
+                if model in worker.models and len(worker.jobs) < worker.slots
+                and not worker.draining and self.health.available(worker.wallet)]
+        if not free:
+            return None
+        least = min(worker.load for worker in free)
+
+        def rank(worker: WorkerLink) -> tuple[bool, int, bool, float]:
+            depth = cached.get(worker.id, 0) if worker.load <= least + PREFIX_LOAD_SLACK else 0
+            return (worker.id in tried, -depth, worker.replica is not None, worker.load)
+
+        return min(free, key=rank)
 
     def serves(self, model: str) -> bool:
         return any(model in w.models for w in self.everywhere())
@@ -297,11 +307,15 @@ class Coordinator:
         for this job yet, if one is free), waiting if all are busy, at most until `deadline`
         (a `time.monotonic()` instant)."""
         model = job.model
+        prefixes = self.prefixes.hashes(model, job.request) if self.prefixes is not None else []
         while True:
-            worker = self._pick(model, tried)
+            cached = self.prefixes.matches(prefixes) if self.prefixes is not None else {}
+            worker = self._pick(model, tried, cached)
             if worker is not None:
                 events = Mailbox(JobGuard(job, self.relay), model, self.relay.buffer_bytes)
                 worker.jobs[job.job_id] = events
+                if self.prefixes is not None:
+                    self.prefixes.given(worker.id, prefixes)
                 return worker, events
             if not self.serves(model):
                 raise NoWorker(f"No worker is online for model '{model}'.",

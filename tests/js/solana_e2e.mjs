@@ -5,7 +5,7 @@
 // back. Steps depend on the ones before them: a failure fails those after it too.
 //
 // Environment: NEXUS_RPC_URL (e.g. http://127.0.0.1:8899).
-// Run by tests/test_chain_server_js.py against a node it serves.
+// Run by tests/chain/test_node_js.py against a node it serves.
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";

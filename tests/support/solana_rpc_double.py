@@ -1,7 +1,7 @@
 """TEST DOUBLE of a Solana cluster's JSON-RPC endpoint, on loopback.
 
 The RPC backend's own tests and the trust model's failure paths run against `nexus-app chain`
-(tests/test_rpc_chain.py, tests/test_chain_server_faults.py), which executes for real and whose
+(tests/chain/test_rpc_chain.py, tests/chain/test_node_faults.py), which executes for real and whose
 fault switch answers with errors, drops answers, loses accepted transactions, withholds
 statuses until expiry and jumps its clock. This double remains for the attacks of
 tests/security/ and the timeouts of tests/reliability/ written against it, and for what that

@@ -22,11 +22,11 @@ CHAT = {"model": "scripted-model", "messages": [{"role": "user", "content": "hi"
 
 
 def replica_settings(tmp_path: Path, node: Any, treasury: Treasury, prefix: str, name: str,
-                     **overrides: Any) -> Settings:
+                     redis_url: str = REDIS_URL, **overrides: Any) -> Settings:
     """Settings of replica `name`: its own data dir, the shared chain and Redis."""
     data_dir = tmp_path / name
     data_dir.mkdir(exist_ok=True)
-    return rpc_settings(data_dir, node, treasury, redis_url=REDIS_URL, redis_prefix=prefix,
+    return rpc_settings(data_dir, node, treasury, redis_url=redis_url, redis_prefix=prefix,
                         replica_id=name, chain_poll_interval_s=60, **overrides)
 
 

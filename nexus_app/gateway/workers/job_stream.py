@@ -100,9 +100,11 @@ class JobStream:
             return event
 
     def _failed(self, retry: _Retry) -> None:
-        """The worker failed the job: count it against the worker (unless its guard did),
-        then raise UpstreamFailed unless the job may be tried on another worker."""
-        if self.worker is not None and not retry.counted:
+        """The worker failed the job: count it against the worker (unless its guard did, or
+        it is another replica's, which counts its own workers' failures: an outage between
+        replicas is no worker's fault), then raise UpstreamFailed unless the job may be
+        tried on another worker."""
+        if self.worker is not None and not retry.counted and self.worker.replica is None:
             self.coordinator.job_failed(self.worker)
         self._release()
         if (self.streamed or self._attempts >= self.coordinator.attempts

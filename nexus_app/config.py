@@ -246,6 +246,11 @@ class Settings(BaseModel):
     )
     ledger_pool_min: int = Field(2, ge=1, le=100, description="PostgreSQL connections kept open")
     ledger_pool_max: int = Field(10, ge=1, le=1000, description="most PostgreSQL connections")
+    ledger_sync_commit: bool = Field(
+        False, description="PostgreSQL: also reserve, settle and refund wait for the WAL flush "
+        "(default: they do not, like SQLite's commits; a database crash may lose the last "
+        "fraction of a second of them: jobs unbilled, never billed twice)"
+    )
     replica_id: str = Field(
         "main", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="this gateway replica's name: "
         "its reservations are refunded at its start, and by others when it is gone"

@@ -45,7 +45,8 @@ def ledger_store(settings: Settings) -> Store:
     data dir (the embedded default)."""
     if settings.ledger_url:
         return PostgresStore(settings.ledger_url, pool_min=settings.ledger_pool_min,
-                             pool_max=settings.ledger_pool_max, replica=settings.replica_id)
+                             pool_max=settings.ledger_pool_max, replica=settings.replica_id,
+                             sync_commit=settings.ledger_sync_commit)
     return SQLiteStore(settings.db_path, replica=settings.replica_id)
 
 

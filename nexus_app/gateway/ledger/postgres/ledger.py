@@ -26,35 +26,59 @@ class PostgresLedger(PostgresBase):
 
         await self._tx(body)
 
-    async def reserve(self, reservation_id: str, account: str, amount: int) -> bool:
-        async def body(conn: asyncpg.Connection) -> bool:
-            # the row lock makes the free part read here the one the guarded UPDATE sees
-            free_balance = await conn.fetchval(
-                "SELECT free_balance FROM accounts WHERE account = $1 FOR UPDATE", account)
-            free = min(free_balance, amount) if free_balance is not None else 0
-            moved = await conn.execute(
-                "UPDATE accounts SET free_balance = free_balance - $1, balance = balance - $2,"
-                " reserved = reserved + $3, updated_at = $4"
-                " WHERE account = $5 AND free_balance >= $1 AND balance >= $2",
-                free, amount - free, amount, time.time(), account,
-            )
-            if moved == "UPDATE 0":
-                return False
-            await conn.execute(
-                "INSERT INTO reservations (id, account, amount, free_amount, created_at, replica)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                reservation_id, account, amount, free, time.time(), self.replica,
-            )
-            await self._entry(conn, EntryKind.RESERVE, amount, account=account,
-                              ref=reservation_id)
-            return True
+    # one statement, so one round trip: the free part is read under the row's lock, the guards
+    # of the UPDATE see the row as it is then, and nothing else is written unless it moved
+    _RESERVE = (
+        "WITH p AS (SELECT $1::text AS id, $2::text AS account, $3::bigint AS amount,"
+        "  $4::float8 AS at, $5::text AS replica),"
+        " cur AS (SELECT a.account, LEAST(a.free_balance, p.amount) AS free FROM accounts a, p"
+        "  WHERE a.account = p.account FOR UPDATE OF a),"
+        " moved AS (UPDATE accounts a SET free_balance = a.free_balance - cur.free,"
+        "  balance = a.balance - (p.amount - cur.free), reserved = a.reserved + p.amount,"
+        "  updated_at = p.at FROM cur, p WHERE a.account = cur.account"
+        "  AND a.free_balance >= cur.free AND a.balance >= p.amount - cur.free"
+        "  RETURNING cur.free),"
+        " kept AS (INSERT INTO reservations (id, account, amount, free_amount, created_at,"
+        "  replica) SELECT p.id, p.account, p.amount, moved.free, p.at, p.replica FROM moved, p),"
+        " entry AS (INSERT INTO ledger (at, kind, account, amount, ref)"
+        "  SELECT p.at, 'reserve', p.account, p.amount, p.id FROM moved, p WHERE p.amount > 0)"
+        " SELECT COUNT(*) FROM moved"
+    )
 
+    async def reserve(self, reservation_id: str, account: str, amount: int) -> bool:
         try:
-            return await self._tx(body)
+            return bool(await self._tx(lambda conn: conn.fetchval(
+                self._RESERVE, reservation_id, account, amount, time.time(), self.replica),
+                statement=True))
         except LedgerUnavailable:
             # its commit may have landed unseen, and the caller will not use it: refund it
             self._close_later(lambda conn: self._release(conn, reservation_id))
             raise
+
+    # one statement: the reservation taken (only if it covers the cost), the account's credit
+    # returned and charged, the worker's earning, and the ledger's entries for all of it
+    _SETTLE = (
+        "WITH p AS (SELECT $1::text AS id, $2::bigint AS cost, $3::text AS wallet,"
+        "  $4::bigint AS worker, $5::bigint AS treasury, $6::float8 AS at),"
+        " r AS (DELETE FROM reservations USING p WHERE reservations.id = p.id"
+        "  AND reservations.amount >= p.cost RETURNING reservations.account,"
+        "  reservations.amount, reservations.free_amount - LEAST(free_amount, p.cost) AS free_back,"
+        "  LEAST(free_amount, p.cost) AS free_spent),"
+        " acct AS (UPDATE accounts a SET reserved = a.reserved - r.amount,"
+        "  balance = a.balance + r.amount - p.cost - r.free_back,"
+        "  free_balance = a.free_balance + r.free_back, total_spent = a.total_spent + p.cost,"
+        "  updated_at = p.at FROM r, p WHERE a.account = r.account),"
+        " earning AS (INSERT INTO worker_accounts (wallet, earned, first_earned_at)"
+        "  SELECT p.wallet, p.worker, p.at FROM r, p WHERE p.worker > 0 ON CONFLICT (wallet)"
+        "  DO UPDATE SET earned = worker_accounts.earned + excluded.earned),"
+        " entries AS (INSERT INTO ledger (at, kind, account, wallet, amount, ref)"
+        "  SELECT p.at, e.kind, e.account, e.wallet, e.amount, p.id FROM r, p, LATERAL (VALUES"
+        "   ('settle', r.account, NULL, p.cost), ('free_spent', r.account, NULL, r.free_spent),"
+        "   ('refund', r.account, NULL, r.amount - p.cost),"
+        "   ('worker_earning', NULL, p.wallet, p.worker), ('treasury_fee', NULL, NULL, p.treasury)"
+        "  ) AS e (kind, account, wallet, amount) WHERE e.amount > 0)"
+        " SELECT COUNT(*) FROM r"
+    )
 
     async def settle(self, reservation_id: str, settlement: Settlement) -> bool:
         s = settlement
@@ -62,35 +86,24 @@ class PostgresLedger(PostgresBase):
             raise ValueError("settlement parts must add up to the cost")
 
         async def body(conn: asyncpg.Connection) -> bool:
-            row = await self._take_reservation(conn, reservation_id)
-            if row is None:
-                return False
-            account, reserved, free = row
-            if s.cost > reserved:
-                raise ValueError("cannot settle more than was reserved")
-            free_back = free - min(free, s.cost)  # the cost is paid from free credit first
-            await self._return(conn, account, reserved, reserved - s.cost - free_back,
-                               free_back, spent=s.cost)
-            if s.worker_amount:
-                if not s.worker_wallet:
-                    raise ValueError("a worker earning needs a wallet")
-                await conn.execute(
-                    "INSERT INTO worker_accounts (wallet, earned, first_earned_at)"
-                    " VALUES ($1, $2, $3) ON CONFLICT (wallet)"
-                    " DO UPDATE SET earned = worker_accounts.earned + excluded.earned",
-                    s.worker_wallet, s.worker_amount, time.time(),
-                )
-            await self._entries(conn, [
-                (EntryKind.SETTLE, s.cost, account, None, reservation_id),
-                (EntryKind.FREE_SPENT, min(free, s.cost), account, None, reservation_id),
-                (EntryKind.REFUND, reserved - s.cost, account, None, reservation_id),
-                (EntryKind.WORKER_EARNING, s.worker_amount, None, s.worker_wallet,
-                 reservation_id),
-                (EntryKind.TREASURY_FEE, s.treasury_amount, None, None, reservation_id),
-            ])
-            return True
+            if s.worker_amount and not s.worker_wallet:
+                return await self._still_open(conn, reservation_id, "a worker earning needs "
+                                              "a wallet")
+            if await conn.fetchval(self._SETTLE, reservation_id, s.cost, s.worker_wallet,
+                                   s.worker_amount, s.treasury_amount, time.time()):
+                return True
+            return await self._still_open(conn, reservation_id,
+                                          "cannot settle more than was reserved")
 
-        return await self._close(body)
+        return await self._close(body, statement=True)
+
+    @staticmethod
+    async def _still_open(conn: asyncpg.Connection, reservation_id: str, error: str) -> bool:
+        """False when the reservation is not open (settled or refunded already); the refusal
+        `error` when it is, and the settlement was not applied."""
+        if await conn.fetchval("SELECT 1 FROM reservations WHERE id = $1", reservation_id):
+            raise ValueError(error)
+        return False
 
     async def release(self, reservation_id: str) -> bool:
         return await self._close(lambda conn: self._release(conn, reservation_id))

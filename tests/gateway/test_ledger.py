@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -265,6 +266,19 @@ async def test_a_ledger_made_by_the_earlier_code_opens_and_upgrades(
     audit = await store.audit()
     assert audit.ok and audit.grants == 700 and audit.settled == 300
     await store.close()
+
+
+async def test_a_workers_earnings_are_summed_by_hour(store: Store) -> None:
+    await store.grant(ALICE, 1_000, "test")
+    before = int(time.time()) // 3600 * 3600
+    for n in range(3):
+        assert await store.reserve(f"r{n}", ALICE, 150)
+        assert await store.settle(f"r{n}", settlement(50 * (n + 1)))
+    after = int(time.time()) // 3600 * 3600
+    hours = await store.earnings_by_hour(WORKER, before - 7200)
+    assert hours in ([(before, 240, 3)], [(after, 240, 3)])  # 80% of 50 + 100 + 150
+    assert await store.earnings_by_hour(WORKER, time.time() + 60) == []
+    assert await store.earnings_by_hour("another-wallet", 0) == []
 
 
 async def test_grants_must_be_positive(store: Store) -> None:

@@ -30,9 +30,10 @@ MAY_IMPORT = {
     f"{G}.money": (*NEUTRAL, f"{G}.ledger"),
     f"{G}.notify": (*NEUTRAL, f"{G}.ledger"),
     f"{G}.workers": NEUTRAL,
-    f"{G}.http": (*NEUTRAL, f"{G}.ledger"),
+    f"{G}.conversations": (*NEUTRAL, f"{G}.ledger"),
+    f"{G}.http": (*NEUTRAL, f"{G}.ledger", f"{G}.conversations"),
     f"{G}.api": (*NEUTRAL, f"{G}.metrics", f"{G}.service", *(f"{G}.{part}" for part in (
-        "ledger", "money", "notify", "workers", "http"))),
+        "ledger", "money", "notify", "workers", "http", "conversations"))),
 }
 
 

@@ -235,3 +235,29 @@ class LedgerAudit:
         reserved by requests in flight, the promotional pool, and worker earnings not paid yet
         (claimable, held, or in a payout not confirmed). Treasury fees are the operator's."""
         return self.balances + self.reserved + self.pool + self.worker_earnings - self.paid
+
+
+class ConversationKind(StrEnum):
+    """What a stored conversation record is: a turn of a `userid`'s history
+    (`/v1/text/generate`), or a stored response of the Responses API."""
+
+    TURN = "turn"
+    RESPONSE = "response"
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """One sealed conversation record: only its owner (account and key) and its opaque
+    label are readable; the text is in `ciphertext`, under a key derived from the API key
+    that wrote it (see `gateway/conversations/crypto.py`)."""
+
+    id: str
+    account: str
+    key_id: str
+    kind: ConversationKind
+    label: str | None  # a turn's HMAC'd userid; None for a response
+    salt: bytes
+    nonce: bytes
+    ciphertext: bytes
+    created_at: float
+    expires_at: float

@@ -14,6 +14,7 @@ from typing import Protocol
 from nexus_app.gateway.ledger.records import (
     AccountBalance,
     ApiKeyRecord,
+    ConversationRecord,
     DeliveryStatus,
     DepositEntry,
     DepositIntentRecord,
@@ -175,8 +176,38 @@ class KeyStore(Protocol):
     async def session_account(self, token_hash: str, now: float) -> str | None: ...
 
 
+class ConversationStore(Protocol):
+    """Sealed conversation records (userid history turns, stored responses), readable only
+    with the key that wrote them; each expires, and an account's take a bounded space."""
+
+    async def add_conversation(self, record: ConversationRecord, quota_bytes: int) -> bool:
+        """Store `record` unless the account's unexpired records and it would exceed
+        `quota_bytes` of ciphertext; False (nothing stored) when they would."""
+        ...
+    async def conversation_bytes(self, account: str, now: float) -> int:
+        """The ciphertext bytes of `account`'s unexpired records (what counts against its
+        quota)."""
+        ...
+    async def conversation(self, account: str, record_id: str,
+                           now: float) -> ConversationRecord | None:
+        """`account`'s unexpired record `record_id` (None for another account's)."""
+        ...
+    async def conversation_turns(self, account: str, label: str,
+                                 now: float) -> list[ConversationRecord]:
+        """`account`'s unexpired history turns under `label`, oldest first."""
+        ...
+    async def delete_conversation(self, account: str, record_id: str) -> bool: ...
+    async def delete_conversation_turns(self, account: str, label: str) -> int: ...
+    async def delete_key_conversations(self, key_id: str) -> int:
+        """Delete every record a key wrote (it was revoked: no one can read them again)."""
+        ...
+    async def prune_conversations(self, now: float) -> int:
+        """Delete the records expired at `now`; returns how many."""
+        ...
+
+
 class Store(LedgerStore, PromoStore, AuditStore, DepositStore, EarningsStore, WebhookStore,
-            KeyStore, Protocol):
+            KeyStore, ConversationStore, Protocol):
     """Everything the gateway persists, and the store's own lifecycle."""
 
     async def open(self) -> None: ...

@@ -154,6 +154,25 @@ MIGRATIONS: list[str] = [
         credited_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # sealed conversation records (userid history turns, stored responses): the text only as
+    # AES-GCM ciphertext under a key derived from the API key that wrote it, never stored
+    """
+    CREATE TABLE conversations (
+        id         TEXT PRIMARY KEY,
+        account    TEXT NOT NULL,
+        key_id     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        label      TEXT,
+        salt       BYTEA NOT NULL,
+        nonce      BYTEA NOT NULL,
+        ciphertext BYTEA NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX conversations_account ON conversations (account, label, created_at);
+    CREATE INDEX conversations_key ON conversations (key_id);
+    CREATE INDEX conversations_expiry ON conversations (expires_at);
+    """,
 ]
 
 

@@ -190,4 +190,23 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE reservations ADD COLUMN replica TEXT NOT NULL DEFAULT 'main';
     """,
+    # sealed conversation records (userid history turns, stored responses): the text only as
+    # AES-GCM ciphertext under a key derived from the API key that wrote it, never stored
+    """
+    CREATE TABLE conversations (
+        id         TEXT PRIMARY KEY,
+        account    TEXT NOT NULL,
+        key_id     TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        label      TEXT,
+        salt       BLOB NOT NULL,
+        nonce      BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    CREATE INDEX conversations_account ON conversations (account, label, created_at);
+    CREATE INDEX conversations_key ON conversations (key_id);
+    CREATE INDEX conversations_expiry ON conversations (expires_at);
+    """,
 ]

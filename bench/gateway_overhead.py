@@ -6,8 +6,12 @@ keep-alive connections at several concurrency levels (`--endpoint responses` sen
 turn to `/v1/responses`). The same load is sent to a bare
 asyncio HTTP server that answers instantly: "added" is the gateway's latency minus that
 baseline's. `--ledger postgresql` runs the same load on a PostgreSQL ledger (a database of
-its own on the loopback server, dropped after) next to SQLite's.
-Run: `python bench/gateway_overhead.py [--seconds 5] [--endpoint responses] [--ledger postgresql]`.
+its own on the loopback server, dropped after) next to SQLite's. `--replicas 3` then runs it
+on three replicas (one PostgreSQL ledger, the loopback Redis, a `nexus-app chain` process)
+with the worker on the first: requests sent to it ("local") and to the others ("relayed",
+each job relayed through Redis), and the latency a streamed chunk gains when relayed.
+Run: `python bench/gateway_overhead.py [--seconds 5] [--endpoint responses] [--ledger postgresql]
+[--replicas 3]`.
 """
 
 from __future__ import annotations
@@ -240,6 +244,8 @@ def main() -> None:
     parser.add_argument("--endpoint", choices=sorted(BODIES), default="chat")
     parser.add_argument("--ledger", choices=["sqlite", "postgresql"], default="sqlite",
                         help="postgresql: the same load on a PostgreSQL ledger, after SQLite")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="N > 1: then the same load on N replicas sharing Redis")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
         import uvloop
@@ -249,6 +255,10 @@ def main() -> None:
           f"{'base p50':>9} {'base p99':>9} {'added p50':>10} {'added p99':>10} {'errors':>6}")
     for ledger in ["sqlite"] + (["postgresql"] if args.ledger == "postgresql" else []):
         bench_ledger(ledger, args)
+    if args.replicas > 1:
+        from replicas_overhead import bench_replicas
+
+        bench_replicas(args)
 
 
 if __name__ == "__main__":

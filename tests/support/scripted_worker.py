@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,7 @@ class ScriptedWorker:
     unasked_tool_calls: bool = False  # send `tool_calls` also to jobs that offer no tools
     frame_flood: int = 0  # on each job, first send this many status frames at once
     embedding_dimensions: int = 8
+    clock: bool = False  # each chunk's text is the time it was sent (bench: relay latency)
     serves_embeddings: bool = False  # its model cards say it serves embeddings
     # observations
     jobs: list[Job] = field(default_factory=list)
@@ -195,7 +197,8 @@ class ScriptedWorker:
                     break
                 logprobs = [TokenLogprob(token=token, logprob=-0.5, bytes=list(token.encode()))
                             ] * self.logprobs_per_token if self.logprobs_per_token else []
-                await ws.send(encode(Chunk(job_id=job.job_id, text=token,
+                text = f"{time.time():.6f} " if self.clock else token
+                await ws.send(encode(Chunk(job_id=job.job_id, text=text,
                                            logprobs=logprobs or None)))
                 sent += 1
                 self.tokens_sent[job.job_id] = sent
@@ -221,6 +224,8 @@ async def _main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.0)
     parser.add_argument("--first-token-delay", type=float, default=0.0)
     parser.add_argument("--reply", default=DEFAULT_REPLY)
+    parser.add_argument("--clock", action="store_true",
+                        help="send the time each chunk is sent as its text")
     parser.add_argument("--reconnect", action="store_true",
                         help="connect again (same wallet) whenever the connection ends")
     hostile = parser.add_argument_group("hostile behaviour (security tests)")
@@ -237,6 +242,7 @@ async def _main() -> None:
     worker = ScriptedWorker(args.gateway, models=args.model or ["scripted-model"],
                             slots=args.slots, token_delay_s=args.token_delay,
                             first_token_delay_s=args.first_token_delay, reply=args.reply,
+                            clock=args.clock,
                             flood_bytes=args.flood_bytes, ignore_max_tokens=args.ignore_max_tokens,
                             wrong_vector_count=args.wrong_vector_count,
                             malformed_tool_call=args.malformed_tool_call,

@@ -225,6 +225,19 @@ class Settings(BaseModel):
         "too), for receivers beside the gateway; private, link-local and other non-public "
         "addresses are always refused"
     )
+    conversation_ttl_s: int = Field(
+        30 * 86_400, ge=60, description="how long a stored conversation turn (`userid` history "
+        "of /v1/text/generate) or stored response lives before it is deleted"
+    )
+    conversation_quota_bytes: int = Field(
+        10_000_000, ge=0, description="the most bytes of sealed conversation text an account "
+        "may keep (0: storing is refused); a request that would pass it is a 403 "
+        "conversation_quota_exceeded"
+    )
+    conversation_history_messages: int = Field(
+        40, ge=2, le=1000, description="the most recent messages of a `userid`'s history sent "
+        "to the model with its next /v1/text/generate request (billed as prompt tokens)"
+    )
     webhook_retention_s: int = Field(
         7 * 86_400, ge=3600, description="how long a delivered or failed webhook event stays "
         "in the delivery log, and how long an account's use of a model counts for "

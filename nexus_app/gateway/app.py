@@ -9,8 +9,16 @@ from fastapi import FastAPI, WebSocket
 
 from nexus_app import __version__
 from nexus_app.config import Settings
-from nexus_app.gateway.api import account, deposits, earnings, identity, network, webhooks
-from nexus_app.gateway.api.openai import chat, completions, responses
+from nexus_app.gateway.api import (
+    account,
+    deposits,
+    earnings,
+    identity,
+    network,
+    text_generate,
+    webhooks,
+)
+from nexus_app.gateway.api.openai import chat, completions, responses, responses_stored
 from nexus_app.gateway.api.worker_socket import serve_worker
 from nexus_app.gateway.http.cors import CorsMiddleware
 from nexus_app.gateway.http.errors import install_error_handlers
@@ -44,9 +52,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     install_openapi(app)
-    app.router.routes.extend([*chat.routes, *completions.routes, *responses.routes])
+    app.router.routes.extend([*chat.routes, *completions.routes, *responses.routes,
+                              *text_generate.routes])
     for router in (account.router, deposits.router, earnings.router, network.router,
-                   webhooks.router, identity.router):
+                   webhooks.router, identity.router, responses_stored.router,
+                   text_generate.router):
         app.include_router(router)
 
     handshakes = HandshakeGate(HANDSHAKES_PER_ADDRESS,

@@ -14,6 +14,7 @@ from nexus_app.chain.connect import connect_chain
 from nexus_app.chain.treasury import Treasury
 from nexus_app.config import Settings
 from nexus_app.gateway.cluster.replicas import Replica
+from nexus_app.gateway.conversations.history import Conversations
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
 from nexus_app.gateway.ledger.postgres.store import PostgresStore
@@ -38,6 +39,7 @@ from nexus_app.protocol import Done, JobKind, ModelCard
 from nexus_app.units import format_units, to_base_units
 
 log = logging.getLogger(__name__)
+CONVERSATION_PRUNE_S = 60.0  # how often the leader deletes expired conversation records
 
 
 def ledger_store(settings: Settings) -> Store:
@@ -95,6 +97,10 @@ class Gateway:
             if settings.prefix_routing_entries else None,
         )
         self.metrics = Metrics(self.coordinator)
+        self.conversations = Conversations(
+            store, ttl_s=settings.conversation_ttl_s,
+            quota_bytes=settings.conversation_quota_bytes,
+            history_messages=settings.conversation_history_messages)
         # set by start(): the chain, its treasury, and the services on them
         self.chain: Chain
         self.treasury: Treasury
@@ -144,9 +150,20 @@ class Gateway:
 
     def _lead(self) -> list[asyncio.Task[None]]:
         """The work one gateway does for all replicas: the chain watcher (deposits, payout
-        reconciliation) and webhook delivery."""
+        reconciliation), webhook delivery and deleting expired conversations."""
         return [asyncio.create_task(self._watch_chain()),
-                asyncio.create_task(self.webhooks.run())]
+                asyncio.create_task(self.webhooks.run()),
+                asyncio.create_task(self._prune_conversations())]
+
+    async def _prune_conversations(self) -> None:
+        while True:
+            try:
+                pruned = await self.conversations.prune()
+                if pruned:
+                    log.info("deleted %d expired conversation record(s)", pruned)
+            except Exception as exc:  # the ledger may be down: try again next round
+                log.warning("pruning conversations failed: %s", type(exc).__name__)
+            await asyncio.sleep(CONVERSATION_PRUNE_S)
 
     async def stop(self) -> None:
         self.coordinator.on_model_gone = None  # workers leaving a stopping gateway

@@ -130,12 +130,15 @@ async def list_keys(caller: SessionCaller, gateway: GatewayDep) -> ApiKeyList:
 
 @router.delete("/v1/keys/{key_id}", tags=["account"])
 async def revoke_key(key_id: str, caller: SessionCaller, gateway: GatewayDep) -> ApiKeyView:
-    """Revoke an API key; it is refused from this moment on."""
+    """Revoke an API key; it is refused from this moment on, and the conversations stored
+    with it (sealed under it) are deleted."""
     now = time.time()
     record = await gateway.store.revoke_key(caller.account, key_id, now)
     if record is None:
         raise NotFound(f"No API key '{key_id}' on this account.", param="key_id")
     await gateway.auth.revoked(record.secret_hash)
+    # its conversations were sealed under it: no one can read them again
+    await gateway.store.delete_key_conversations(record.id)
     if record.revoked_at == now:  # revoked by this call, not before
         await gateway.webhooks.emit(caller.account, "key.revoked", _key_event(record))
     return _key_view(record, gateway.auth)

@@ -13,13 +13,14 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import Scope
 
 from nexus_app.addresses import is_valid_address
 from nexus_app.chain.wallet import verify
+from nexus_app.gateway.conversations.crypto import ConversationKey
 from nexus_app.gateway.errors import BadRequest, RateLimited, Unauthorized
 from nexus_app.gateway.http.challenges import ChallengeBook, SignInChallenge
 from nexus_app.gateway.http.middleware import limit_address, request_context
@@ -70,6 +71,9 @@ class Caller:
 
     account: str
     key_id: str | None = None
+    # what this request's stored conversations are sealed with, derived from the raw API key
+    # (which is not kept); None for a sign-in session
+    conversation_key: ConversationKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def limiter_id(self) -> str:
@@ -133,7 +137,7 @@ class Authenticator:
         if record is None or record.revoked_at is not None:
             await self._failed(scope)
             raise Unauthorized("Invalid or revoked API key.")
-        caller = Caller(record.account, record.id)
+        caller = Caller(record.account, record.id, ConversationKey.of_api_key(secret))
         await self._limit(scope, caller, *self.key_limits(record))
         self._last_used[record.id] = time.time()
         return caller

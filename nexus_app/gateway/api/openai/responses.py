@@ -2,9 +2,11 @@
 event lifecycle (`response.created` ... `response.completed`).
 
 A turn runs as a chat job (see `responses_input`); its text becomes a `message` output item
-and its tool calls become `function_call` items. Responses and conversations are not
-stored: earlier turns are sent again as input items, and a request naming a stored one
-(`previous_response_id`, `conversation`) is a 400, as OpenAI answers for an id it does not know.
+and its tool calls become `function_call` items. With `store: true` the finished turn is
+sealed under the caller's API key and a later turn may continue it with
+`previous_response_id` (see `responses_stored`); without it nothing is kept. Conversations
+objects are not kept: a request naming one (`conversation`) is a 400, as OpenAI answers for
+an id it does not know.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from nexus_app.gateway.api.deps import api_key_caller, gateway_of
+from nexus_app.gateway.api.openai import responses_stored as stored
 from nexus_app.gateway.api.openai.chat_job import open_chat, tool_calls_of
 from nexus_app.gateway.api.openai.relay import collect, event_stream, usage_body
 from nexus_app.gateway.api.openai.responses_input import chat_request
@@ -52,6 +55,7 @@ class ResponseShapes:
         self._message: dict[str, Any] | None = None  # the message item being streamed
         self._text: list[str] = []  # its text so far
         self._calls: dict[int, dict[str, Any]] = {}  # tool calls by index, as streamed
+        self.final: dict[str, Any] | None = None  # the response object, once finished
 
     # the response object ---------------------------------------------------------------------
 
@@ -73,7 +77,7 @@ class ResponseShapes:
             "parallel_tool_calls": body.parallel_tool_calls is not False,
             "previous_response_id": body.previous_response_id,
             "reasoning": {"effort": None, "summary": None},
-            "store": False,
+            "store": bool(body.store),
             "temperature": body.temperature if body.temperature is not None else 1.0,
             "text": {"format": text_format.model_dump(by_alias=True, exclude_none=True)
                      if text_format else {"type": "text"}},
@@ -182,7 +186,8 @@ class ResponseShapes:
                                arguments=item["arguments"])
             out += self._event("response.output_item.done", output_index=index, item=item)
         kind = "response.completed" if status == "completed" else "response.incomplete"
-        return out + self._event(kind, response=self.response(status, usage))
+        self.final = self.response(status, usage)
+        return out + self._event(kind, response=self.final)
 
     def failure(self, error: ApiError) -> bytes:
         self._close_message("incomplete")
@@ -199,13 +204,9 @@ def _function_call(call: dict[str, Any], status: str) -> dict[str, Any]:
             "status": status}
 
 
-def refuse_stored_state(body: ResponsesRequest) -> None:
-    """A 400 for a request that continues a stored response or conversation: none is stored,
-    and running the turn without the earlier ones would answer something else."""
-    if body.previous_response_id is not None:
-        raise BadRequest(f"Previous response with id '{body.previous_response_id}' not found. "
-                         "Responses are not stored: send the earlier turns as input items.",
-                         param="previous_response_id", code="previous_response_not_found")
+def refuse_conversation(body: ResponsesRequest) -> None:
+    """A 400 for a request that continues a conversation object: none is kept, and running
+    the turn without the earlier ones would answer something else."""
     if body.conversation is not None:
         conversation = body.conversation
         name = conversation if isinstance(conversation, str) else conversation.id
@@ -219,13 +220,21 @@ async def responses(request: Request) -> Response:
     gateway = gateway_of(request)
     caller = await api_key_caller(request)
     body = await parse_body(request, ResponsesRequest)
-    refuse_stored_state(body)
-    ticket = await open_chat(gateway, caller, chat_request(body))
+    refuse_conversation(body)
+    await stored.check_room(gateway, caller, body)
+    chat = chat_request(body, await stored.previous_context(gateway, caller, body))
+    ticket = await open_chat(gateway, caller, chat)
     shapes = ResponseShapes(body)
     if body.stream:
-        return await event_stream(gateway, ticket, shapes)
+        response = await event_stream(gateway, ticket, shapes)
+        if body.store:
+            response.events = stored.saving(
+                response.events, lambda: shapes.final,
+                lambda final: stored.save(gateway, caller, body, chat, final))
+        return response
     chunks, done = await collect(gateway, ticket, request.receive)
     out = shapes.finished(chunks, done, usage_body(ticket))
+    await stored.save(gateway, caller, body, chat, out)
     return Response(orjson.dumps(out), media_type="application/json")
 
 

@@ -23,16 +23,19 @@ _ROLES = {"user", "assistant", "system", "developer"}
 _TEXT_PARTS = {"input_text", "output_text", "text"}
 
 
-def chat_request(body: ResponsesRequest) -> ChatCompletionRequest:
-    """The chat request that runs `body` (a 400 naming the item that cannot be mapped)."""
+def chat_request(body: ResponsesRequest,
+                 previous: list[dict[str, Any]] | None = None) -> ChatCompletionRequest:
+    """The chat request that runs `body` after the `previous` messages of a stored response
+    it continues (a 400 naming the item that cannot be mapped)."""
     messages: list[dict[str, Any]] = []
     if body.instructions:
         messages.append({"role": "system", "content": body.instructions})
+    messages += previous or []
     if isinstance(body.input, str):
         messages.append({"role": "user", "content": body.input})
     else:
         for index, item in enumerate(body.input):
-            _append_item(messages, item, f"input.{index}")
+            append_item(messages, item, f"input.{index}")
     chat: dict[str, Any] = {
         "model": body.model,
         "messages": messages,
@@ -54,7 +57,7 @@ def chat_request(body: ResponsesRequest) -> ChatCompletionRequest:
         raise invalid_body(exc.errors()) from None
 
 
-def _append_item(messages: list[dict[str, Any]], item: dict[str, Any], param: str) -> None:
+def append_item(messages: list[dict[str, Any]], item: dict[str, Any], param: str) -> None:
     kind = item.get("type", "message")
     if kind == "message":
         messages.append(_message(item, param))

@@ -283,13 +283,15 @@ class ResponsesRequest(_Body):
     metadata: dict[str, str] | None = Field(None, description="up to 16 pairs, echoed")
     previous_response_id: str | None = Field(
         None, max_length=256,
-        description="always a 400 (previous_response_not_found): responses are not stored, "
-                    "send the earlier turns as input items")
+        description="a response stored with this key (`store: true`) to continue; a 400 "
+                    "(previous_response_not_found) for any other")
     conversation: ConversationId | ConversationRef | None = Field(
         None, description="always a 400 (conversation_not_found): conversations are not "
                           "stored, send the earlier turns as input items")
     stream: bool = False
-    store: bool | None = Field(None, description="accepted; responses are never stored")
+    store: bool | None = Field(None, description="true: keep the response, sealed under "
+                               "this API key, until it expires or is deleted (default: not "
+                               "kept)")
     user: str | None = Field(None, description="accepted for compatibility, never forwarded")
 
     @field_validator("input")

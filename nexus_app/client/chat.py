@@ -136,13 +136,15 @@ class ChatClient:
                               response.status_code) from None
 
     async def stream(self, model: str, messages: list[dict[str, str]],
-                     max_tokens: int | None = None) -> AsyncIterator[str | Reply]:
+                     max_tokens: int | None = None, *, temperature: float | None = None,
+                     top_p: float | None = None) -> AsyncIterator[str | Reply]:
         """Yield the reply's text as it arrives, then one `Reply`. Closing the iterator early
-        (e.g. cancelling the task) closes the request, which stops the generation."""
+        (e.g. cancelling the task) closes the request, which stops the generation. Sampling
+        options left None are the server's defaults."""
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+        options = {"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p}
+        body.update({name: value for name, value in options.items() if value is not None})
         try:
             async with self._http.stream("POST", f"{self.root}/chat/completions",
                                          json=body) as response:

@@ -3,7 +3,8 @@ wired into key bindings, the command palette and the help screen."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from functools import partial
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from textual.screen import Screen
 from nexus_app.config import Settings
 from nexus_app.tui.actions import ACTIONS, SCREENS, bindings
 from nexus_app.tui.link import Connection, Link
-from nexus_app.tui.messages import NodeStatusChanged
+from nexus_app.tui.messages import ModelLoadProgress, NodeStatusChanged
 from nexus_app.tui.screens import MODES
 from nexus_app.tui.worker_host import WorkerHost
 from nexus_app.worker.status import NodeStatus
@@ -37,16 +38,24 @@ class NexusApp(App[None]):
     DEFAULT_MODE = "chat"
     connection: reactive[Connection] = reactive(Connection, always_update=True)
     node_status: reactive[NodeStatus | None] = reactive(None, always_update=True)
+    # (bytes read, bytes) of the model file being loaded; None when no load is under way
+    model_load: reactive[tuple[int, int] | None] = reactive(None, always_update=True)
 
-    def __init__(self, settings: Settings, nvml: Any = None) -> None:
-        """`nvml` replaces the pynvml module (a stand-in where no GPU exists)."""
+    def __init__(self, settings: Settings, nvml: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`nvml` replaces the pynvml module (a stand-in where no GPU exists); `clock` is
+        the time the dashboard plots against (fixed in snapshots)."""
         if settings.network is None:
             # the first frame is the welcome screen alone: the chat is built when first shown
             self.DEFAULT_MODE = "welcome"  # type: ignore[misc]
         super().__init__()
         self.link = Link(settings)
         self.nvml = nvml
-        self.worker_host = WorkerHost(self._post_node_status)  # drained on quit
+        self.clock = clock
+        self.worker_host = WorkerHost(self._post_node_status, self._post_load)  # drained on quit
+        self.served_model: str | None = None  # the model the worker serves (or last served)
+        self.jobs_by_model: dict[str, int] = {}  # jobs the worker served in this session
+        self._jobs_counted = 0  # of the running node's jobs_served
         self.theme = settings.theme if settings.theme in self.available_themes else self.theme
 
     @property
@@ -78,14 +87,29 @@ class NexusApp(App[None]):
         settings = self.settings.model_copy(update={
             "gateway_url": gateway_url,
             "status_interval_s": min(self.settings.status_interval_s, 1.0)})
+        self.served_model, self._jobs_counted = model.id, 0
         self.worker_host.start(settings, model)
 
     def _post_node_status(self, status: NodeStatus) -> None:
         """Called from the worker's thread: hand the status to the UI's loop."""
         self.post_message(NodeStatusChanged(status))
 
+    def _post_load(self, done: int, total: int) -> None:
+        self.post_message(ModelLoadProgress(done, total))
+
     def on_node_status_changed(self, message: NodeStatusChanged) -> None:
-        self.node_status = message.status
+        status = message.status
+        if self.served_model and status.jobs_served > self._jobs_counted:
+            served = status.jobs_served - self._jobs_counted
+            self.jobs_by_model[self.served_model] = (
+                self.jobs_by_model.get(self.served_model, 0) + served)
+            self._jobs_counted = status.jobs_served
+        if status.state != "starting":
+            self.model_load = None
+        self.node_status = status
+
+    def on_model_load_progress(self, message: ModelLoadProgress) -> None:
+        self.model_load = (message.done, message.total)
 
     def action_go(self, mode: str) -> None:
         if isinstance(self.screen, Screen) and self.screen.is_modal:

@@ -14,3 +14,11 @@ class NodeStatusChanged(Message):
     def __init__(self, status: NodeStatus) -> None:
         super().__init__()
         self.status = status
+
+
+class ModelLoadProgress(Message):
+    """Bytes of the model's file read so far, of `total` (posted from the worker's thread)."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done, self.total = done, total

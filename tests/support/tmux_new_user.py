@@ -102,7 +102,7 @@ def run(data_dir: Path, port: int, program: Sequence[str] = SOURCE_PROGRAM) -> d
     keys("F5")
     wait_for("smollm2-135m-instruct-q4_1 (bundled)")
     keys("C-t")
-    timings["worker online"] = wait_for("State       online as wkr_", timeout=90)
+    timings["worker online"] = wait_for("State   online", "As      wkr_", timeout=90)
     keys("F2")
     wait_for("smollm2-135m-instruct-q4_1 ·", "credit: 25.000000 NEXUS")
     keys("-l", "Name three colours.")

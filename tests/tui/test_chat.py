@@ -1,17 +1,18 @@
 """The chat screen against a real gateway with a scripted worker: Esc stops a reply and keeps
 what arrived (billed only for that), conversations are renamed and deleted, help lists
-every action."""
+every action; a conversation's settings reach the request, edit and resend, search, export."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, ListView
+from textual.widgets import DataTable, Input, ListView, TextArea
 
 from nexus_app.tui.actions import ACTIONS
 from nexus_app.tui.app import NexusApp
 from nexus_app.tui.conversations import ConversationStore
 from nexus_app.tui.screens.chat import MessageView
+from nexus_app.tui.screens.chat_dialogs import ChatSettingsDialog, SearchDialog
 from nexus_app.tui.screens.dialogs import AskText, Confirm
 from nexus_app.tui.screens.help import HelpScreen
 from tests.support.tui import SIZE, text_of, tui_settings, wait_until
@@ -109,3 +110,79 @@ async def test_a_long_conversation_is_trimmed_to_the_models_context(gw, tmp_path
         assert sent == [1, 3, 3, 3]
         note = str(app.screen.query(MessageView).last().query_one(".note").render())
         assert "earlier messages not sent (context)" in note
+
+
+async def test_settings_edit_search_and_export(gw, tmp_path: Path) -> None:
+    """Each control of the chat against a gateway with a scripted worker: the conversation's
+    settings go into the request, an edited message is resent in place of the old one,
+    search opens the conversation of a past message, export writes it as Markdown."""
+    account = await gw.account(credit=50_000)
+    worker = await gw.worker(reply="Red, green and blue.")
+    settings = tui_settings(tmp_path, network="remote", gateway_url=gw.url,
+                            api_key=account.api_key)
+    app = NexusApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await scripted_model_chosen(pilot, app)
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatSettingsDialog))
+        app.screen.query_one("#system-prompt", TextArea).text = "Answer in one line."
+        for field, value in (("temperature", "3"), ("top-p", "0.5"), ("max-tokens", "40")):
+            app.screen.query_one(f"#{field}", Input).value = value
+        app.screen.query_one("#temperature", Input).focus()
+        await pilot.press("enter")  # refused: temperature is at most 2
+        assert isinstance(app.screen, ChatSettingsDialog)
+        app.screen.query_one("#temperature", Input).value = "0"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ChatSettingsDialog))
+
+        await send(pilot, app, "Name three colours.", worker, 1)
+        request = worker.jobs[0].request
+        assert request["messages"][0] == {"role": "system", "content": "Answer in one line."}
+        assert (request["temperature"], request["top_p"], request["max_tokens"]) == (0, 0.5, 40)
+
+        await pilot.press("ctrl+t")  # edit the last message and send it again
+        await wait_until(pilot, lambda: isinstance(app.screen, AskText))
+        app.screen.query_one("#answer", Input).value = "Name three fruits."
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(worker.jobs) == 2 and reply_done(app), what="resend")
+        assert [m["content"] for m in worker.jobs[1].request["messages"]] == [
+            "Answer in one line.", "Name three fruits."]
+        store = ConversationStore(settings.data_dir / "conversations.sqlite3")
+        [conversation] = store.recent()
+        assert [m.content for m in store.messages(conversation.id)] == [
+            "Name three fruits.", "Red, green and blue."]
+        store.close()
+
+        await pilot.press("ctrl+n")  # another conversation, then find the first one again
+        await send(pilot, app, "Something else.", worker, 3)
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchDialog))
+        await pilot.press(*"fruit")
+        hits = app.screen.query_one("#search-hits", ListView)
+        await wait_until(pilot, lambda: len(hits.children) == 1, what="the match")
+        await pilot.press("enter", "enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, SearchDialog))
+        assert app.screen.conversation.id == conversation.id  # type: ignore[attr-defined]
+
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, AskText))
+        target = tmp_path / "out" / "fruits.md"
+        app.screen.query_one("#answer", Input).value = str(target)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: target.exists(), what="the export")
+        text = target.read_text()
+        assert text.startswith("# Name three colours.\n") and "- Temperature: 0.0" in text
+        assert "## System\n\nAnswer in one line." in text
+        assert "## You\n\nName three fruits.\n\n## Assistant\n\nRed, green and blue.\n" in text
+
+
+def reply_done(app: NexusApp) -> bool:
+    views = app.screen.query(MessageView)
+    return bool(views) and " tokens" in str(views.last().query_one(".note").render())
+
+
+async def send(pilot, app: NexusApp, text: str, worker, jobs: int) -> None:  # type: ignore[no-untyped-def]
+    app.screen.query_one("#prompt", Input).value = text
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: len(worker.jobs) == jobs and reply_done(app),
+                     what=f"the reply to {text!r}")

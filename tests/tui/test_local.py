@@ -1,6 +1,7 @@
 """The terminal app on a whole local network, under Textual's Pilot: the welcome screen
 starts the in-process gateway and chain; faucet, deposit, keys, the worker switch serving
-the real SmolLM2 model, a streamed chat with its cost, earnings and a claim."""
+the real SmolLM2 model (its file read with progress), a streamed chat with its cost, the
+dashboard's samples, earnings by hour and jobs per model, and a claim."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from textual.widgets import DataTable, Input, Sparkline, Switch
+from textual.widgets import DataTable, Input, Switch
 
 from nexus_app.tui.app import NexusApp
 from nexus_app.tui.conversations import ConversationStore
@@ -81,9 +82,14 @@ async def test_a_new_user_on_the_local_network(tmp_path: Path) -> None:
         assert "VRAM 4096/24576 MiB" in text_of(pilot, "#gpu")
         await wait_until(pilot, lambda: "smollm2" in str(
             app.screen.query_one("#worker-model").value), what="the bundled model")
+        loads: list[tuple[int, int] | None] = []
+        app.screen.watch(app, "model_load", lambda load: loads.append(load))
         await pilot.press("ctrl+t")
         await wait_until(pilot, lambda: "online" in text_of(pilot, "#worker-state"), 60,
                          "the worker online")
+        read = [load for load in loads if load is not None]
+        assert read[-1][0] == read[-1][1] > 50 << 20  # the whole model file, with progress
+        assert not app.screen.query_one("#model-load").display  # hidden once loaded
         assert app.screen.query_one("#worker-switch", Switch).value
 
         # chat: a streamed reply from the worker, its cost, the balance going down
@@ -113,7 +119,14 @@ async def test_a_new_user_on_the_local_network(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: "1 served" in text_of(pilot, "#worker-state"))
         await wait_until(pilot, lambda: "claimable 0.000000" not in text_of(pilot, "#earnings"),
                          what="earnings")
-        assert len(app.screen.query_one("#tps", Sparkline).data or []) > 1  # sampled
+        worker_screen = app.screen
+        await wait_until(pilot, lambda: len(worker_screen.telemetry.series("tokens_per_s")[1])
+                         > 1, what="tokens/s samples")  # type: ignore[attr-defined]
+        assert worker_screen.telemetry.latest("vram_used_mb") == 4096  # type: ignore[attr-defined]
+        await wait_until(pilot, lambda: "smollm2-135m-instruct-q4_1  1" in
+                         text_of(pilot, "#earnings-summary"), what="jobs per model")
+        history = worker_screen.history  # type: ignore[attr-defined]
+        assert history is not None and sum(hour.jobs for hour in history.data) == 1
         await pilot.press("ctrl+l")
         await wait_until(pilot, lambda: "claimable 0.000000" in text_of(pilot, "#earnings")
                          and "paid 0.000000" not in text_of(pilot, "#earnings"), what="claim")

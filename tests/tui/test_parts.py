@@ -126,12 +126,57 @@ def test_the_earnings_line_shows_a_hold_and_a_bench() -> None:
         earned_display="2.0", paid_display="0", paying_display="0", pending_display="2.0",
         claimable_from=None, min_payout=1, min_payout_display="0.000001", state="ok",
         decimals=6, payouts=[])
-    assert earnings_line(earnings) == "earned 2.0 · paid 0 · paying 0 · claimable 2.0 NEXUS"
+    now = time.time()
+    assert earnings_line(earnings, now) == ("earned 2.0 · paid 0 · paying 0 · "
+                                            "claimable 2.0 NEXUS")
     held = earnings_line(earnings.model_copy(
-        update={"claimable_from": int(time.time()) + 600, "state": "paused"}))
+        update={"claimable_from": int(now) + 600, "state": "paused"}), now)
     assert "held until" in held and "paused after failed jobs" in held
     assert "held" not in earnings_line(
-        earnings.model_copy(update={"claimable_from": int(time.time()) - 1}))
+        earnings.model_copy(update={"claimable_from": int(now) - 1}), now)
+
+
+def test_the_dashboard_keeps_an_hour_of_samples_and_sums_earnings() -> None:
+    from nexus_app.contracts import EarningsHistory, EarningsHour
+    from nexus_app.tui.telemetry import Sample, Telemetry, by_day, earnings_summary, hourly_rate
+
+    telemetry = Telemetry()
+    start = 1_800_000_000.0  # 2027-01-15 08:00 UTC, on the hour
+    for minute in range(90):
+        telemetry.add(Sample(start + minute * 60, tokens_per_s=float(minute),
+                             gpu_util=None if minute % 2 else 50.0))
+    xs, ys = telemetry.series("tokens_per_s", now=start + 89 * 60)
+    assert xs[0] == -60 and xs[-1] == 0 and ys[0] == 29 and len(ys) == 61  # the last hour
+    assert len(telemetry.series("gpu_util")[1]) == 30  # only the samples that have it
+    assert telemetry.latest("gpu_util") == 50 and telemetry.latest("power_w") is None
+
+    def hour(at: int, earned: int) -> EarningsHour:
+        return EarningsHour(hour=at, earned=earned, earned_display="", jobs=1)
+
+    hours = [hour(1_800_000_000 - 9 * 3600, 5), hour(1_800_000_000 - 3600, 300),
+             hour(1_800_000_000, 100)]  # 23:00 the day before, 07:00 and 08:00 UTC
+    assert by_day(hours) == [("2027-01-14", 5), ("2027-01-15", 400)]
+    assert by_day(hours, utc_offset_s=-9 * 3600) == [("2027-01-14", 405)]
+    # 400 base units over the 1.5 h since 07:00
+    assert hourly_rate(hours, start + 1800) == 266
+    history = EarningsHistory(wallet="w", since=0, decimals=3, data=hours)
+    summary = earnings_summary(history, {"m": 3}, start + 1800)
+    assert "Rate now   0.266 NEXUS/h\nPer day    6.384 NEXUS" in summary
+    assert summary.endswith("Jobs by model\n  m  3")
+
+
+def test_chat_settings_are_checked_as_typed() -> None:
+    from nexus_app.tui.conversations import ChatSettings
+    from nexus_app.tui.screens.chat_dialogs import parse_settings
+
+    assert parse_settings(" Be brief. ", "0", "0.9", "64") == ChatSettings("Be brief.", 0.0,
+                                                                           0.9, 64)
+    assert parse_settings("", "", "", "") == ChatSettings()
+    for bad, message in ((("", "2.5", "", ""), "Temperature must be between 0 and 2"),
+                         (("", "", "x", ""), "Top p must be a number"),
+                         (("", "", "", "1.5"), "Max tokens must be a whole number")):
+        with pytest.raises(ValueError, match=message):
+            parse_settings(*bad)
 
 
 def test_fit_history_keeps_the_latest_messages_that_fit() -> None:

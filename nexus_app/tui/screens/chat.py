@@ -1,71 +1,32 @@
 """Chat: local conversations, a model picker filled from the server, streamed Markdown
-replies (Esc cancels and keeps what arrived), the cost of each reply and the balance."""
+replies (Esc cancels and keeps what arrived), the cost of each reply and the balance; each
+conversation's settings (model, system prompt, temperature, top p, reply length), regenerating
+the last reply, editing and resending the last message, export to Markdown and search."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, ListItem, ListView, Markdown, Select, Static
+from textual.widgets import Button, Input, ListView, Markdown, Select, Static
 
-from nexus_app.client.chat import ModelInfo, Reply, fit_history
+from nexus_app.client.chat import CHARS_PER_TOKEN, ModelInfo, Reply, fit_history
 from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
-from nexus_app.tui.conversations import ChatTurn, Conversation, ConversationStore
+from nexus_app.tui.conversations import ChatSettings, ChatTurn, Conversation, ConversationStore
 from nexus_app.tui.link import Connection
 from nexus_app.tui.screens.base import NexusScreen
+from nexus_app.tui.screens.chat_dialogs import ChatSettingsDialog, SearchDialog
+from nexus_app.tui.screens.chat_views import ConversationItem, MessageView, price_label, reply_note
 from nexus_app.tui.screens.dialogs import AskText, Confirm
-from nexus_app.units import format_units
+
+__all__ = ["ChatScreen", "MessageView"]
 
 REPLY_MAX_TOKENS = 1024  # bounds each reply (and the credit a NEXUS gateway reserves for it)
-
-
-def price_label(model: ModelInfo) -> str:
-    if model.price is None:
-        return model.id
-    price = model.price
-    out = format_units(price.output_per_million, price.decimals)
-    return f"{model.id} · {out} NEXUS/1M out"
-
-
-def reply_note(message: ChatTurn, decimals: int | None) -> str:
-    """'42 tokens · 0.000123 NEXUS' under a reply, with what is known of it."""
-    parts = []
-    if message.completion_tokens is not None:
-        parts.append(f"{message.completion_tokens} tokens")
-    if message.cost is not None and decimals is not None:
-        parts.append(f"{format_units(message.cost, decimals)} NEXUS")
-    if message.cancelled:
-        parts.append("cancelled")
-    return " · ".join(parts)
-
-
-class MessageView(Vertical):
-    """One message: its Markdown and, for replies, a note (tokens, cost)."""
-
-    def __init__(self, message: ChatTurn, note: str = "") -> None:
-        super().__init__(classes=f"message {message.role}")
-        self.message = message
-        self.note = note
-
-    def compose(self) -> ComposeResult:
-        yield Markdown(self.message.content)
-        yield Label(self.note, classes="note")
-
-    @property
-    def markdown(self) -> Markdown:
-        return self.query_one(Markdown)
-
-    def set_note(self, note: str) -> None:
-        self.query_one(".note", Label).update(note)
-
-
-class ConversationItem(ListItem):
-    def __init__(self, conversation: Conversation) -> None:
-        super().__init__(Label(conversation.title))
-        self.conversation = conversation
 
 
 class ChatScreen(NexusScreen):
@@ -178,6 +139,101 @@ class ChatScreen(NexusScreen):
             self.app.copy_to_clipboard(self.last_reply)
             self.notify("Reply copied to the clipboard")
 
+    # --- regenerate, edit, settings, export, search ---------------------------------------
+
+    def _last(self, role: str) -> ChatTurn | None:
+        if self.conversation is None:
+            return None
+        found = [m for m in self.store.messages(self.conversation.id) if m.role == role]
+        return found[-1] if found else None
+
+    def action_regenerate(self) -> None:
+        """Replace the last reply with a new one (a new request, billed as such)."""
+        last = self._last("assistant")
+        model = self._ready_model() if last is not None else None
+        if last is None or last.id is None or model is None or self.conversation is None:
+            if last is None:
+                self.notify("No reply to regenerate yet", severity="warning")
+            return
+        self.store.truncate(self.conversation.id, last.id)
+        self.open(self.conversation)
+        self._ask(self.conversation.id, model)
+
+    def action_edit_message(self) -> None:
+        """Edit the last message sent and send it again (its reply and what follows go)."""
+        last = self._last("user")
+        conversation = self.conversation
+        if last is None or last.id is None or conversation is None:
+            self.notify("No message to edit yet", severity="warning")
+            return
+        message_id = last.id
+
+        def resend(text: str | None) -> None:
+            model = self._ready_model() if text else None
+            if text is None or model is None:
+                return
+            self.store.truncate(conversation.id, message_id)
+            self.store.add(conversation.id, ChatTurn("user", text), model)
+            self.open(conversation)
+            self._ask(conversation.id, model)
+
+        self.app.push_screen(AskText("Edit the message and send it again", last.content),
+                             resend)
+
+    def action_chat_settings(self) -> None:
+        conversation = self.conversation or self.store.create()
+        if self.conversation is None:
+            self.conversation = conversation
+            self._fill_list(self.store.recent())
+        model = self.query_one("#model", Select).value
+
+        def save(answer: tuple[ChatSettings, str | None] | None) -> None:
+            if answer is None:
+                return
+            settings, chosen = answer
+            self.store.set_settings(conversation.id, settings, chosen)
+            self.conversation = self.store.get(conversation.id)
+            if chosen in self.models:
+                self.query_one("#model", Select).value = chosen
+            self.notify("Saved for this conversation", title="Chat settings")
+
+        current = self.store.get(conversation.id) or conversation
+        self.app.push_screen(ChatSettingsDialog(
+            current.settings, model if isinstance(model, str) else current.model,
+            sorted(self.models)), save)
+
+    def action_export(self) -> None:
+        conversation = self.conversation
+        if conversation is None:
+            self.notify("No conversation to export", severity="warning")
+            return
+        slug = re.sub(r"[^a-z0-9]+", "-", conversation.title.lower()).strip("-") or "chat"
+        default = self.nexus.settings.data_dir / "exports" / f"{slug}-{conversation.id}.md"
+
+        def export(path: str | None) -> None:
+            if not path:
+                return
+            target = Path(path).expanduser()
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(self.store.markdown(conversation.id), encoding="utf-8")
+            except OSError as exc:
+                self.report(exc, "Export")
+                return
+            self.notify(f"Exported to {target}", title="Export")
+
+        self.app.push_screen(AskText("Export the conversation to a Markdown file",
+                                     str(default)), export)
+
+    def action_search(self) -> None:
+        def found(conversation_id: int | None) -> None:
+            conversation = self.store.get(conversation_id) if conversation_id else None
+            if conversation is not None:
+                self.open(conversation)
+                self._fill_list(self.store.recent())
+
+        self.app.push_screen(SearchDialog(self.store.search), found)
+
     # --- models and balance ---------------------------------------------------------------
 
     def action_refresh_models(self) -> None:
@@ -229,17 +285,8 @@ class ChatScreen(NexusScreen):
     @on(Input.Submitted, "#prompt")
     def _send(self, event: Input.Submitted) -> None:
         text = event.value.strip()
-        if not text:
-            return
-        model = self.query_one("#model", Select).value
-        if not isinstance(model, str):
-            self.notify("Choose a model first (no model is online yet?)", severity="warning")
-            return
-        if self.nexus.link.chat is None or self.nexus.connection.state != "online":
-            self.notify("Not connected to a server", severity="warning")
-            return
-        if any(w.group == "reply" and w.is_running for w in self.workers):
-            self.notify("A reply is still being written (Esc stops it)", severity="warning")
+        model = self._ready_model()
+        if not text or model is None:
             return
         event.input.value = ""
         if self.conversation is None:
@@ -249,16 +296,45 @@ class ChatScreen(NexusScreen):
         message = ChatTurn("user", text)
         self.store.add(self.conversation.id, message, model)
         self._fill_list(self.store.recent())
+        self.query_one("#messages", VerticalScroll).mount(MessageView(message))
+        self._ask(self.conversation.id, model)
+
+    def _ready_model(self) -> str | None:
+        """The model to ask, when a reply can be asked for now (else say why, and None)."""
+        model = self.query_one("#model", Select).value
+        if not isinstance(model, str):
+            self.notify("Choose a model first (no model is online yet?)", severity="warning")
+            return None
+        if self.nexus.link.chat is None or self.nexus.connection.state != "online":
+            self.notify("Not connected to a server", severity="warning")
+            return None
+        if any(w.group == "reply" and w.is_running for w in self.workers):
+            self.notify("A reply is still being written (Esc stops it)", severity="warning")
+            return None
+        return model
+
+    def _ask(self, conversation_id: int, model: str) -> None:
+        """Ask for a reply to the stored conversation, with its settings, into a new view."""
+        conversation = self.store.get(conversation_id)
+        settings = conversation.settings if conversation else ChatSettings()
         history = [{"role": m.role, "content": m.content}
-                   for m in self.store.messages(self.conversation.id) if m.content]
+                   for m in self.store.messages(conversation_id) if m.content]
         info = self.models.get(model)
-        sent = fit_history(history, info.context_length if info else None, REPLY_MAX_TOKENS)
+        reply_tokens = settings.max_tokens or REPLY_MAX_TOKENS
+        context = info.context_length if info else None
+        system = settings.system_prompt
+        if context is not None and system:
+            context -= len(system) // CHARS_PER_TOKEN
+        sent = fit_history(history, context, reply_tokens)
+        left_out = len(history) - len(sent)
+        if system:
+            sent = [{"role": "system", "content": system}, *sent]
         messages = self.query_one("#messages", VerticalScroll)
-        messages.mount(MessageView(message))
         view = MessageView(ChatTurn("assistant", ""), "writing…")
         messages.mount(view)
         messages.anchor()
-        self.reply(self.conversation.id, model, sent, view, len(history) - len(sent))
+        self.reply(conversation_id, model, sent, view, left_out,
+                   settings)
 
     def action_cancel_reply(self) -> None:
         for worker in self.workers:
@@ -267,9 +343,9 @@ class ChatScreen(NexusScreen):
 
     @work(exclusive=True, group="reply")
     async def reply(self, conversation_id: int, model: str, history: list[dict[str, str]],
-                    view: MessageView, left_out: int) -> None:
+                    view: MessageView, left_out: int, settings: ChatSettings) -> None:
         """Stream the reply to `history` (`left_out`: the earlier messages not sent, to fit
-        the model's context) into `view`."""
+        the model's context) into `view`, sampled as `settings` say."""
         chat = self.nexus.link.chat
         assert chat is not None
         stream = Markdown.get_stream(view.markdown)
@@ -277,7 +353,10 @@ class ChatScreen(NexusScreen):
         end: Reply | None = None
         failure: str | None = None
         try:
-            async for item in chat.stream(model, history, REPLY_MAX_TOKENS):
+            async for item in chat.stream(model, history,
+                                          settings.max_tokens or REPLY_MAX_TOKENS,
+                                          temperature=settings.temperature,
+                                          top_p=settings.top_p):
                 if isinstance(item, Reply):
                     end = item
                 else:

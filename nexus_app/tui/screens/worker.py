@@ -1,6 +1,8 @@
 """Worker: a switch that serves a model from this machine, the model choice (bundled and
-GGUF files found in the models folder), live GPU stats (or why it is CPU only), jobs served,
-tokens/s over time, earnings and the claim button."""
+GGUF files found in the models folder) and its loading progress; a dashboard of the last hour
+(tokens/s, GPU utilisation, VRAM, temperature, power) and of earnings (per hour from the
+gateway, per day, jobs per model, the current rate), live GPU stats (or why it is CPU only),
+and the claim button."""
 
 from __future__ import annotations
 
@@ -9,30 +11,33 @@ from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal
-from textual.widgets import Button, Label, Select, Sparkline, Static, Switch
+from textual.containers import Grid, Horizontal
+from textual.widgets import Button, Label, ProgressBar, Select, Static, Switch
 
 from nexus_app.client.http import ClientError
-from nexus_app.contracts import EarningsView
+from nexus_app.contracts import EarningsHistory, EarningsView
 from nexus_app.tui.actions import bindings
+from nexus_app.tui.plots import EarningsPlot, SeriesPlot
 from nexus_app.tui.screens.base import NexusScreen
+from nexus_app.tui.telemetry import SERIES, Sample, Telemetry, earnings_summary
 from nexus_app.worker.status import NodeStatus
 
 if TYPE_CHECKING:
+    from nexus_app.protocol import GpuInfo
     from nexus_app.worker.hardware import GpuProbe
     from nexus_app.worker.models import LocalModel
 
 HARDWARE_REFRESH_S = 2.0
 EARNINGS_REFRESH_S = 3.0
-HISTORY = 60  # tokens/s samples kept for the sparkline
+HISTORY_HOURS = 48  # earnings asked of the gateway: the bars' 24 h, and today and yesterday
 
 
-def gpu_panel(probe: GpuProbe | None, accelerator_note: str) -> str:
-    if probe is None:
+def gpu_panel(gpus: list[GpuInfo] | None, reason: str, accelerator_note: str) -> str:
+    """The GPUs' stats now, or why there are none (`gpus` None: not read yet)."""
+    if gpus is None:
         return "Reading the hardware…"
-    gpus = probe.snapshot()
     if not gpus:
-        return accelerator_note or f"CPU only: {probe.reason or 'no NVIDIA GPU found'}"
+        return accelerator_note or f"CPU only: {reason or 'no NVIDIA GPU found'}"
     lines = []
     for index, gpu in enumerate(gpus):
         used = gpu.vram_total_mb - gpu.vram_free_mb
@@ -49,6 +54,29 @@ def gpu_panel(probe: GpuProbe | None, accelerator_note: str) -> str:
     return "\n".join(lines)
 
 
+def sample_of(at: float, gpus: list[GpuInfo], status: NodeStatus | None) -> Sample:
+    """One dashboard reading: the node's tokens/s while it serves, the first GPU's stats."""
+    tokens = status.tokens_per_s if status is not None and status.state == "online" else None
+    gpu = gpus[0] if gpus else None
+    if gpu is None:
+        return Sample(at, tokens)
+    return Sample(at, tokens, gpu.utilization_pct, gpu.vram_total_mb - gpu.vram_free_mb,
+                  gpu.temperature_c, gpu.power_w)
+
+
+def state_lines(status: NodeStatus | None) -> str:
+    if status is None:  # the worker has not been switched on in this session
+        return "State   off"
+    lines = [f"State   {status.state}",
+             f"Jobs    {status.jobs_served} served, {status.jobs_active} active",
+             f"Tokens  {status.tokens_generated} · {status.tokens_per_s:.1f}/s now"]
+    if status.worker_id:
+        lines.insert(1, f"As      {status.worker_id}")
+    if status.last_error:
+        lines.append(f"Error   {status.last_error}")
+    return "\n".join(lines)
+
+
 class WorkerScreen(NexusScreen):
     BINDINGS = bindings("worker")
 
@@ -57,31 +85,38 @@ class WorkerScreen(NexusScreen):
         self.local_models: dict[str, LocalModel] = {}
         self.probe: GpuProbe | None = None
         self.cpu_note = ""
-        self.rates: list[float] = [0.0]
+        self.telemetry = Telemetry()
+        self.history: EarningsHistory | None = None
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="form"):
             yield Label("Serve from this machine")
             yield Switch(False, id="worker-switch")
             yield Select[str]([], prompt="finding models…", id="worker-model")
-        yield Static("", id="worker-state", classes="panel")
-        yield Label("Hardware", classes="section")
-        yield Static("Reading the hardware…", id="gpu", classes="panel")
-        yield Label("Tokens/s", classes="section")
-        yield Sparkline(self.rates, id="tps")
-        yield Label("Earnings", classes="section")
-        with Horizontal(classes="form"):
-            yield Static("", id="earnings")
             yield Button("Claim", variant="success", id="claim")
+        with Horizontal(id="model-load"):
+            yield Label("", id="model-load-label")
+            yield ProgressBar(show_eta=False, id="model-load-bar")
+        with Horizontal(id="worker-panels"):
+            yield Static("", id="worker-state", classes="panel")
+            yield Static("Reading the hardware…", id="gpu", classes="panel")
+            yield Static("", id="earnings-summary", classes="panel")
+        yield Static("", id="earnings")
+        with Grid(id="plots"):
+            for field, (title, unit) in SERIES.items():
+                yield SeriesPlot(title, unit, id=f"plot-{field.replace('_', '-')}")
+            yield EarningsPlot(id="plot-earnings")
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#model-load").display = False
         self.find_models()
         self.open_probe()
-        self.set_interval(HARDWARE_REFRESH_S, self._show_hardware)
+        self.set_interval(HARDWARE_REFRESH_S, self._tick_hardware)
         self.set_interval(EARNINGS_REFRESH_S, self._tick_earnings)
         self.query_one("#worker-switch", Switch).value = self.nexus.worker_host.running
         self.watch(self.app, "node_status", self._show_state)
+        self.watch(self.app, "model_load", self._show_load)
 
     def on_unmount(self) -> None:
         if self.probe is not None:
@@ -123,10 +158,22 @@ class WorkerScreen(NexusScreen):
 
     def _set_probe(self, probe: GpuProbe, note: str) -> None:
         self.probe, self.cpu_note = probe, note
-        self._show_hardware()
+        self._tick_hardware()
 
-    def _show_hardware(self) -> None:
-        self.query_one("#gpu", Static).update(gpu_panel(self.probe, self.cpu_note))
+    def _tick_hardware(self) -> None:
+        """Read the GPUs and the node's rate into the dashboard."""
+        if self.probe is None:
+            return
+        gpus = self.probe.snapshot()
+        self.query_one("#gpu", Static).update(gpu_panel(gpus, self.probe.reason, self.cpu_note))
+        now = self.nexus.clock()
+        self.telemetry.add(sample_of(now, gpus, self.nexus.node_status))
+        self.show_telemetry(now)
+
+    def show_telemetry(self, now: float) -> None:
+        for field in SERIES:
+            xs, ys = self.telemetry.series(field, now)
+            self.query_one(f"#plot-{field.replace('_', '-')}", SeriesPlot).show(xs, ys)
 
     # --- the switch -----------------------------------------------------------------------
 
@@ -160,22 +207,22 @@ class WorkerScreen(NexusScreen):
         await self.nexus.worker_host.drain()
 
     def _show_state(self, status: NodeStatus | None) -> None:
-        if status is None:  # the worker has not been switched on in this session
-            self.query_one("#worker-state", Static).update("State       off")
-            return
-        lines = [f"State       {status.state}"
-                 + (f" as {status.worker_id}" if status.worker_id else ""),
-                 f"Jobs        {status.jobs_served} served, {status.jobs_active} active",
-                 f"Tokens      {status.tokens_generated} generated, "
-                 f"{status.tokens_per_s:.1f}/s now"]
-        if status.last_error:
-            lines.append(f"Last error  {status.last_error}")
-        self.query_one("#worker-state", Static).update("\n".join(lines))
-        if status.state == "online":
-            self.rates = [*self.rates, status.tokens_per_s][-HISTORY:]
-            self.query_one("#tps", Sparkline).data = self.rates
-        if status.state == "stopped":
+        self.query_one("#worker-state", Static).update(state_lines(status))
+        if status is not None and status.state == "stopped":
             self.query_one("#worker-switch", Switch).value = False
+        self._show_summary()
+
+    def _show_load(self, load: tuple[int, int] | None) -> None:
+        """The model file being read (real progress), then llama.cpp loading it."""
+        row = self.query_one("#model-load")
+        row.display = load is not None
+        if load is None:
+            return
+        done, total = load
+        label = (f"Reading the model file: {done >> 20}/{total >> 20} MiB" if done < total
+                 else "Loading the model into llama.cpp…")
+        self.query_one("#model-load-label", Label).update(label)
+        self.query_one("#model-load-bar", ProgressBar).update(total=total, progress=done)
 
     # --- earnings -------------------------------------------------------------------------
 
@@ -187,10 +234,24 @@ class WorkerScreen(NexusScreen):
     async def refresh_earnings(self) -> None:
         try:
             earnings = await self.nexus.link.account_call(lambda c: c.worker_earnings())
+            history = await self.nexus.link.account_call(
+                lambda c: c.earnings_history(HISTORY_HOURS))
         except ClientError as exc:
             self.query_one("#earnings", Static).update(f"unavailable: {exc.message}")
             return
-        self.query_one("#earnings", Static).update(earnings_line(earnings))
+        now = self.nexus.clock()
+        self.query_one("#earnings", Static).update(earnings_line(earnings, now))
+        self.show_earnings(history, now)
+
+    def show_earnings(self, history: EarningsHistory, now: float) -> None:
+        self.history = history
+        self.query_one("#plot-earnings", EarningsPlot).show(history.data, now,
+                                                            history.decimals)
+        self._show_summary(now)
+
+    def _show_summary(self, now: float | None = None) -> None:
+        self.query_one("#earnings-summary", Static).update(earnings_summary(
+            self.history, self.nexus.jobs_by_model, self.nexus.clock() if now is None else now))
 
     @on(Button.Pressed, "#claim")
     def action_claim(self) -> None:
@@ -209,12 +270,12 @@ class WorkerScreen(NexusScreen):
         self.refresh_earnings()
 
 
-def earnings_line(earnings: EarningsView) -> str:
+def earnings_line(earnings: EarningsView, now: float) -> str:
     """The worker wallet's earnings, with the gateway's hold and bench when there are any."""
     line = (f"earned {earnings.earned_display} · paid {earnings.paid_display} · "
             f"paying {earnings.paying_display} · claimable {earnings.pending_display} NEXUS")
     held_until = earnings.claimable_from
-    if held_until and held_until > time.time():
+    if held_until and held_until > now:
         line += f" · held until {time.strftime('%H:%M', time.localtime(held_until))} (new worker)"
     if earnings.state != "ok":
         line += f" · {earnings.state} after failed jobs: no jobs for now"

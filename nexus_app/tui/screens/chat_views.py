@@ -1,0 +1,58 @@
+"""What the chat screen shows: a message with its note, a conversation in the list, and the
+model picker's labels."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, ListItem, Markdown
+
+from nexus_app.client.chat import ModelInfo
+from nexus_app.tui.conversations import ChatTurn, Conversation
+from nexus_app.units import format_units
+
+
+def price_label(model: ModelInfo) -> str:
+    if model.price is None:
+        return model.id
+    price = model.price
+    out = format_units(price.output_per_million, price.decimals)
+    return f"{model.id} · {out} NEXUS/1M out"
+
+
+def reply_note(message: ChatTurn, decimals: int | None) -> str:
+    """'42 tokens · 0.000123 NEXUS' under a reply, with what is known of it."""
+    parts = []
+    if message.completion_tokens is not None:
+        parts.append(f"{message.completion_tokens} tokens")
+    if message.cost is not None and decimals is not None:
+        parts.append(f"{format_units(message.cost, decimals)} NEXUS")
+    if message.cancelled:
+        parts.append("cancelled")
+    return " · ".join(parts)
+
+
+class MessageView(Vertical):
+    """One message: its Markdown and, for replies, a note (tokens, cost)."""
+
+    def __init__(self, message: ChatTurn, note: str = "") -> None:
+        super().__init__(classes=f"message {message.role}")
+        self.message = message
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(self.message.content)
+        yield Label(self.note, classes="note")
+
+    @property
+    def markdown(self) -> Markdown:
+        return self.query_one(Markdown)
+
+    def set_note(self, note: str) -> None:
+        self.query_one(".note", Label).update(note)
+
+
+class ConversationItem(ListItem):
+    def __init__(self, conversation: Conversation) -> None:
+        super().__init__(Label(conversation.title))
+        self.conversation = conversation

@@ -52,7 +52,8 @@ from tests.support.gateways import make_settings, running_gateway
 
 EXAMPLES = 100  # per operation (fuzzing phase); the whole run takes 30-50 s on 2 cores
 MODEL = "scripted-model"  # what the scripted worker serves
-INFERENCE = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
+INFERENCE = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+             "/v1/text/generate"}
 WEBHOOK_URL = "http://127.0.0.1:9/fuzz"  # loopback: deliveries fail fast and stay local
 CHECKS = [
     not_a_server_error,

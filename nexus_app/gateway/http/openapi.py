@@ -87,7 +87,12 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "POST /v1/chat/completions": _INFERENCE,
     "POST /v1/completions": _INFERENCE,
     "POST /v1/embeddings": _INFERENCE,
-    "POST /v1/responses": _INFERENCE,
+    "POST /v1/responses": (*_INFERENCE, 403),  # 403: stored conversations full
+    "GET /v1/responses/{response_id}": (401, 404),
+    "GET /v1/responses/{response_id}/input_items": (400, 401, 404),
+    "DELETE /v1/responses/{response_id}": (401, 404),
+    "POST /v1/text/generate": (*_INFERENCE, 403),
+    "DELETE /v1/text/history/{userid}": (401, 404),
 }
 # Operations that answer 202, with the 200 body, while the chain has not confirmed yet.
 ACCEPTED = {"POST /v1/deposits", "POST /v1/workers/claim"}

@@ -4,7 +4,6 @@ coordinator (`coordinator.py`) hands out the workers."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -130,8 +129,7 @@ class JobStream:
         assert self._events is not None
         limit = self.deadline if self.streamed else min(self.deadline, self._first_token_by)
         try:
-            async with asyncio.timeout(limit - time.monotonic()):
-                event = await self._events.get()
+            event = await self._events.get(limit)
         except TimeoutError:
             await self._send_cancel()
             raise _Retry("The worker did not answer in time.") from None
@@ -185,8 +183,8 @@ class JobStream:
         await self._send_cancel()
         events, ends = self._events, time.monotonic() + CANCEL_GRACE_S
         try:
-            while (left := ends - time.monotonic()) > 0:
-                event = await asyncio.wait_for(events.get(), left)
+            while time.monotonic() < ends:
+                event = await events.get(ends)
                 if isinstance(event, Done):
                     return event
                 if not isinstance(event, Chunk | ClientBehind):

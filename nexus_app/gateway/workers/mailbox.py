@@ -8,6 +8,7 @@ gateway hold more than a job's limits allow.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -89,13 +90,25 @@ class Mailbox:
         self.pending = 0
         self.put(item)
 
-    async def get(self) -> JobEvent:
+    async def get(self, until: float) -> JobEvent:
+        """The next event; TimeoutError if none has come by `until` (a `time.monotonic()`
+        instant). An event already waiting is returned at once, with no timer: a stream
+        takes one event per token, and an `asyncio.timeout` per event cost more than the rest
+        of the relay."""
         while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(until - time.monotonic(), _expire, waiter)
             try:
-                await self._waiter
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         item, size = self._items.popleft()
         self.pending -= size
         return item
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

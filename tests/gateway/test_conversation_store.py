@@ -5,14 +5,19 @@ key and record, an account's records stay within their quota, expire and go with
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
 from nexus_app.gateway.conversations.crypto import ConversationKey, Unreadable
 from nexus_app.gateway.conversations.history import Conversations
 from nexus_app.gateway.errors import Forbidden, NotFound
+from nexus_app.gateway.ledger.postgres.copy import copy_sqlite_ledger
+from nexus_app.gateway.ledger.postgres.store import PostgresStore
 from nexus_app.gateway.ledger.records import ConversationKind, ConversationRecord
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.ledger.store import Store
 
 pytestmark = pytest.mark.both_ledgers
@@ -96,3 +101,20 @@ async def test_expired_records_are_unseen_then_pruned_and_a_key_takes_its_own(
     assert await store.delete_key_conversations("key1") == 1
     assert await convs.history(KEY, "acct", "alice") == []
     assert await convs.response(OTHER, "acct", "resp_2") == {"response": {}}
+
+
+async def test_sealed_records_move_with_an_sqlite_ledger_into_postgres(
+        tmp_path: Path, postgres_url: str) -> None:
+    old = SQLiteStore(tmp_path / "ledger.sqlite3")
+    await old.open()
+    await conversations(old).add_turn(KEY, ("acct", "key1"), "alice",
+                                      [{"role": "user", "content": "kept"}])
+    original = await old.audit()
+    new = PostgresStore(postgres_url)
+    await new.open()
+    with sqlite3.connect(old.path) as source:
+        await copy_sqlite_ledger(source, new, original)
+    await old.close()
+    assert await conversations(new).history(KEY, "acct", "alice") == [
+        {"role": "user", "content": "kept"}]
+    await new.close()

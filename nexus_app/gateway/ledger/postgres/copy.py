@@ -17,7 +17,7 @@ from nexus_app.gateway.ledger.records import LedgerAudit
 # parents before the rows that refer to them; the pool's one row is updated, not copied
 TABLES = ("accounts", "ledger", "reservations", "worker_accounts", "api_keys", "sessions",
           "deposit_intents", "deposits", "deposit_scan_cursors", "payouts", "webhooks",
-          "webhook_deliveries", "webhook_models", "promo_fundings")
+          "webhook_deliveries", "webhook_models", "promo_fundings", "conversations")
 CONVERT: dict[str, Callable[[Any], Any]] = {
     "bigint": int, "integer": int, "double precision": float, "bytea": bytes, "text": str}
 

@@ -5,14 +5,17 @@ history goes; the quota refuses before a job runs; no file under the data dir ho
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from nexus_app.gateway.ledger.records import ConversationKind
+from nexus_app.gateway.ledger.records import ConversationKind, ConversationRecord
+from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from tests.support.gateways import auth, make_settings, running_gateway
 
 MODEL = "scripted-model"
@@ -203,3 +206,22 @@ async def test_no_file_under_the_data_dir_holds_a_stored_word(tmp_path: Path) ->
 
 def _files_holding(root: Path, needle: bytes) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+
+
+async def test_the_gateway_deletes_expired_conversations(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    ledger = SQLiteStore(settings.db_path)
+    await ledger.open()
+    now = time.time()
+    for record_id, expires_at in (("gone", now - 1), ("kept", now + 3600)):
+        assert await ledger.add_conversation(ConversationRecord(
+            record_id, "acct", "key1", ConversationKind.RESPONSE, None, b"s", b"n", b"c",
+            now - 10, expires_at), 10_000)
+    await ledger.close()
+    async with running_gateway(settings) as gw:  # the leader prunes at once, then each minute
+        for _ in range(100):
+            ids = [row[0] for row in gw.store.db.execute("SELECT id FROM conversations")]
+            if ids == ["kept"]:
+                break
+            await asyncio.sleep(0.05)
+        assert ids == ["kept"]

@@ -9,7 +9,6 @@ billed as prompt tokens like any others; the new turn is sealed under the caller
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,15 +19,16 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from nexus_app.gateway.api.deps import ApiKeyCaller, GatewayDep, api_key_caller, gateway_of
 from nexus_app.gateway.api.openai.chat import ChatShapes
 from nexus_app.gateway.api.openai.chat_job import open_chat
-from nexus_app.gateway.api.openai.relay import collect, error_event, event_stream, usage_body
+from nexus_app.gateway.api.openai.relay import collect, event_stream, usage_body
+from nexus_app.gateway.api.openai.responses_stored import saving
 from nexus_app.gateway.api.openai.schemas import TOKENS_MAX, ChatCompletionRequest, ChatMessage
 from nexus_app.gateway.conversations.crypto import ConversationKey
-from nexus_app.gateway.errors import ApiError, BadRequest, invalid_body
+from nexus_app.gateway.errors import BadRequest, invalid_body
 from nexus_app.gateway.http.auth import Caller
 from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.http.openapi import json_post_route
 from nexus_app.gateway.service import Gateway
-from nexus_app.protocol import Done
+from nexus_app.protocol import Chunk, Done
 
 USERID = Field(None, min_length=1, max_length=256, description="an opaque label of the "
                "conversation the gateway keeps for this key (sealed under it)")
@@ -136,25 +136,13 @@ class _StreamShapes(ChatShapes):
         self.text: list[str] = []
         self.done: Done | None = None
 
-    def chunk(self, event: Any) -> bytes | None:
+    def chunk(self, event: Chunk) -> bytes | None:
         self.text.append(event.text)
         return super().chunk(event)
 
     def closing(self, done: Done, usage: dict[str, int]) -> bytes:
         self.done = done
         return super().closing(done, usage)
-
-
-async def _saving(events: AsyncIterator[bytes], shapes: _StreamShapes,
-                  turn: _Turn) -> AsyncIterator[bytes]:
-    """The stream's events, with the turn saved before its closing events go out."""
-    async for data in events:
-        if shapes.done is not None and not turn.saved:
-            try:
-                await turn.save("".join(shapes.text))
-            except ApiError as error:  # the quota filled meanwhile: say so, then end
-                yield error_event(error)
-        yield data
 
 
 async def text_generate(request: Request) -> Response:
@@ -170,7 +158,9 @@ async def text_generate(request: Request) -> Response:
     if body.stream:
         shapes = _StreamShapes(model)
         response = await event_stream(gateway, ticket, shapes)
-        response.events = _saving(response.events, shapes, turn)
+        # the turn is kept before the stream's closing events go out
+        response.events = saving(response.events, lambda: shapes.done,
+                                 lambda _: turn.save("".join(shapes.text)))
         return response
     chunks, _ = await collect(gateway, ticket, request.receive)
     completion = "".join(chunk.text for chunk in chunks)

@@ -11,8 +11,8 @@ request, of this account or another, finds nothing (a 404).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Query
@@ -27,6 +27,8 @@ from nexus_app.gateway.errors import ApiError, BadRequest, NotFound
 from nexus_app.gateway.http.auth import Caller
 from nexus_app.gateway.service import Gateway
 from nexus_app.ids import new_id
+
+T = TypeVar("T")
 
 
 def _key(caller: Caller) -> ConversationKey:
@@ -86,10 +88,10 @@ async def save(gateway: Gateway, caller: Caller, body: ResponsesRequest,
         _key(caller), (caller.account, caller.key_id or ""), response["id"], payload)
 
 
-async def saving(events: AsyncIterator[bytes], final: Callable[[], dict[str, Any] | None],
-                 store: Callable[[dict[str, Any]], Any]) -> AsyncIterator[bytes]:
-    """A stream's events, with the finished response stored before its last events go out
-    (so that a next turn naming it finds it)."""
+async def saving(events: AsyncIterator[bytes], final: Callable[[], T | None],
+                 store: Callable[[T], Awaitable[Any]]) -> AsyncIterator[bytes]:
+    """A stream's events, with what `final` returns once the stream finished (the response,
+    the turn) stored before its last events go out, so that a next request finds it."""
     saved = False
     async for data in events:
         response = final()

@@ -36,3 +36,27 @@ def text_of(pilot: Pilot[Any], selector: str) -> str:
     """The text a Static-like widget on the current screen shows."""
     widget = pilot.app.screen.query_one(selector, Static)
     return str(widget.render())
+
+
+async def local_network_serving(pilot: Pilot[Any], deposit: str = "25") -> None:
+    """From the welcome screen: the local network, the faucet, a deposit of `deposit` NEXUS
+    into credit, then the worker switched on with the bundled model (until it is online)."""
+    from textual.widgets import Input
+
+    app = pilot.app
+    await pilot.click("#local")
+    await wait_until(pilot, lambda: app.connection.state == "online", 60, "the network")
+    await wait_until(pilot, lambda: "Credit" in text_of(pilot, "#wallet-summary"))
+    await pilot.press("ctrl+f")
+    await wait_until(pilot, lambda: "100.000000 NEXUS ·" in text_of(pilot, "#wallet-summary"),
+                     what="the faucet")
+    app.screen.query_one("#amount", Input).value = deposit
+    await pilot.click("#deposit")
+    await wait_until(pilot, lambda: "credited" in text_of(pilot, "#deposit-result"),
+                     what="the deposit")
+    await pilot.press("f5")
+    await wait_until(pilot, lambda: "smollm2" in str(
+        app.screen.query_one("#worker-model").value), what="the bundled model")
+    await pilot.press("ctrl+t")
+    await wait_until(pilot, lambda: "online" in text_of(pilot, "#worker-state"), 90,
+                     "the worker online")

@@ -116,6 +116,11 @@ async def _migrate_ledger(settings: Settings, url: str) -> dict[str, Any]:
     await source.open()
     try:
         await target.open()
+        # what the stopped gateway left reserved is refunded first, as its next start would:
+        # no replica on PostgreSQL would own those reservations
+        replicas = [row[0] for row in source.db.execute(
+            "SELECT DISTINCT replica FROM reservations").fetchall()]
+        refunded = sum([await source.release_replica(replica) for replica in replicas])
         # a write between the two (a gateway still running) fails the comparison
         copied = await copy_sqlite_ledger(source.db, target, await source.audit())
     except (CopyRefused, LedgerUnavailable) as exc:
@@ -124,7 +129,7 @@ async def _migrate_ledger(settings: Settings, url: str) -> dict[str, Any]:
         await source.close()
         await target.close()
     return {"ok": copied.ok, "from": str(settings.db_path), "to": redact_url(url),
-            **_fields(copied)}
+            "refunded_reservations": refunded, **_fields(copied)}
 
 
 def _fields(audit: Any) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class PostgresBase:
                 await self._unclosed[0]()
             except LedgerUnavailable:
                 return
+            except Exception as exc:  # cannot apply (not expected): dropped, not retried forever
+                log.error("a deferred reservation closing failed: %s", type(exc).__name__)
             self._unclosed.pop(0)
             if not self._unclosed:
                 log.warning("PostgreSQL is back: the reservations left open are closed")

@@ -188,3 +188,26 @@ def test_fit_history_keeps_the_latest_messages_that_fit() -> None:
     assert fit_history(history, 1024 + 300, 1024) == history  # 108 + 108 + 18 tokens fit
     assert fit_history(history, 1024 + 200, 1024) == history[1:]
     assert fit_history(history, 1024 + 10, 1024) == history[2:]  # the prompt always goes
+
+
+def test_the_model_file_is_read_through_with_progress(tmp_path: Path) -> None:
+    import threading
+
+    from nexus_app.tui import worker_host
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(bytes(3 * worker_host.READ_CHUNK + 5))
+    seen: list[tuple[int, int]] = []
+    assert worker_host.read_through(model, lambda done, total: seen.append((done, total)),
+                                    threading.Event())
+    total = 3 * worker_host.READ_CHUNK + 5
+    assert seen[0] == (0, total) and seen[-1] == (total, total)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+    cancel = threading.Event()
+
+    def stop_at_first_chunk(done: int, total: int) -> None:
+        if done:
+            cancel.set()
+
+    assert not worker_host.read_through(model, stop_at_first_chunk, cancel)

@@ -17,7 +17,6 @@ from nexus_app.gateway.cluster.replicas import Replica
 from nexus_app.gateway.conversations.history import Conversations
 from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
-from nexus_app.gateway.ledger.postgres.store import PostgresStore
 from nexus_app.gateway.ledger.records import DepositIntentRecord
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
 from nexus_app.gateway.ledger.store import Store
@@ -46,6 +45,9 @@ def ledger_store(settings: Settings) -> Store:
     """The ledger the settings name: PostgreSQL at `ledger_url`, else the SQLite file in the
     data dir (the embedded default)."""
     if settings.ledger_url:
+        # imported here: the embedded default starts without loading asyncpg
+        from nexus_app.gateway.ledger.postgres.store import PostgresStore
+
         return PostgresStore(settings.ledger_url, pool_min=settings.ledger_pool_min,
                              pool_max=settings.ledger_pool_max, replica=settings.replica_id,
                              sync_commit=settings.ledger_sync_commit)

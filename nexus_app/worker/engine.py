@@ -28,7 +28,16 @@ from typing import Any
 import llama_cpp
 
 from nexus_app.protocol import TokenLogprob
-from nexus_app.worker.events import Embedded, EngineStop, Event, Failed, Finished, Stream, Text
+from nexus_app.worker.events import (
+    Embedded,
+    EngineStop,
+    Event,
+    Failed,
+    Finished,
+    Outbox,
+    Stream,
+    Text,
+)
 from nexus_app.worker.llamacpp import Batch, Context, LlamaError, LlamaFatal, Model
 from nexus_app.worker.logprobs import token_logprob
 from nexus_app.worker.sampling import RequestError, Sampling, free_chain
@@ -90,6 +99,7 @@ class Engine:
         self._embed_context: Context | None = None
         self._embed_batch: Batch | None = None
         self._slots = Slots(slots, prefix_similarity)
+        self._outbox = Outbox()  # what the engine thread sends to streams, once a step
         self._waiting: deque[_Sequence] = deque()
         self._active: list[_Sequence] = []
         self._embeds: deque[_EmbedJob] = deque()
@@ -189,14 +199,17 @@ class Engine:
                 log.exception("engine step failed")
                 for sequence in list(self._active):
                     self._finish(sequence, Failed("worker_error", "the engine failed"))
+            finally:
+                self._outbox.flush()
 
     def _fail_all(self, event: Failed) -> None:
         for sequence in [*self._active, *self._waiting]:
             self._finish(sequence, event)
         self._waiting.clear()
         for job in self._embeds:
-            job.stream.put(event)
+            self._outbox.put(job.stream, event)
         self._embeds.clear()
+        self._outbox.flush()
 
     def _admit(self) -> None:
         while self._waiting and self._slots:
@@ -204,11 +217,12 @@ class Engine:
             try:
                 sequence.chain = sequence.sampling.chain(self.model)
             except RequestError as exc:
-                sequence.stream.put(Failed("invalid_request", str(exc)))
+                self._outbox.put(sequence.stream, Failed("invalid_request", str(exc)))
                 continue
             except Exception:  # one request's sampler must not stop the engine
                 log.exception("could not set up sampling for a request")
-                sequence.stream.put(Failed("worker_error", "the sampler could not be set up"))
+                self._outbox.put(sequence.stream,
+                                 Failed("worker_error", "the sampler could not be set up"))
                 continue
             except BaseException:
                 self._waiting.appendleft(sequence)  # to be failed with the rest
@@ -293,10 +307,9 @@ class Engine:
         elif sequence.generated >= sequence.max_tokens:
             self._finish(sequence, self._finished(sequence, "length"))
 
-    @staticmethod
-    def _emit(sequence: _Sequence, text: str) -> None:
+    def _emit(self, sequence: _Sequence, text: str) -> None:
         """Send text with the log probabilities of the tokens sampled since the last send."""
-        sequence.stream.put(Text(text, tuple(sequence.logprobs)))
+        self._outbox.put(sequence.stream, Text(text, tuple(sequence.logprobs)))
         sequence.logprobs.clear()
 
     def _emit_until_stop(self, sequence: _Sequence, text: str) -> bool:
@@ -330,7 +343,7 @@ class Engine:
         return Finished(reason, len(sequence.prompt), sequence.generated, sequence.reused)
 
     def _finish(self, sequence: _Sequence, event: Event) -> None:
-        sequence.stream.put(event)
+        self._outbox.put(sequence.stream, event)
         if sequence in self._active:
             self._active.remove(sequence)
             if isinstance(event, Finished):  # its cache is what `cached` says: kept for reuse
@@ -347,7 +360,7 @@ class Engine:
         job = self._embeds[0]
         if job.stream.cancelled:
             self._embeds.popleft()
-            job.stream.put(Failed("cancelled", "cancelled"))
+            self._outbox.put(job.stream, Failed("cancelled", "cancelled"))
             return
         if self._embed_context is None:
             self._embed_context = Context(self.model, n_ctx=self.context_per_slot, n_seq=1,
@@ -366,10 +379,11 @@ class Engine:
         except LlamaError as exc:
             log.error("%s", exc)
             self._embeds.popleft()
-            job.stream.put(Failed("worker_error", "the model failed to embed the input"))
+            self._outbox.put(job.stream,
+                             Failed("worker_error", "the model failed to embed the input"))
             return
         finally:
             context.clear()
         if len(job.vectors) == len(job.inputs):
             self._embeds.popleft()
-            job.stream.put(Embedded(job.vectors, sum(len(t) for t in job.inputs)))
+            self._outbox.put(job.stream, Embedded(job.vectors, sum(len(t) for t in job.inputs)))

@@ -68,3 +68,31 @@ class Stream:
             yield event
             if not isinstance(event, Text):
                 return
+
+
+class Outbox:
+    """The events the engine thread produced in one step, handed to the event loop in one
+    call: one wake-up of the loop per step instead of one per token of every sequence."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[Stream, Event]] = []
+
+    def put(self, stream: Stream, event: Event) -> None:
+        self._items.append((stream, event))
+
+    def flush(self) -> None:
+        """Deliver what was put, in order; a consumer whose loop has closed gets nothing."""
+        if not self._items:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Stream, Event]]] = {}
+        for stream, event in self._items:
+            by_loop.setdefault(stream._loop, []).append((stream, event))
+        self._items = []
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+                loop.call_soon_threadsafe(_deliver, items)
+
+
+def _deliver(items: list[tuple[Stream, Event]]) -> None:
+    for stream, event in items:
+        stream._queue.put_nowait(event)

@@ -1,7 +1,8 @@
 """Generation speed through client -> gateway -> worker, against raw llama-cpp-python.
 
 Measures tokens/s of streamed chat completions of the bundled model (SmolLM2-135M-Instruct)
-two ways, with the same prompt, sampling and CPU thread count:
+two ways (three with `--llama-server`: the llama.cpp server with as many slots), with the same
+prompt, sampling and CPU thread count:
 
 - raw: `llama_cpp.Llama.create_completion` in this process, on the chat prompt the worker
   builds (the worker idles meanwhile);
@@ -17,7 +18,8 @@ time of the stream(s); first token is the time from sending a request to its fir
 mean over four streams). Llama serves one request at a time, so four raw requests run one
 after another: that is the rate four gateway streams are compared with. Nothing else should
 run meanwhile: llama.cpp slows down sharply when its threads share the cores.
-Run: `python bench/worker_throughput.py [--max-tokens 256] [--repeat 3] [--threads N]`.
+Run: `python bench/worker_throughput.py [--max-tokens 256] [--repeat 3] [--threads N]
+[--llama-server PATH]`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from nexus_app.worker.models import LocalModel, resolve  # noqa: E402
 from nexus_app.worker.prompts import ChatTemplate  # noqa: E402
+from tests.support.asgi import free_port  # noqa: E402
 from tests.support.gateways import make_settings  # noqa: E402
 from tests.support.llama_cpp_amx import without_extra_buffers_on_amx  # noqa: E402
 from tests.support.processes import (  # noqa: E402
@@ -153,7 +156,7 @@ def raw_stream(llm: Llama, prompt: list[int], max_tokens: int, seed: int) -> Str
 async def lean_stream(http: httpx.AsyncClient, body: dict[str, Any], started: float
                       ) -> tuple[int, float]:
     """A minimal SSE reader: (completion tokens from the usage chunk, first text seconds)."""
-    first_token_s, tokens = 0.0, 0
+    first_token_s, tokens, counted = 0.0, 0, 0
     async with http.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
@@ -165,7 +168,9 @@ async def lean_stream(http: httpx.AsyncClient, body: dict[str, Any], started: fl
                 first_token_s = time.perf_counter() - started
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
-    return tokens, first_token_s
+            elif choices and choices[0]["delta"].get("content"):
+                counted += 1  # a server that sends no usage: one token a chunk
+    return tokens or counted, first_token_s
 
 
 async def sdk_stream(client: AsyncOpenAI, body: dict[str, Any], started: float
@@ -215,6 +220,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 RAW_SINGLE, RAW_SEQUENTIAL = "raw single", f"raw sequential ({STREAMS}) *"
 GATEWAY_SINGLE, GATEWAY_SDK = "gateway single", "gateway single, openai"
 GATEWAY_CONCURRENT = f"gateway {STREAMS} concurrent"
+SERVER_SINGLE, SERVER_CONCURRENT = "llama.cpp server single", f"llama.cpp server {STREAMS} conc."
 
 
 def raw_run(llm: Llama, prompt: list[int], max_tokens: int, streams: int) -> Sample:
@@ -224,13 +230,17 @@ def raw_run(llm: Llama, prompt: list[int], max_tokens: int, streams: int) -> Sam
 
 
 async def rounds(llm: Llama, prompt: list[int], url: str, key: str, model: str,
-                 max_tokens: int, repeat: int) -> dict[str, list[Sample]]:
-    """Each round runs every configuration once, raw and gateway alternating, so that drift
-    in this machine's speed hits both alike (the idle worker takes no CPU meanwhile)."""
-    samples: dict[str, list[Sample]] = {name: [] for name in (
-        RAW_SINGLE, GATEWAY_SINGLE, GATEWAY_SDK, RAW_SEQUENTIAL, GATEWAY_CONCURRENT)}
+                 max_tokens: int, repeat: int, server_url: str | None
+                 ) -> dict[str, list[Sample]]:
+    """Each round runs every configuration once, raw, gateway and the llama.cpp server
+    alternating, so that drift in this machine's speed hits all alike (the idle ones take no
+    CPU meanwhile)."""
+    names = [RAW_SINGLE, GATEWAY_SINGLE, GATEWAY_SDK, RAW_SEQUENTIAL, GATEWAY_CONCURRENT]
+    samples: dict[str, list[Sample]] = {name: [] for name in names + (
+        [SERVER_SINGLE, SERVER_CONCURRENT] if server_url else [])}
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600) as http, \
+            httpx.AsyncClient(base_url=server_url or url, timeout=600) as server, \
             AsyncOpenAI(base_url=url + "/v1", api_key=key, timeout=600) as sdk:
         raw_run(llm, prompt, WARM_UP_TOKENS, 1)
         await gateway_run(http, model, WARM_UP_TOKENS, 1)
@@ -238,24 +248,52 @@ async def rounds(llm: Llama, prompt: list[int], url: str, key: str, model: str,
             samples[RAW_SINGLE].append(raw_run(llm, prompt, max_tokens, 1))
             samples[GATEWAY_SINGLE].append(await gateway_run(http, model, max_tokens, 1))
             samples[GATEWAY_SDK].append(await gateway_run(sdk, model, max_tokens, 1))
+            if server_url:
+                samples[SERVER_SINGLE].append(await gateway_run(server, model, max_tokens, 1))
             samples[RAW_SEQUENTIAL].append(raw_run(llm, prompt, max_tokens, STREAMS))
             samples[GATEWAY_CONCURRENT].append(
                 await gateway_run(http, model, max_tokens, STREAMS))
+            if server_url:
+                samples[SERVER_CONCURRENT].append(
+                    await gateway_run(server, model, max_tokens, STREAMS))
     return samples
 
 
-def measure(tmp: Path, local: LocalModel, threads: int, max_tokens: int, repeat: int
-            ) -> dict[str, list[Sample]]:
+def start_llama_server(path: str, local: LocalModel, threads: int
+                       ) -> tuple[subprocess.Popen[bytes], str]:
+    """The llama.cpp server on the same model, slots, context and threads as the worker."""
+    port = free_port()
+    process = subprocess.Popen(
+        [path, "-m", str(local.path), "--port", str(port), "-np", str(STREAMS),
+         "-c", str(STREAMS * N_CTX), "-t", str(threads), "--no-webui"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/health", timeout=1).is_success:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("the llama.cpp server did not start")
+
+
+def measure(tmp: Path, local: LocalModel, threads: int, max_tokens: int, repeat: int,
+            server_path: str | None) -> dict[str, list[Sample]]:
     llm, prompt = load_raw(local, threads)
     gateway = start_gateway_process(make_settings(tmp / "gateway"))
     processes = [gateway.process]
+    server_url = None
     try:
+        if server_path:
+            server, server_url = start_llama_server(server_path, local, threads)
+            processes.append(server)
         _, key = asyncio.run(gateway.funded_key(CREDIT))
         processes.insert(0, start_worker_process(
             gateway.url, tmp / "worker", NEXUS_THREADS=str(threads), NEXUS_SLOTS=str(STREAMS),
             NEXUS_LOG_LEVEL="warning"))
         wait_for_workers(gateway.url, 1, timeout=120, process=processes[0])
-        return asyncio.run(rounds(llm, prompt, gateway.url, key, local.id, max_tokens, repeat))
+        return asyncio.run(rounds(llm, prompt, gateway.url, key, local.id, max_tokens, repeat,
+                                  server_url))
     finally:
         for process in processes:  # the worker first: it drains, then the gateway stops
             stop(process)
@@ -267,7 +305,8 @@ def measure(tmp: Path, local: LocalModel, threads: int, max_tokens: int, repeat:
 
 def report(samples: dict[str, list[Sample]]) -> None:
     baseline = {GATEWAY_SINGLE: RAW_SINGLE, GATEWAY_SDK: RAW_SINGLE,
-                GATEWAY_CONCURRENT: RAW_SEQUENTIAL}
+                GATEWAY_CONCURRENT: RAW_SEQUENTIAL, SERVER_SINGLE: RAW_SINGLE,
+                SERVER_CONCURRENT: RAW_SEQUENTIAL}
     print(f"{'config':<24} {'tokens/s':>9} {'vs raw':>7} {'first token ms':>15} {'tokens':>7}")
     for name, runs in samples.items():
         result = median(runs)
@@ -292,13 +331,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--llama-server", help="a llama-server binary to compare with "
+                        "(built as bench/chat_turns.py says)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
     local = resolve([], tmp / "models")[0]
     print(f"model {local.id}, {args.threads} threads, {args.max_tokens} tokens a stream, "
           f"median of {args.repeat} rounds; load average {os.getloadavg()[0]:.2f}; "
           f"logs in {tmp}")
-    report(measure(tmp, local, args.threads, args.max_tokens, args.repeat))
+    report(measure(tmp, local, args.threads, args.max_tokens, args.repeat, args.llama_server))
 
 
 if __name__ == "__main__":

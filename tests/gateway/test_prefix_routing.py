@@ -14,6 +14,7 @@ from nexus_app.gateway.workers.health import WorkerHealth
 from nexus_app.gateway.workers.prefix_routing import PrefixIndex, prefix_hashes
 from nexus_app.protocol import Hardware, ModelCard
 from tests.support.gateways import auth, make_settings, running_gateway
+from tests.support.scripted_worker import ScriptedWorker
 
 MODEL = "scripted-model"
 SYSTEM = {"role": "system", "content": "You answer briefly."}
@@ -95,26 +96,35 @@ async def ask(http: httpx.AsyncClient, key: str, messages: list[dict[str, str]])
     assert response.status_code == 200, response.text
 
 
-async def second_turn_worker(tmp_path: Path, **settings: int) -> str:
-    """Which of two idle workers a conversation's second turn goes to, when its first went
-    to the second worker (the first was busy then)."""
+def last_question(worker: ScriptedWorker) -> str:
+    return worker.jobs[-1].request["messages"][-1]["content"]
+
+
+async def second_turns(tmp_path: Path, **settings: int) -> tuple[str, str]:
+    """Two conversations start on two workers (the first worker is busy with one when the
+    other starts); then, both workers idle, each conversation sends its second turn. Returns
+    the second turns the first and the second worker got, in that order."""
     async with running_gateway(make_settings(tmp_path, **settings)) as gw:
         account = await gw.account(credit=10**6)
         first = await gw.worker(slots=2, reply="one two three four", token_delay_s=0.2)
         second = await gw.worker(slots=2, reply="one two three four", token_delay_s=0.2)
         async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
-            other = [{"role": "user", "content": "keep the first worker busy"}]
-            busy = asyncio.create_task(ask(http, account.api_key, other))
+            blue = [{"role": "user", "content": "tell me about blue"}]
+            started = asyncio.create_task(ask(http, account.api_key, blue))
             while not first.jobs:
                 await asyncio.sleep(0.01)
             await ask(http, account.api_key, turns("hello"))
-            await busy
+            await started
             assert [len(w.jobs) for w in (first, second)] == [1, 1]
             await ask(http, account.api_key, turns("hello", "and then?"))
-        return "first" if len(first.jobs) == 2 else "second"
+            await ask(http, account.api_key,
+                      [*blue, {"role": "assistant", "content": "ok"},
+                       {"role": "user", "content": "and green?"}])
+        return last_question(first), last_question(second)
 
 
-async def test_a_conversations_next_turn_goes_back_to_its_worker(tmp_path: Path) -> None:
-    assert await second_turn_worker(tmp_path / "on") == "second"
-    # with routing off, a tie between idle workers goes to the first one
-    assert await second_turn_worker(tmp_path / "off", prefix_routing_entries=0) == "first"
+async def test_each_conversations_next_turn_goes_back_to_its_worker(tmp_path: Path) -> None:
+    assert await second_turns(tmp_path / "on") == ("and green?", "and then?")
+    # with routing off, both go to the first of two idle workers
+    assert await second_turns(tmp_path / "off", prefix_routing_entries=0) == (
+        "and green?", "hello")

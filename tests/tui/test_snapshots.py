@@ -23,10 +23,19 @@ def app_for(tmp_path: Path, **overrides: Any) -> NexusApp:
 
 
 async def settle(pilot: Any) -> None:
+    """Until the connection is decided, with the text cursors steady."""
     app = pilot.app
     while app.connection.state in ("setup", "connecting") and app.link.settings.network:
         await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await steady(pilot, 0.2)
+
+
+async def steady(pilot: Any, pause: float) -> None:
+    """Stop the text cursors of the screen blinking (a snapshot would catch them on or off
+    depending on how long the machine took), then let it settle."""
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False
+    await pilot.pause(pause)
 
 
 def test_welcome(snap_compare: Any, tmp_path: Path) -> None:
@@ -48,7 +57,7 @@ def test_screen(snap_compare: Any, tmp_path: Path, key: str) -> None:
     async def open_screen(pilot: Any) -> None:
         await settle(pilot)
         await pilot.press(key)
-        await pilot.pause(0.3)
+        await steady(pilot, 0.3)
 
     assert snap_compare(app_for(tmp_path, network="remote"), terminal_size=SIZE,
                         run_before=open_screen)

@@ -110,7 +110,9 @@ class CuttableProxy:
         """`database_url` reached through this proxy."""
         assert self._server is not None
         port = self._server.sockets[0].getsockname()[1]
-        return database_url.replace(SERVER, f"postgresql://postgres@127.0.0.1:{port}", 1)
+        server = urlsplit(SERVER)
+        user = f"{server.netloc.rsplit('@', 1)[0]}@" if "@" in server.netloc else ""
+        return database_url.replace(SERVER, f"{server.scheme}://{user}127.0.0.1:{port}", 1)
 
     def cut(self) -> None:
         self.down = True

@@ -47,9 +47,11 @@ class Telemetry:
         while self.samples and self.samples[0].at < sample.at - self.window_s:
             self.samples.popleft()
 
-    def series(self, field: str, now: float | None = None) -> tuple[list[float], list[float]]:
+    def series(self, field: str, now: float | None = None,
+               points: int | None = None) -> tuple[list[float], list[float]]:
         """(minutes before `now`, as negative numbers; values) of the samples that have
-        `field`."""
+        `field`; with `points`, averaged into at most that many equal spans of the window
+        (a plot a few dozen cells wide need not draw an hour of samples one by one)."""
         now = time.time() if now is None else now
         xs: list[float] = []
         ys: list[float] = []
@@ -58,7 +60,18 @@ class Telemetry:
             if value is not None:
                 xs.append(round((sample.at - now) / 60, 2))
                 ys.append(float(value))
-        return xs, ys
+        if points is None or len(xs) <= points:
+            return xs, ys
+        span = self.window_s / 60 / points
+        sums: dict[int, list[float]] = {}
+        for x, y in zip(xs, ys, strict=True):
+            bucket = sums.setdefault(min(int((x + self.window_s / 60) / span), points - 1),
+                                     [0.0, 0.0, 0.0])
+            bucket[0] += x
+            bucket[1] += y
+            bucket[2] += 1
+        ordered = [sums[key] for key in sorted(sums)]
+        return ([round(b[0] / b[2], 2) for b in ordered], [b[1] / b[2] for b in ordered])
 
     def latest(self, field: str) -> float | None:
         for sample in reversed(self.samples):

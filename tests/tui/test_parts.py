@@ -149,6 +149,10 @@ def test_the_dashboard_keeps_an_hour_of_samples_and_sums_earnings() -> None:
     assert xs[0] == -60 and xs[-1] == 0 and ys[0] == 29 and len(ys) == 61  # the last hour
     assert len(telemetry.series("gpu_util")[1]) == 30  # only the samples that have it
     assert telemetry.latest("gpu_util") == 50 and telemetry.latest("power_w") is None
+    xs, ys = telemetry.series("tokens_per_s", now=start + 89 * 60, points=20)
+    # means of 3 minutes each (the last span has 4 samples)
+    assert len(xs) == 20 and ys[0] == 30 and ys[-1] == 87.5
+    assert xs == sorted(xs) and xs[0] >= -60 and xs[-1] <= 0
 
     def hour(at: int, earned: int) -> EarningsHour:
         return EarningsHour(hour=at, earned=earned, earned_display="", jobs=1)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 HARDWARE_REFRESH_S = 2.0
 EARNINGS_REFRESH_S = 3.0
+PLOT_POINTS = 120  # per series: about two a cell of a plot's width (braille dots)
 HISTORY_HOURS = 48  # earnings asked of the gateway: the bars' 24 h, and today and yesterday
 
 
@@ -124,6 +125,7 @@ class WorkerScreen(NexusScreen):
 
     def on_online(self) -> None:
         self.refresh_earnings()
+        self.show_telemetry(self.nexus.clock())
 
     # --- models and hardware --------------------------------------------------------------
 
@@ -171,8 +173,10 @@ class WorkerScreen(NexusScreen):
         self.show_telemetry(now)
 
     def show_telemetry(self, now: float) -> None:
+        if not self.is_current:  # sampled all along, drawn when looked at
+            return
         for field in SERIES:
-            xs, ys = self.telemetry.series(field, now)
+            xs, ys = self.telemetry.series(field, now, PLOT_POINTS)
             self.query_one(f"#plot-{field.replace('_', '-')}", SeriesPlot).show(xs, ys)
 
     # --- the switch -----------------------------------------------------------------------

@@ -7,13 +7,10 @@ conversation runs on both servers, turn by turn alternating between them (so dri
 machine's speed hits both alike), greedy, streamed; time to first token is from sending the
 request to the first text. The worker keeps each finished chat in its slot's KV cache and
 feeds only the new tokens (`cached_tokens` below); the llama.cpp server does the same with
-`cache_prompt`. Without `--llama-server` only the gateway runs.
-
-The llama.cpp server is built from the sources vendored in the llama-cpp-python sdist:
-    pip download --no-deps --no-binary :all: llama-cpp-python==<version> && tar xzf ...
-    cmake -B build -DLLAMA_CURL=OFF && cmake --build build --target llama-server -j
-Run: `python bench/chat_turns.py [--llama-server PATH] [--rounds 3] [--threads N]`. Nothing
-else should run meanwhile.
+`cache_prompt`. The llama.cpp server is the one `bench/llama_server.py` builds once from the
+sources vendored in the installed llama-cpp-python and caches.
+Run: `python bench/chat_turns.py [--rounds 3] [--threads N] [--llama-server PATH |
+--no-llama-server]`. Nothing else should run meanwhile.
 """
 
 from __future__ import annotations
@@ -34,6 +31,8 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import llama_server  # noqa: E402  (bench/, the folder of this script)
 
 from nexus_app.worker.models import bundled_model_path  # noqa: E402
 from tests.support.asgi import free_port  # noqa: E402
@@ -99,28 +98,6 @@ class Chat:
         self.cached.append(cached)
 
 
-def start_llama_server(path: str, threads: int, port: int) -> subprocess.Popen[bytes]:
-    model = bundled_model_path()
-    assert model is not None
-    return subprocess.Popen(
-        [path, "-m", str(model), "--port", str(port), "-np", str(SLOTS),
-         "-c", str(SLOTS * CONTEXT_PER_SLOT), "-t", str(threads), "--no-webui"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_http(url: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited")
-        try:
-            if httpx.get(url, timeout=1).is_success:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
 async def rounds(servers: dict[str, tuple[httpx.AsyncClient, str]], count: int
                  ) -> dict[str, list[Chat]]:
     done: dict[str, list[Chat]] = {name: [] for name in servers}
@@ -147,7 +124,9 @@ def report(done: dict[str, list[Chat]]) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--llama-server", help="path of a llama-server binary to compare with")
+    parser.add_argument("--llama-server", help="a llama-server binary to compare with "
+                        "(default: the one bench/llama_server.py builds and caches)")
+    parser.add_argument("--no-llama-server", action="store_true", help="the gateway alone")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
@@ -165,12 +144,15 @@ async def main() -> None:
             servers = {"nexus-app": (httpx.AsyncClient(
                 base_url=gateway.url, headers={"Authorization": f"Bearer {key}"},
                 timeout=300), MODEL_ID)}
-            if args.llama_server:
-                port = free_port()
-                processes.append(start_llama_server(args.llama_server, args.threads, port))
-                wait_http(f"http://127.0.0.1:{port}/health", processes[-1])
-                servers["llama.cpp"] = (httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{port}", timeout=300), MODEL_ID)
+            if not args.no_llama_server:
+                model = bundled_model_path()
+                assert model is not None
+                server, url = llama_server.start(
+                    Path(args.llama_server) if args.llama_server else llama_server.binary(),
+                    model, port=free_port(), slots=SLOTS, context_per_slot=CONTEXT_PER_SLOT,
+                    threads=args.threads)
+                processes.append(server)
+                servers["llama.cpp"] = (httpx.AsyncClient(base_url=url, timeout=300), MODEL_ID)
             report(await rounds(servers, args.rounds))
         finally:
             for process in processes:

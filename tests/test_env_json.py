@@ -3,7 +3,8 @@
 from pathlib import Path
 from typing import Literal
 
-from nexus_app.config import ModelPrice, Settings
+from nexus_app.config import Settings
+from nexus_app.config_gateway import ModelPrice
 from nexus_app.env_json import is_json_type
 
 

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from nexus_app.config import ModelPrice, load_settings
+from nexus_app.config import load_settings
+from nexus_app.config_gateway import ModelPrice
 from nexus_app.gateway.money.pricing import (
     Price,
     PriceBook,

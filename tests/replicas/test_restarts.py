@@ -16,13 +16,14 @@ from pathlib import Path
 import httpx
 
 from tests.support.gateways import auth
-from tests.support.own_servers import own_redis
+from tests.support.own_servers import own_postgres, own_redis
 from tests.support.redis_server import new_prefix
 from tests.support.replica_processes import ReplicaSet, replica_set
 from tests.support.replicas import CHAT
 
 PRICE = 1000
 CREDIT = 1000 * PRICE
+UNLIMITED = 10**6  # requests a minute per key: the load is not rate-limited
 
 
 async def chat_load(replicas: ReplicaSet, key: str, seconds: float,
@@ -40,8 +41,8 @@ async def chat_load(replicas: ReplicaSet, key: str, seconds: float,
             try:
                 answer = await http.post(f"{url}/v1/chat/completions", headers=auth(key),
                                          json={**CHAT, "max_tokens": 8})
-            except httpx.HTTPError:
-                answers.append((time.monotonic() - started, 0, None))
+            except httpx.HTTPError as exc:  # no answer: `type(exc)` in place of Retry-After
+                answers.append((time.monotonic() - started, 0, f"{type(exc).__name__} {url}"))
                 continue
             answers.append((time.monotonic() - started, answer.status_code,
                             answer.headers.get("retry-after")))
@@ -72,8 +73,8 @@ async def assert_charged_once(replicas: ReplicaSet, wallet: str, served: int) ->
 
 async def test_redis_restarted_mid_load(tmp_path: Path, ledger_schema: str) -> None:
     with own_redis() as redis:
-        async with replica_set(tmp_path, ledger_schema, new_prefix(),
-                               redis_url=redis.url) as replicas:
+        async with replica_set(tmp_path, ledger_schema, new_prefix(), redis_url=redis.url,
+                               rate_limit_rpm=UNLIMITED) as replicas:
             await replicas.attach_workers(1, "--slots", "64")
             wallet, key, _ = await replicas.funded_key(CREDIT)
             load = asyncio.create_task(chat_load(replicas, key, 9))
@@ -81,7 +82,7 @@ async def test_redis_restarted_mid_load(tmp_path: Path, ledger_schema: str) -> N
             await during(2.5, redis.start)
             answers = await load
     codes = {code for _, code, _ in answers}
-    assert codes <= {200, 503}, codes
+    assert codes <= {200, 503}, [a for a in answers if a[1] not in (200, 503)]
     assert all(after for _, code, after in answers if code == 503)  # with Retry-After
     served = sum(code == 200 for _, code, _ in answers)
     down = [code for when, code, _ in answers if 2 < when < 3.8]
@@ -89,3 +90,23 @@ async def test_redis_restarted_mid_load(tmp_path: Path, ledger_schema: str) -> N
     late = [code for when, code, _ in answers if when > 7.5]
     assert late and set(late) == {200}  # all replicas serve again once it is back
     await assert_charged_once(replicas, wallet, served)
+
+
+async def test_postgresql_restarted_mid_load(tmp_path: Path) -> None:
+    with own_postgres() as postgres:
+        async with replica_set(tmp_path, postgres.url, new_prefix(),
+                               rate_limit_rpm=UNLIMITED) as replicas:
+            await replicas.attach_workers(1, "--slots", "64")
+            wallet, key, _ = await replicas.funded_key(CREDIT)
+            load = asyncio.create_task(chat_load(replicas, key, 9))
+            await during(1.5, postgres.stop)
+            await during(2.0, postgres.start)
+            answers = await load
+            codes = {code for _, code, _ in answers}
+            assert codes <= {200, 503}, [a for a in answers if a[1] not in (200, 503)]
+            assert all(after for _, code, after in answers if code == 503)
+            assert any(code == 503 for _, code, _ in answers)  # it was down a while
+            late = [code for when, code, _ in answers if when > 7.5]
+            assert late and set(late) == {200}  # recovered by itself
+            served = sum(code == 200 for _, code, _ in answers)
+            await assert_charged_once(replicas, wallet, served)

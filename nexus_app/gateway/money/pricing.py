@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
-from nexus_app.config import ModelPrice, Settings
+from nexus_app.config import Settings
+from nexus_app.config_gateway import ModelPrice
 
 MILLION = 1_000_000
 

@@ -229,6 +229,32 @@ class LedgerAudit:
             and min(self.balances, self.reserved, self.free_balances) >= 0
         )
 
+    @classmethod
+    def of(cls, sums: dict[str, int | None], kept: dict[str, int]) -> LedgerAudit:
+        """The audit from the ledger's sums by entry kind and the kept totals (read in one
+        snapshot by the store), whatever the backend."""
+        total = {kind: int(sums.get(kind.value) or 0) for kind in EntryKind}
+        K = EntryKind
+        pool_grants = kept.pop("pool_grants")
+        return cls(
+            deposits=total[K.DEPOSIT],
+            grants=total[K.GRANT],
+            free_credits=total[K.FREE_CREDIT],
+            treasury_fees=total[K.TREASURY_FEE],
+            payouts=total[K.PAYOUT],
+            derived_balances=(total[K.DEPOSIT] + total[K.GRANT] - pool_grants
+                              + total[K.FREE_CREDIT] - total[K.FREE_CREDIT_LAPSE]
+                              - total[K.RESERVE] + total[K.REFUND]),
+            derived_reserved=total[K.RESERVE] - total[K.SETTLE] - total[K.REFUND],
+            settled=total[K.SETTLE],
+            promo_funding=total[K.PROMO_FUNDING],
+            derived_pool=(total[K.PROMO_FUNDING] + pool_grants - total[K.FREE_CREDIT]
+                          + total[K.FREE_CREDIT_LAPSE]),
+            free_lapsed=total[K.FREE_CREDIT_LAPSE],
+            free_spent=total[K.FREE_SPENT],
+            **kept,
+        )
+
     @property
     def owed(self) -> int:
         """What the treasury must hold for everyone it owes: paid and free credit, credit

@@ -18,27 +18,7 @@ class SQLiteAudit(SQLiteBase):
             kept = self._kept_totals(db)
         finally:
             db.execute("COMMIT")
-        total = {kind: int(sums.get(kind.value) or 0) for kind in EntryKind}
-        K = EntryKind
-        pool_grants = kept.pop("pool_grants")
-        return LedgerAudit(
-            deposits=total[K.DEPOSIT],
-            grants=total[K.GRANT],
-            free_credits=total[K.FREE_CREDIT],
-            treasury_fees=total[K.TREASURY_FEE],
-            payouts=total[K.PAYOUT],
-            derived_balances=(total[K.DEPOSIT] + total[K.GRANT] - pool_grants
-                              + total[K.FREE_CREDIT] - total[K.FREE_CREDIT_LAPSE]
-                              - total[K.RESERVE] + total[K.REFUND]),
-            derived_reserved=total[K.RESERVE] - total[K.SETTLE] - total[K.REFUND],
-            settled=total[K.SETTLE],
-            promo_funding=total[K.PROMO_FUNDING],
-            derived_pool=(total[K.PROMO_FUNDING] + pool_grants - total[K.FREE_CREDIT]
-                          + total[K.FREE_CREDIT_LAPSE]),
-            free_lapsed=total[K.FREE_CREDIT_LAPSE],
-            free_spent=total[K.FREE_SPENT],
-            **kept,
-        )
+        return LedgerAudit.of(sums, kept)
 
     @staticmethod
     def _kept_totals(db: sqlite3.Connection) -> dict[str, int]:

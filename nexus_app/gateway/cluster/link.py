@@ -6,6 +6,8 @@ import logging
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -15,11 +17,15 @@ RETRY_S = 1.0  # after a failure Redis is left alone this long (requests use the
 FAILURES = (RedisError, OSError, TimeoutError)  # what an unreachable Redis raises
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A pooled client for `url`; nothing is sent before the first command."""
+def connect(url: str, *, retries: int = 1) -> aioredis.Redis:
+    """A pooled client for `url`; nothing is sent before the first command. A command is
+    tried `retries` more times on a new connection (a restarted Redis leaves every pooled
+    one dead) before it fails as an outage its caller handles. Subscribers take
+    `retries=0`: a subscription renewed behind its reader's back would hide that what was
+    published meanwhile is lost."""
     return aioredis.Redis.from_url(  # type: ignore[no-any-return]
         url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
-        health_check_interval=10, decode_responses=False)
+        health_check_interval=10, decode_responses=False, retry=Retry(NoBackoff(), retries))
 
 
 class RedisHealth:

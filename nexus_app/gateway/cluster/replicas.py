@@ -28,6 +28,7 @@ class Replica:
         assert settings.redis_url is not None
         self.name, self.prefix = settings.replica_id, settings.redis_prefix
         self.client = connect(settings.redis_url)
+        self.subscriber = connect(settings.redis_url, retries=0)
         self.health = RedisHealth()
         self.limiter = SharedLimiter(self.client, self.prefix, self.health)
         self._tasks: list[asyncio.Task[None]] = []
@@ -41,10 +42,12 @@ class Replica:
                     refund: Callable[[str], Awaitable[int]]) -> None:
         """Start sharing; returns once revocations and jobs from other replicas are heard."""
         self.revocations = Revocations(self.client, self.prefix, self.health,
-                                       forget=auth.forget_key, forget_all=auth.forget_all_keys)
+                                       forget=auth.forget_key, forget_all=auth.forget_all_keys,
+                                       subscriber=self.subscriber)
         auth.broadcast = self.revocations.publish
         auth.shared_challenges = RedisChallenges(self.client, self.prefix, self.health)
-        self.remote = RemoteJobs(self.client, self.prefix, self.name, coordinator)
+        self.remote = RemoteJobs(self.client, self.prefix, self.name, coordinator,
+                                 self.subscriber)
         self.registry = WorkerRegistry(self.client, self.prefix, self.name, coordinator,
                                        self.remote)
         self.ownership = Ownership(self.client, self.prefix, self.name, self.health,
@@ -68,3 +71,4 @@ class Replica:
         await self.ownership.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
+            await self.subscriber.aclose()

@@ -18,8 +18,10 @@ from nexus_app.gateway.cluster.link import FAILURES, RETRY_S, RedisHealth
 
 class Revocations:
     def __init__(self, client: aioredis.Redis, prefix: str, health: RedisHealth, *,
-                 forget: Callable[[str], None], forget_all: Callable[[], None]) -> None:
+                 forget: Callable[[str], None], forget_all: Callable[[], None],
+                 subscriber: aioredis.Redis | None = None) -> None:
         self._client = client
+        self._subscriber = subscriber or client  # one that does not retry (`link.connect`)
         self.channel = prefix + "revoked"
         self._health = health
         self._forget, self._forget_all = forget, forget_all
@@ -44,7 +46,7 @@ class Revocations:
                 await asyncio.sleep(RETRY_S)
 
     async def _listen(self) -> None:
-        async with self._client.pubsub() as pubsub:
+        async with self._subscriber.pubsub() as pubsub:
             await pubsub.subscribe(self.channel)
             self._forget_all()  # what was published while not subscribed is not known
             self.subscribed.set()

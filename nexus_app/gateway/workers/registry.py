@@ -62,7 +62,8 @@ class WorkerRegistry:
 
     async def beat(self) -> None:
         workers = [_describe(w) for w in self.coordinator.workers.values()]
-        entry = orjson.dumps({"replica": self.replica, "workers": workers})
+        entry = orjson.dumps({"replica": self.replica, "workers": workers,
+                              "serving": self.remote.serving})
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.set(self._entry(self.replica), entry, px=int(ENTRY_TTL_S * 1000))
             pipe.sadd(self._members, self.replica)
@@ -74,13 +75,17 @@ class WorkerRegistry:
                        if n != self.replica)
         entries = await self._client.mget([self._entry(n) for n in names]) if names else []
         found: dict[str, dict[str, Any]] = {}
+        serving: dict[str, set[str]] = {}
         for name, entry in zip(names, entries, strict=True):
             if entry is None:
                 await self._client.srem(self._members, name)  # gone: its entry expired
                 continue
-            for worker in orjson.loads(entry)["workers"]:
+            described = orjson.loads(entry)
+            serving[name] = set(described.get("serving", ()))
+            for worker in described["workers"]:
                 found[worker["id"]] = {**worker, "replica": name}
         self._adopt(found)
+        self.remote.check(serving)
 
     def _adopt(self, found: dict[str, dict[str, Any]]) -> None:
         """Make `found` the coordinator's remote links: keep known links (their jobs), add

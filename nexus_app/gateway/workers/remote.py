@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 FAILURES = (RedisError, OSError, TimeoutError)
 RETRY_S = 1.0
+UNSEEN_AFTER_S = 1.5  # a job sent this long ago must be listed by the replica serving it
 
 
 class RemoteJobs:
@@ -53,12 +54,16 @@ class RemoteJobs:
     serves the jobs they send to its own, and routes the replies."""
 
     def __init__(self, client: aioredis.Redis, prefix: str, replica: str,
-                 coordinator: Coordinator) -> None:
+                 coordinator: Coordinator, subscriber: aioredis.Redis | None = None) -> None:
         self._client, self._prefix, self.replica = client, prefix, replica
+        self._subscriber = subscriber or client  # one that does not retry (a resubscription
+        # behind this reader's back would hide lost replies)
         self.coordinator = coordinator
         self._serving: dict[str, JobStream] = {}  # jobs other replicas sent here
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_seq: dict[str, int] = {}  # of jobs sent elsewhere: the reply expected next
+        self._sent_at: dict[str, float] = {}  # of jobs sent elsewhere: when
+        self._unseen: dict[str, int] = {}  # of those: registry rounds that did not list them
         self.listening = asyncio.Event()
 
     def inbox(self, replica: str) -> str:
@@ -70,6 +75,9 @@ class RemoteJobs:
         channel = self.inbox(replica)
 
         async def send(text: str) -> None:
+            frame = orjson.loads(text)
+            if frame["type"] == "job":
+                self._sent_at[frame["job_id"]] = time.monotonic()
             message = orjson.dumps({"t": "to", "o": self.replica, "w": link, "f": text})
             if not await self._client.publish(channel, message):
                 raise ConnectionError(f"replica {replica} is not listening")
@@ -96,6 +104,37 @@ class RemoteJobs:
             self._next_seq.pop(job_id, None)
         with contextlib.suppress(UnknownJob, Overrun):  # the guard failed the job already
             self.coordinator.on_frame(link, frame, len(text))  # type: ignore[arg-type]
+
+    @property
+    def serving(self) -> list[str]:
+        """The jobs other replicas sent here that are running (the registry lists them)."""
+        return list(self._serving)
+
+    def check(self, serving: dict[str, set[str]]) -> None:
+        """Fail the jobs sent elsewhere that their replica no longer lists (`serving`: the
+        jobs each replica listed) in two registry rounds in a row: it never got them, or
+        their replies were lost (Redis restarted between them). A job ends before its
+        replica stops listing it, so its last replies arrive first."""
+        now = time.monotonic()
+        for link in self.coordinator.remote.values():
+            listed = serving.get(link.replica or "", set())
+            for job_id, events in link.jobs.items():
+                if job_id in listed or now - self._sent_at.get(job_id, now) < UNSEEN_AFTER_S:
+                    self._unseen.pop(job_id, None)
+                    continue
+                self._unseen[job_id] = self._unseen.get(job_id, 0) + 1
+                if self._unseen[job_id] == 2:
+                    log.warning("job %s: replica %s does not run it; failing it", job_id,
+                                link.replica)
+                    events.put(WORKER_LOST)
+        live = {job_id for link in self.coordinator.remote.values() for job_id in link.jobs}
+        for table in (self._sent_at, self._unseen, self._next_seq):
+            for job_id in [j for j in table if j not in live]:
+                del table[job_id]
+
+    def _fail_all(self) -> None:
+        for link in self.coordinator.remote.values():
+            self.lost(link)
 
     def lost(self, link: WorkerLink) -> None:
         """`link`'s replica is gone: its jobs end as with a lost worker."""
@@ -149,8 +188,12 @@ class RemoteJobs:
 
     async def _send_reply(self, channel: str, link: str, job_id: str, seq: int,
                           event: Chunk | Done | Error) -> None:
-        message = {"t": "re", "w": link, "j": job_id, "s": seq, "f": encode(event)}
-        await self._client.publish(channel, orjson.dumps(message))
+        message = orjson.dumps({"t": "re", "w": link, "j": job_id, "s": seq,
+                                "f": encode(event)})
+        try:
+            await self._client.publish(channel, message)
+        except FAILURES:  # once more, on a fresh connection (Redis may have restarted)
+            await self._client.publish(channel, message)
 
     # the inbox --------------------------------------------------------------------------------
 
@@ -162,10 +205,11 @@ class RemoteJobs:
             except FAILURES as exc:
                 self.listening.clear()
                 log.warning("cross-replica inbox: %s; resubscribing", type(exc).__name__)
+                self._fail_all()  # their replies may be lost: none may wait for them
                 await asyncio.sleep(RETRY_S)
 
     async def _listen(self) -> None:
-        async with self._client.pubsub() as pubsub:
+        async with self._subscriber.pubsub() as pubsub:
             await pubsub.subscribe(self.inbox(self.replica))
             self.listening.set()
             while True:

@@ -39,6 +39,12 @@ async def test_a_job_taken_by_b_is_served_by_as_worker_in_order_and_billed_once_
     assert (await b.store.worker_earnings(worker.wallet)).earned > 0  # the wallet paid on b
     assert (await a.store.worker_earnings(worker.wallet)).earned == 0  # and nothing on a
     assert not a.gateway.coordinator.workers[worker.worker_id].jobs  # the slot is free
+    earned = (await b.store.worker_earnings(worker.wallet)).earned
+    await wait_until(lambda: _told(worker, earned), timeout=5)  # by b, through a
+
+
+async def _told(worker: ScriptedWorker, earned: int) -> bool:
+    return worker.earned == earned
 
 
 async def test_a_cancel_travels_back_to_the_worker(pair: list[RunningGateway]) -> None:

@@ -173,11 +173,20 @@ class Coordinator:
     def workers_for(self, wallet: str) -> list[WorkerLink]:
         return [w for w in self.workers.values() if w.wallet == wallet]
 
-    async def send_earnings(self, wallet: str, earned: int, paid: int) -> None:
-        """Tell every connection of `wallet` its earnings."""
-        for worker in self.workers_for(wallet):
+    async def send_earnings(self, wallet: str, earned: int, paid: int, *,
+                            everywhere: bool = True) -> None:
+        """Tell every connection of `wallet` its earnings; `everywhere`: also those attached
+        to other replicas (one frame to each, which passes it on to its own)."""
+        frame = Earnings(earned=earned, paid=paid)
+        replicas: set[str] = set()
+        links = [w for w in self.remote.values() if w.wallet == wallet] if everywhere else []
+        for worker in [*self.workers_for(wallet), *links]:
+            if worker.replica in replicas:
+                continue
+            if worker.replica is not None:
+                replicas.add(worker.replica)
             with contextlib.suppress(Exception):
-                await worker.send_frame(Earnings(earned=earned, paid=paid))
+                await worker.send_frame(frame)
 
     def job_served(self, worker: WorkerLink) -> None:
         worker.jobs_done += 1

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -31,6 +31,7 @@ from nexus_app.protocol import (
     Cancel,
     Chunk,
     Done,
+    Earnings,
     Error,
     Job,
     ProtocolError,
@@ -147,15 +148,21 @@ class RemoteJobs:
     def _request(self, origin: str, link: str, text: str) -> None:
         frame = parse_gateway_frame(text)
         if isinstance(frame, Job):
-            task = asyncio.create_task(self._serve(origin, link, frame))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._serve(origin, link, frame))
+        elif isinstance(frame, Earnings):  # of a wallet whose job `origin` billed
+            worker = next((w for w in self.coordinator.workers.values() if w.id == link), None)
+            if worker is not None:
+                self._spawn(self.coordinator.send_earnings(
+                    worker.wallet, frame.earned, frame.paid, everywhere=False))
         elif isinstance(frame, Cancel):
             stream = self._serving.get(frame.job_id)
             if stream is not None and stream.worker is not None:
-                task = asyncio.create_task(self._cancel(stream.worker, frame))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._cancel(stream.worker, frame))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     async def _cancel(worker: WorkerLink, cancel: Cancel) -> None:

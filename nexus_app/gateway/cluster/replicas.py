@@ -13,7 +13,7 @@ from nexus_app.config import Settings
 from nexus_app.gateway.cluster.challenges import RedisChallenges
 from nexus_app.gateway.cluster.leases import Ownership
 from nexus_app.gateway.cluster.limits import SharedLimiter
-from nexus_app.gateway.cluster.link import RedisHealth, connect
+from nexus_app.gateway.cluster.link import FAILURES, RedisHealth, connect
 from nexus_app.gateway.cluster.revocations import Revocations
 from nexus_app.gateway.http.auth import Authenticator
 from nexus_app.gateway.workers.coordinator import Coordinator
@@ -69,6 +69,8 @@ class Replica:
             task.cancel()
         await self.remote.close()
         await self.ownership.close()
+        with contextlib.suppress(*FAILURES):
+            await self.registry.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
             await self.subscriber.aclose()

@@ -69,6 +69,10 @@ class WorkerRegistry:
             pipe.sadd(self._members, self.replica)
             await pipe.execute()
 
+    async def close(self) -> None:
+        """Withdraw this replica's entry: the others stop sending it jobs at once."""
+        await self._client.delete(self._entry(self.replica))
+
     async def refresh(self) -> None:
         members = await self._client.smembers(self._members)
         names = sorted(n for n in (m.decode() if isinstance(m, bytes) else m for m in members)

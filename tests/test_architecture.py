@@ -30,6 +30,7 @@ MAY_IMPORT = {
     f"{G}.money": (*NEUTRAL, f"{G}.ledger"),
     f"{G}.notify": (*NEUTRAL, f"{G}.ledger"),
     f"{G}.workers": NEUTRAL,
+    f"{G}.cluster": (*NEUTRAL, f"{G}.http", f"{G}.workers"),
     f"{G}.conversations": (*NEUTRAL, f"{G}.ledger"),
     f"{G}.http": (*NEUTRAL, f"{G}.ledger", f"{G}.conversations"),
     f"{G}.api": (*NEUTRAL, f"{G}.metrics", f"{G}.service", *(f"{G}.{part}" for part in (

@@ -19,7 +19,7 @@ from nexus_app.gateway.errors import NotFound, NoWorker
 from nexus_app.gateway.http.auth import Authenticator, Caller
 from nexus_app.gateway.ledger.records import DepositIntentRecord
 from nexus_app.gateway.ledger.sqlite.store import SQLiteStore
-from nexus_app.gateway.ledger.store import Store
+from nexus_app.gateway.ledger.store import LedgerUnavailable, Store
 from nexus_app.gateway.metrics import Metrics
 from nexus_app.gateway.money.billing import BilledUsage, Billing, Reservation
 from nexus_app.gateway.money.deposits import Deposits
@@ -283,7 +283,13 @@ class Gateway:
             )
             ticket.billed = billed
             ticket.cached_tokens = min(done.usage.cached_tokens, billed.prompt_tokens)
-            await self.billing.settle(ticket.reservation, billed, stream.worker.wallet)
+            try:
+                await self.billing.settle(ticket.reservation, billed, stream.worker.wallet)
+            except LedgerUnavailable:
+                # the store keeps the settlement and applies it once the ledger is back; the
+                # answer is the client's (its reservation already holds the cost), so the
+                # request is not failed after the work was done and billed
+                log.warning("a request is settled once the ledger is back")
             self.metrics.record_settled(billed)
             await self.limiter.add_tokens(
                 ticket.caller.limiter_id, billed.prompt_tokens + billed.completion_tokens

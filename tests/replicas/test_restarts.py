@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support.gateways import auth
 from tests.support.own_servers import own_postgres, own_redis
@@ -93,10 +92,6 @@ async def test_redis_restarted_mid_load(tmp_path: Path, ledger_schema: str) -> N
     await assert_charged_once(replicas, wallet, served)
 
 
-@pytest.mark.xfail(reason="the PostgreSQL ledger's outage handling: a connection cut mid-"
-                   "statement surfaces as asyncpg's InternalClientError (a 500, not the "
-                   "503), and a settlement kept for later is applied although the request "
-                   "was answered 503 (charged for an answer the client never got)")
 async def test_postgresql_restarted_mid_load(tmp_path: Path) -> None:
     with own_postgres() as postgres:
         async with replica_set(tmp_path, postgres.url, new_prefix(),

@@ -37,6 +37,8 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+    # a connection cut in the middle of a statement leaves asyncpg's protocol in this state
+    asyncpg.InternalClientError,
 )
 RETRIED = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 

@@ -12,6 +12,7 @@ server breaks anyway is retried from the start. A connection that cannot be had 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -220,6 +221,8 @@ class _Connection:
         try:
             await self._pool.release(self._conn)
         except UNAVAILABLE:
-            self._conn.terminate()
+            # the release failed on a dead connection; the pool may already hold it back
+            with contextlib.suppress(asyncpg.InterfaceError):
+                self._conn.terminate()
         if exc is not None and isinstance(exc, UNAVAILABLE):
             raise LedgerUnavailable(f"PostgreSQL connection lost: {type(exc).__name__}") from exc

@@ -149,7 +149,10 @@ class Context:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq
-        params.kv_unified = False
+        # one KV cache shared by all sequences: with prompt-prefix reuse cutting and regrowing
+        # sequences, separate per-sequence caches decoded four streams ~20% slower after the
+        # first round (measured: 117-123 tokens/s against a steady 146-156 unified)
+        params.kv_unified = True
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True

@@ -200,10 +200,9 @@ class Gateway:
             await asyncio.sleep(self.settings.chain_poll_interval_s)
 
     async def _deposit_credited(self, intent: DepositIntentRecord, signature: str) -> None:
-        decimals = self.settings.token_decimals
         await self.webhooks.emit(intent.account, "deposit.credited", {
             "signature": signature, "amount": intent.amount,
-            "amount_display": format_units(intent.amount, decimals), "intent": intent.id})
+            "amount_display": self.display(intent.amount), "intent": intent.id})
         await self.webhooks.balance_changed(intent.account)
 
     def _model_gone(self, model: str) -> None:
@@ -232,6 +231,10 @@ class Gateway:
         for wallet in wallets:
             earnings = await self.store.worker_earnings(wallet)
             await self.coordinator.send_earnings(wallet, earnings.earned, earnings.paid)
+
+    def display(self, amount: int) -> str:
+        """`amount` base units as a NEXUS amount for people (the `*_display` fields)."""
+        return format_units(amount, self.settings.token_decimals)
 
     def model_card(self, model: str) -> ModelCard | None:
         """The served model's card. When no worker serves it now: a 503 for a model served

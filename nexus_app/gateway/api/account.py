@@ -27,7 +27,6 @@ from nexus_app.gateway.http.auth import (
     new_secret,
 )
 from nexus_app.gateway.ledger.records import ApiKeyRecord
-from nexus_app.units import format_units
 
 router = APIRouter()
 
@@ -84,7 +83,7 @@ async def balance(caller: KeyOrSessionCaller, gateway: GatewayDep) -> BalanceVie
         reserved=account.reserved,
         total_spent=account.total_spent,
         decimals=decimals,
-        balance_display=format_units(account.available, decimals),
+        balance_display=gateway.display(account.available),
         last_updated=int(account.updated_at) if account.updated_at else None,
     )
 

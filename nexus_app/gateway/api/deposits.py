@@ -25,7 +25,7 @@ from nexus_app.gateway.api.schemas import DepositSubmit, FaucetRequest
 from nexus_app.gateway.errors import BadRequest
 from nexus_app.gateway.ledger.records import DepositEntry, DepositIntentRecord
 from nexus_app.gateway.service import Gateway
-from nexus_app.units import AmountError, format_units, to_base_units
+from nexus_app.units import AmountError, to_base_units
 
 router = APIRouter()
 
@@ -35,10 +35,6 @@ def _amount(gateway: Gateway, value: str | int) -> int:
         return to_base_units(value, gateway.settings.token_decimals)
     except AmountError as exc:
         raise BadRequest(f"Invalid 'amount': {exc}.", param="amount") from None
-
-
-def _display(gateway: Gateway, amount: int) -> str:
-    return format_units(amount, gateway.settings.token_decimals)
 
 
 @router.get("/v1/deposits/intent", tags=["deposits"])
@@ -65,7 +61,7 @@ async def deposit_intent(
         recent_blockhash=blockhash,
         memo=intent.memo,
         amount=intent.amount,
-        amount_display=_display(gateway, intent.amount),
+        amount_display=gateway.display(intent.amount),
         expires_at=int(intent.expires_at),
     )
 
@@ -87,7 +83,7 @@ async def submit_deposit(body: DepositSubmit, caller: KeyOrSessionCaller, gatewa
                          outcome.signature)
     return DepositResult(**view.model_dump(), already_credited=outcome.already_credited,
                          balance=balance.available,
-                         balance_display=_display(gateway, balance.available))
+                         balance_display=gateway.display(balance.available))
 
 
 def _deposit_view(gateway: Gateway, intent: DepositIntentRecord, status: DepositState,
@@ -96,7 +92,7 @@ def _deposit_view(gateway: Gateway, intent: DepositIntentRecord, status: Deposit
         id=intent.id,
         reference=intent.reference,
         amount=intent.amount,
-        amount_display=_display(gateway, intent.amount),
+        amount_display=gateway.display(intent.amount),
         memo=intent.memo,
         status=status,
         signature=signature,
@@ -129,7 +125,7 @@ async def faucet(body: FaucetRequest, caller: KeyOrSessionCaller,
         raise BadRequest("'wallet' is not a Solana address.", param="wallet")
     units = _amount(gateway, body.amount)
     signature = await gateway.deposits.faucet(Pubkey.from_string(wallet), units)
-    return FaucetView(wallet=wallet, amount=units, amount_display=_display(gateway, units),
+    return FaucetView(wallet=wallet, amount=units, amount_display=gateway.display(units),
                       signature=signature)
 
 
@@ -152,5 +148,5 @@ async def wallet(caller: KeyOrSessionCaller, gateway: GatewayDep) -> WalletView:
         token_account=str(token_account),
         sol_lamports=sol,
         nexus=nexus,
-        nexus_display=_display(gateway, nexus),
+        nexus_display=gateway.display(nexus),
     )

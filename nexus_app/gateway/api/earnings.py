@@ -25,13 +25,8 @@ from nexus_app.gateway.errors import BadRequest
 from nexus_app.gateway.ledger.records import Payout, PayoutStatus
 from nexus_app.gateway.money.token_accounts import TokenAccounts
 from nexus_app.gateway.service import Gateway
-from nexus_app.units import format_units
 
 router = APIRouter()
-
-
-def _display(gateway: Gateway, amount: int) -> str:
-    return format_units(amount, gateway.settings.token_decimals)
 
 
 @router.post("/v1/workers/claim", tags=["workers"])
@@ -82,7 +77,7 @@ def _payout_view(gateway: Gateway, payout: Payout) -> PayoutView:
         id=payout.id,
         wallet=payout.wallet,
         amount=payout.amount,
-        amount_display=_display(gateway, payout.amount),
+        amount_display=gateway.display(payout.amount),
         status=payout.status,
         signature=payout.signature,
         created_at=int(payout.created_at),
@@ -102,13 +97,13 @@ async def worker_me(caller: KeyOrSessionCaller, gateway: GatewayDep) -> Earnings
         paid=earnings.paid,
         paying=earnings.paying,
         pending=earnings.pending,
-        earned_display=_display(gateway, earnings.earned),
-        paid_display=_display(gateway, earnings.paid),
-        paying_display=_display(gateway, earnings.paying),
-        pending_display=_display(gateway, earnings.pending),
+        earned_display=gateway.display(earnings.earned),
+        paid_display=gateway.display(earnings.paid),
+        paying_display=gateway.display(earnings.paying),
+        pending_display=gateway.display(earnings.pending),
         claimable_from=None if claimable_from is None else math.ceil(claimable_from),
         min_payout=min_payout,
-        min_payout_display=_display(gateway, min_payout),
+        min_payout_display=gateway.display(min_payout),
         state=gateway.coordinator.health.state(caller.account) or "ok",
         decimals=gateway.settings.token_decimals,
         payouts=[_payout_view(gateway, p) for p in payouts],
@@ -131,6 +126,6 @@ async def worker_earnings_by_hour(
     rows = await gateway.store.earnings_by_hour(caller.account, since)
     return EarningsHistory(
         wallet=caller.account, since=since, decimals=gateway.settings.token_decimals,
-        data=[EarningsHour(hour=hour, earned=amount, earned_display=_display(gateway, amount),
+        data=[EarningsHour(hour=hour, earned=amount, earned_display=gateway.display(amount),
                            jobs=jobs) for hour, amount, jobs in rows],
     )

@@ -21,7 +21,7 @@ from nexus_app.gateway.errors import BadRequest, NotFound
 from nexus_app.gateway.ledger.records import Webhook, WebhookDelivery
 from nexus_app.gateway.notify.delivery import EVENTS, OUTCOMES
 from nexus_app.gateway.service import Gateway
-from nexus_app.units import AmountError, format_units, to_base_units
+from nexus_app.units import AmountError, to_base_units
 
 router = APIRouter(tags=["webhooks"])
 
@@ -31,7 +31,7 @@ def _view(gateway: Gateway, hook: Webhook) -> WebhookView:
     return WebhookView(
         id=hook.id, url=hook.url, events=list(hook.events), balance_low_threshold=threshold,
         balance_low_threshold_display=None if threshold is None
-        else format_units(threshold, gateway.settings.token_decimals),
+        else gateway.display(threshold),
         created_at=int(hook.created_at),
     )
 

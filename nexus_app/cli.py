@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nexus_app import __version__
-from nexus_app.client import commands as account
-from nexus_app.config import ConfigError, Settings, load_settings
+from nexus_app.config_sources import ConfigError, Sources
 from nexus_app.file_modes import InsecureFile
+
+if TYPE_CHECKING:  # pydantic loads when a face or command builds its settings
+    from nexus_app.config import Settings
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -91,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _face_commands(commands)
     keys = commands.add_parser("keys", help="create, list or revoke API keys")
-    keys.set_defaults(handler=_command(account.keys))
+    keys.set_defaults(handler=_command(_account("keys")))
     key_actions = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = key_actions.add_parser("create", help="create a key (its secret is shown once)")
     _client_options(create)
@@ -111,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     faucet = commands.add_parser("faucet", help="mint test $NEXUS (local chain only)")
     _client_options(faucet)
     faucet.add_argument("amount", help="amount in NEXUS")
-    for command, run in ((deposit, account.deposit), (balance, account.balance),
-                         (claim, account.claim), (faucet, account.faucet)):
-        command.set_defaults(handler=_command(run))
+    for command, name in ((deposit, "deposit"), (balance, "balance"), (claim, "claim"),
+                          (faucet, "faucet")):
+        command.set_defaults(handler=_command(_account(name)))
 
     _admin_commands(commands)
     _chain_command(commands)
@@ -204,6 +207,7 @@ def _chain_node(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     from nexus_app.chain.node_server import serve
     from nexus_app.chain.treasury import Treasury
     from nexus_app.chain.wallet import load_or_create_keypair
+    from nexus_app.config import load_settings
     from nexus_app.file_modes import require_private
 
     settings = load_settings({"data_dir": getattr(args, "data_dir", None)})
@@ -246,20 +250,40 @@ def command_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     return _settings(args)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _sources(args: argparse.Namespace) -> Sources:
+    """The command line's settings, over the environment's."""
     names = ("data_dir", "config", "host", "port", "chain", "rpc_url", "wallet", "gateway_url",
              "models", "slots", "threads")
-    return load_settings({name: getattr(args, name, None) for name in names})
+    return Sources({name: getattr(args, name, None) for name in names}, os.environ)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from nexus_app.config import settings_from
+
+    return settings_from(_sources(args))
+
+
+def _account(name: str) -> Callable[[argparse.Namespace, Settings], Awaitable[None] | None]:
+    """The account command `name` of client/commands.py, loaded when it runs."""
+    def run(args: argparse.Namespace, settings: Settings) -> Awaitable[None] | None:
+        from nexus_app.client import commands
+
+        command: Callable[[argparse.Namespace, Settings], Awaitable[None] | None] = getattr(
+            commands, name)
+        return command(args, settings)
+
+    return run
 
 
 def _admin(args: argparse.Namespace, settings: Settings) -> None:
     from nexus_app.admin import AdminError, describe, run_admin
+    from nexus_app.client.commands import emit
 
     try:
         result = run_admin(args, settings)
     except AdminError as exc:
         raise CommandError(str(exc)) from None
-    account.emit(args, result, describe(args.action, result, settings.token_decimals))
+    emit(args, result, describe(args.action, result, settings.token_decimals))
     if args.action == "audit" and not result["ok"]:
         if not result["ledger_ok"]:
             raise CommandError("the ledger invariant does not hold")
@@ -305,8 +329,7 @@ def _no_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         return _gateway_face(parser, args)
     from nexus_app.tui.app import run_tui
 
-    run_tui(_settings(args))
-    return 0
+    return run_tui(_sources(args))
 
 
 def _worker_face(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

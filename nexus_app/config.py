@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
 import tomli_w
 from pydantic import (
     ConfigDict,
@@ -22,22 +20,14 @@ from pydantic import (
 )
 
 from nexus_app.config_gateway import GatewaySettings
+from nexus_app.config_sources import (
+    ENV_PREFIX,
+    ConfigError,
+    Sources,
+    default_data_dir,
+    read_config_file,
+)
 from nexus_app.env_json import is_json_type
-
-APP_NAME = "nexus-app"
-ENV_PREFIX = "NEXUS_"
-
-
-class ConfigError(Exception):
-    """The configuration file or environment holds an invalid value."""
-
-
-def default_data_dir() -> Path:
-    return Path(platformdirs.user_data_dir(APP_NAME))
-
-
-def default_config_file() -> Path:
-    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
 
 
 class Settings(GatewaySettings):
@@ -117,11 +107,11 @@ the clients, the terminal app and the worker. Each is also `NEXUS_<NAME>` in the
         return self.models_dir or self.data_dir / "models"
 
 
-def _env_values(environ: dict[str, str]) -> dict[str, Any]:
+def _env_values(sources: Sources) -> dict[str, Any]:
     """Read `NEXUS_<NAME>` for each field; tables and lists (prices, models) are JSON."""
     values: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
-        raw = environ.get(ENV_PREFIX + name.upper())
+        raw = sources.env(name)
         if raw is None:
             continue
         if is_json_type(field.annotation):
@@ -138,7 +128,7 @@ def save_config(path: Path, values: dict[str, Any]) -> None:
     """Write `values` into the TOML config file at `path`, keeping its other settings; the
     file is private to the user (mode 0600) since it may hold an API key. A value of None
     removes the setting."""
-    current = _file_values(path)
+    current = read_config_file(path)
     for name, value in values.items():
         if name not in Settings.model_fields:
             raise ConfigError(f"unknown setting '{name}'")
@@ -154,24 +144,17 @@ def save_config(path: Path, values: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def _file_values(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-
-
 def load_settings(overrides: dict[str, Any] | None = None,
                   environ: dict[str, str] | None = None) -> Settings:
     """Build the settings; `overrides` are command-line flags (None values are ignored)."""
-    env = dict(os.environ if environ is None else environ)
-    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    env_values = _env_values(env)
-    config_path = Path(flags.get("config") or env_values.get("config") or default_config_file())
-    merged = {**_file_values(config_path), **env_values, **flags, "config": config_path}
+    return settings_from(Sources(overrides or {}, os.environ if environ is None else environ))
+
+
+def settings_from(sources: Sources) -> Settings:
+    """Validate what `sources` give into the settings (ConfigError says what is wrong)."""
+    config_path = sources.config_path
+    merged = {**read_config_file(config_path), **_env_values(sources), **sources.given_flags(),
+              "config": config_path}
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

@@ -14,7 +14,7 @@ from textual.app import App, SystemCommand
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from nexus_app.config import Settings
+from nexus_app.config_sources import ConfigError, Sources
 from nexus_app.tui.actions import ACTIONS, SCREENS, bindings
 from nexus_app.tui.link import Connection, Link
 from nexus_app.tui.messages import ModelLoadProgress, NodeStatusChanged
@@ -23,6 +23,7 @@ from nexus_app.tui.worker_host import WorkerHost
 from nexus_app.worker.status import NodeStatus
 
 if TYPE_CHECKING:
+    from nexus_app.config import Settings
     from nexus_app.worker.models import LocalModel
 
 
@@ -40,23 +41,27 @@ class NexusApp(App[None]):
     node_status: reactive[NodeStatus | None] = reactive(None, always_update=True)
     # (bytes read, bytes) of the model file being loaded; None when no load is under way
     model_load: reactive[tuple[int, int] | None] = reactive(None, always_update=True)
+    settings_ready: reactive[bool] = reactive(False)  # validated (see `on_ready`)
 
-    def __init__(self, settings: Settings, nvml: Any = None,
+    def __init__(self, settings: Settings | Sources, nvml: Any = None,
                  clock: Callable[[], float] = time.time) -> None:
-        """`nvml` replaces the pynvml module (a stand-in where no GPU exists); `clock` is
-        the time the dashboard plots against (fixed in snapshots)."""
-        if settings.network is None:
+        """`settings`, or their sources when no network is chosen yet (a first run: the
+        welcome screen is drawn before they are validated); `nvml` replaces the pynvml
+        module (a stand-in where no GPU exists); `clock` is the time the dashboard plots
+        against (fixed in snapshots)."""
+        self.link = Link(settings)
+        if self.link.peek("network") is None:
             # the first frame is the welcome screen alone: the chat is built when first shown
             self.DEFAULT_MODE = "welcome"  # type: ignore[misc]
         super().__init__()
-        self.link = Link(settings)
         self.nvml = nvml
         self.clock = clock
         self.worker_host = WorkerHost(self._post_node_status, self._post_load)  # drained on quit
         self.served_model: str | None = None  # the model the worker serves (or last served)
         self.jobs_by_model: dict[str, int] = {}  # jobs the worker served in this session
         self._jobs_counted = 0  # of the running node's jobs_served
-        self.theme = settings.theme if settings.theme in self.available_themes else self.theme
+        theme = self.link.peek("theme")
+        self.theme = theme if theme in self.available_themes else self.theme
 
     @property
     def settings(self) -> Settings:
@@ -64,7 +69,21 @@ class NexusApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "not set up"
-        if self.settings.network is not None:
+
+    def on_ready(self) -> None:
+        """The first frame is composed; it reaches the terminal at the next refresh."""
+        self.call_after_refresh(self._validate)
+
+    def _validate(self) -> None:
+        """The first frame is written: validate the settings if that waited, then connect
+        to the network chosen before."""
+        try:
+            network = self.settings.network
+        except ConfigError as exc:
+            self.exit(return_code=1, message=f"nexus-app: {exc}")
+            return
+        self.settings_ready = True
+        if network is not None:
             self.reconnect()
 
     @work(exclusive=True, group="connect")
@@ -158,5 +177,14 @@ class NexusApp(App[None]):
         self._close_messages_no_wait()
 
 
-def run_tui(settings: Settings) -> None:
-    NexusApp(settings).run()
+def run_tui(sources: Sources) -> int:
+    """Run the terminal app; its exit status. Settings are validated before the first frame
+    when a network was chosen before (the chat screen needs them), after it on a first run."""
+    if sources.peek("network") is not None:
+        from nexus_app.config import settings_from
+
+        app = NexusApp(settings_from(sources))
+    else:
+        app = NexusApp(sources)
+    app.run()
+    return app.return_code or 0

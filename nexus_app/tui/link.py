@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from nexus_app.client.http import NEXUS_PROBE_PATH, ClientError, is_nexus_answer
-from nexus_app.config import Settings, default_config_file, save_config
+from nexus_app.config_sources import Sources, default_config_file
 
-if TYPE_CHECKING:  # httpx and the clients load after the first frame, on connecting
+if TYPE_CHECKING:  # httpx, pydantic and the clients load after the first frame
     from nexus_app.client.chat import ChatClient
     from nexus_app.client.gateway import GatewayClient
+    from nexus_app.config import Settings
     from nexus_app.tui.local_gateway import LocalGateway
 
 T = TypeVar("T")
@@ -45,8 +46,10 @@ class Connection:
 
 
 class Link:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings | Sources) -> None:
+        """`settings`, or their sources, validated when first needed (`settings`)."""
+        self._sources = settings if isinstance(settings, Sources) else None
+        self._settings = None if isinstance(settings, Sources) else settings
         self.connection = Connection()
         self.local: LocalGateway | None = None
         self.chat: ChatClient | None = None
@@ -55,14 +58,32 @@ class Link:
         self._closed = False  # the app is quitting: no new account calls
 
     @property
+    def settings(self) -> Settings:
+        """The validated settings (ConfigError, the first time, when they are not valid)."""
+        if self._settings is None:
+            from nexus_app.config import settings_from
+
+            assert self._sources is not None
+            self._settings = settings_from(self._sources)
+        return self._settings
+
+    def peek(self, name: str) -> object:
+        """A setting for the first frame, without validating the settings first."""
+        if self._settings is None and self._sources is not None:
+            return self._sources.peek(name)
+        return getattr(self.settings, name)
+
+    @property
     def api_key(self) -> str | None:
         key = self.settings.api_key
         return key.get_secret_value() if key else None
 
     def remember(self, **values: Any) -> None:
         """Save settings in the config file and in this session's settings."""
+        from nexus_app.config import Settings, save_config
+
         save_config(self.settings.config or default_config_file(), values)
-        self.settings = Settings.model_validate({**dict(self.settings), **values})
+        self._settings = Settings.model_validate({**dict(self.settings), **values})
 
     async def connect(self) -> Connection:
         """Start the local network or reach the remote server, and make sure there is an API

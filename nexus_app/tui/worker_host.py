@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nexus_app.config import Settings
 from nexus_app.worker.status import NodeStatus
 
 if TYPE_CHECKING:
+    from nexus_app.config import Settings
     from nexus_app.worker.models import LocalModel
     from nexus_app.worker.node import WorkerNode
 

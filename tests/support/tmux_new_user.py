@@ -71,15 +71,17 @@ def start(program: Sequence[str], env: dict[str, str]) -> float:
     raise AssertionError(f"tmux new-session failed: {opened.stderr}")
 
 
-def first_frame_seconds(program: Sequence[str], launches: int) -> list[float]:
-    """Seconds from launch to the welcome screen, for `launches` first runs of `program`."""
+def first_frame_seconds(program: Sequence[str], launches: int,
+                        shown: str = "Welcome to NEXUS") -> list[float]:
+    """Seconds from launch until `shown` is on the screen (by default the welcome text, the
+    first frame), for `launches` first runs of `program`."""
     results = []
     for _ in range(launches):
         with tempfile.TemporaryDirectory() as folder:
             env = {"NEXUS_DATA_DIR": folder, "NEXUS_CONFIG": f"{folder}/config.toml"}
             launched = start(program, env)
             try:
-                wait_for("Welcome to NEXUS", timeout=30)
+                wait_for(shown, timeout=30)
                 results.append(time.monotonic() - launched)
             finally:
                 kill_session()

@@ -1,4 +1,8 @@
-"""The first-run screen: run the whole network on this machine, or connect to a gateway."""
+"""The first-run screen: run the whole network on this machine, or connect to a gateway.
+
+The first frame is the welcome text alone: the choices (buttons and inputs, each a widget type
+whose styles Textual parses on first use) are mounted right after it, and the gateway URL is
+filled in once the settings are validated (`NexusApp.settings_ready`)."""
 
 from __future__ import annotations
 
@@ -17,23 +21,38 @@ and your own worker serving a small bundled model), or connect to an existing ga
 any OpenAI-compatible server."""
 
 
+class Choices(Vertical):
+    """The local network button and the gateway form."""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="choice"):
+            yield Button("Local network on this machine", variant="primary", id="local")
+        yield Label("or connect to a gateway:", classes="section")
+        yield Input(placeholder="https://gateway.example", id="url")
+        yield Input(placeholder="API key (optional on NEXUS: your wallet signs in)",
+                    password=True, id="key")
+        yield Button("Connect", id="connect")
+
+    def on_mount(self) -> None:
+        self.query_one("#local", Button).focus()
+        self.watch(self.app, "settings_ready", self._fill_url)
+
+    def _fill_url(self, ready: bool) -> None:
+        """The configured gateway URL, once the settings are validated."""
+        url = self.query_one("#url", Input)
+        if ready and not url.value:
+            url.value = self.app.settings.gateway_url  # type: ignore[attr-defined]
+
+
 class WelcomeScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="welcome"):
             yield Static(WELCOME, id="welcome-text")
-            with Horizontal(classes="choice"):
-                yield Button("Local network on this machine", variant="primary", id="local")
-            yield Label("or connect to a gateway:", classes="section")
-            yield Input(self.app.link.settings.gateway_url,  # type: ignore[attr-defined]
-                        placeholder="https://gateway.example", id="url")
-            yield Input(placeholder="API key (optional on NEXUS: your wallet signs in)",
-                        password=True, id="key")
-            yield Button("Connect", id="connect")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#local", Button).focus()
+        self.call_after_refresh(self.query_one("#welcome").mount, Choices(id="choices"))
 
     @on(Button.Pressed, "#local")
     def _local(self) -> None:

@@ -1,0 +1,59 @@
+"""The terminal app's start-up: a first run draws the welcome screen before pydantic loads and
+before the settings are validated; settings found invalid then still end the app with a
+clear error, and a chosen network is validated up front."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, Input
+
+from nexus_app.config_sources import ConfigError, Sources
+from nexus_app.tui.app import NexusApp, run_tui
+
+FIRST_FRAME_MODULES = ("nexus_app.cli", "nexus_app.tui.app", "nexus_app.tui.screens.welcome")
+
+
+def test_the_first_frame_loads_neither_pydantic_nor_the_network_clients() -> None:
+    probe = (f"import sys\nfor name in {FIRST_FRAME_MODULES!r}: __import__(name)\n"
+             "print(sorted(m for m in ('pydantic', 'httpx', 'solders', 'llama_cpp')"
+             " if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
+
+
+def sources(tmp_path: Path, **environ: str) -> Sources:
+    return Sources({"data_dir": tmp_path, "config": tmp_path / "config.toml"}, environ)
+
+
+async def test_a_first_run_fills_the_gateway_url_once_the_settings_are_valid(
+        tmp_path: Path) -> None:
+    app = NexusApp(sources(tmp_path, NEXUS_GATEWAY_URL="http://gateway.test:9000"))
+    assert app.link.peek("network") is None and not app.settings_ready
+    async with app.run_test(size=(110, 34)) as pilot:
+        while not app.screen.query("#url"):
+            await pilot.pause(0.02)
+        await pilot.pause(0.05)
+        assert app.settings_ready
+        assert app.screen.query_one("#url", Input).value == "http://gateway.test:9000"
+        assert app.focused is app.screen.query_one("#local", Button)
+
+
+async def test_invalid_settings_found_after_the_first_frame_end_the_app_with_the_error(
+        tmp_path: Path) -> None:
+    app = NexusApp(sources(tmp_path, NEXUS_SLOTS="many"))
+    async with app.run_test(size=(110, 34)) as pilot:
+        for _ in range(100):
+            if app.return_code is not None:
+                break
+            await pilot.pause(0.02)
+    assert app.return_code == 1
+
+
+def test_a_chosen_network_is_validated_before_the_app_starts(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="slots"):
+        run_tui(sources(tmp_path, NEXUS_NETWORK="local", NEXUS_SLOTS="many"))

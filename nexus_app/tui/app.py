@@ -71,20 +71,25 @@ class NexusApp(App[None]):
         self.sub_title = "not set up"
 
     def on_ready(self) -> None:
-        """The first frame is composed; it reaches the terminal at the next refresh."""
-        self.call_after_refresh(self._validate)
+        """The first frame is composed; it reaches the terminal at the next refresh, and
+        the settings are validated after that."""
+        self.call_after_refresh(self.validate_settings)
 
-    def _validate(self) -> None:
-        """The first frame is written: validate the settings if that waited, then connect
-        to the network chosen before."""
+    def validate_settings(self) -> bool:
+        """Validate the settings if that waited for the first frame (once: a welcome choice
+        made sooner does it first) and connect to a network chosen before this start;
+        invalid settings end the app with the error. Whether they are valid."""
+        if self.settings_ready:
+            return True
         try:
             network = self.settings.network
         except ConfigError as exc:
             self.exit(return_code=1, message=f"nexus-app: {exc}")
-            return
+            return False
         self.settings_ready = True
         if network is not None:
             self.reconnect()
+        return True
 
     @work(exclusive=True, group="connect")
     async def reconnect(self) -> None:

@@ -57,3 +57,21 @@ async def test_invalid_settings_found_after_the_first_frame_end_the_app_with_the
 def test_a_chosen_network_is_validated_before_the_app_starts(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="slots"):
         run_tui(sources(tmp_path, NEXUS_NETWORK="local", NEXUS_SLOTS="many"))
+
+
+async def test_a_choice_made_before_the_late_validation_connects_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user quicker than the validation after the first frame (seen with the frozen
+    binary): the validation must not start a second local network beside the first."""
+    connects: list[object] = []
+    monkeypatch.setattr(NexusApp, "reconnect", lambda app: connects.append(app.settings.network))
+    monkeypatch.setattr(NexusApp, "on_ready", lambda app: None)  # the validation comes late
+    app = NexusApp(sources(tmp_path))
+    async with app.run_test(size=(110, 34)) as pilot:
+        while not app.screen.query("#local"):
+            await pilot.pause(0.02)
+        await pilot.click("#local")
+        await pilot.pause()
+        assert app.validate_settings()  # what the late callback does
+        await pilot.pause()
+    assert connects == ["local"]

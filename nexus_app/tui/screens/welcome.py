@@ -74,6 +74,8 @@ class WelcomeScreen(Screen[None]):
     def _choose(self, mode: str, **values: object) -> None:
         """Save the choice, connect, and go on to `mode` (the welcome mode is left behind)."""
         app = self.app
+        if not app.validate_settings():  # type: ignore[attr-defined]
+            return
         app.link.remember(**values)  # type: ignore[attr-defined]
         app.switch_mode(mode)
         app.reconnect()  # type: ignore[attr-defined]

@@ -9,7 +9,8 @@
 2. Startup: seconds from `python -m nexus_app` to the first frame (the welcome text of a
    fresh data dir) in a real terminal (tmux), next to a bare Textual app that shows one line,
    launched the same way in turns with it; the medians and their ratio (needs tmux). Also
-   the seconds until the welcome screen can be used (its buttons are shown).
+   the seconds until the welcome screen can be used (its buttons are shown), and until a
+   returning user's chat screen is drawn (a network chosen before, here an unreachable one).
 
 Run: `python bench/tui_stream.py [--rate 500] [--tokens 2000] [--launches 5]`.
 """
@@ -146,16 +147,21 @@ def startup(launches: int) -> None:
     app: list[float] = []
     bare: list[float] = []
     usable: list[float] = []
+    returning: list[float] = []
+    chosen = 'network = "remote"\ngateway_url = "http://127.0.0.1:9"\n'
     for _ in range(launches):
         app += first_frame_seconds(SOURCE_PROGRAM, 1)
         bare += first_frame_seconds(BARE_PROGRAM, 1)
         usable += first_frame_seconds(SOURCE_PROGRAM, 1, "Local network on this machine")
+        returning += first_frame_seconds(SOURCE_PROGRAM, 1, "New chat", chosen)
     for name, times in (("nexus-app", app), ("bare Textual app", bare)):
         print(f"first frame in tmux, {name:<17} median {statistics.median(times):.2f} s, "
               f"max {max(times):.2f} s over {len(times)} launches")
     print(f"ratio of the medians: {statistics.median(app) / statistics.median(bare):.2f}")
     print(f"nexus-app's welcome screen usable (buttons shown): median "
           f"{statistics.median(usable):.2f} s")
+    print(f"a returning user's chat screen: median {statistics.median(returning):.2f} s "
+          f"(ratio {statistics.median(returning) / statistics.median(bare):.2f})")
 
 
 if __name__ == "__main__":

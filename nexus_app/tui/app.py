@@ -3,6 +3,7 @@ wired into key bindings, the command palette and the help screen."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -45,10 +46,9 @@ class NexusApp(App[None]):
 
     def __init__(self, settings: Settings | Sources, nvml: Any = None,
                  clock: Callable[[], float] = time.time) -> None:
-        """`settings`, or their sources when no network is chosen yet (a first run: the
-        welcome screen is drawn before they are validated); `nvml` replaces the pynvml
-        module (a stand-in where no GPU exists); `clock` is the time the dashboard plots
-        against (fixed in snapshots)."""
+        """`settings`, or their sources (`run_tui`: the first screen is drawn before they are
+        validated); `nvml` replaces the pynvml module (a stand-in where no GPU exists);
+        `clock` is the time the dashboard plots against (fixed in snapshots)."""
         self.link = Link(settings)
         if self.link.peek("network") is None:
             # the first frame is the welcome screen alone: the chat is built when first shown
@@ -183,13 +183,13 @@ class NexusApp(App[None]):
 
 
 def run_tui(sources: Sources) -> int:
-    """Run the terminal app; its exit status. Settings are validated before the first frame
-    when a network was chosen before (the chat screen needs them), after it on a first run."""
-    if sources.peek("network") is not None:
+    """Run the terminal app; its exit status. The settings are validated once the first frame
+    is drawn, except a data dir given as something else than a path (the chat screen opens
+    its conversations there before that), which is validated first."""
+    if not isinstance(sources.peek("data_dir"), str | os.PathLike | None):
         from nexus_app.config import settings_from
 
-        app = NexusApp(settings_from(sources))
-    else:
-        app = NexusApp(sources)
+        settings_from(sources)  # raises the ConfigError that says what is wrong
+    app = NexusApp(sources)
     app.run()
     return app.return_code or 0

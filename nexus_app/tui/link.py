@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from nexus_app.client.http import NEXUS_PROBE_PATH, ClientError, is_nexus_answer
-from nexus_app.config_sources import Sources, default_config_file
+from nexus_app.config_sources import Sources, default_config_file, default_data_dir
 
 if TYPE_CHECKING:  # httpx, pydantic and the clients load after the first frame
     from nexus_app.client.chat import ChatClient
@@ -66,6 +67,15 @@ class Link:
             assert self._sources is not None
             self._settings = settings_from(self._sources)
         return self._settings
+
+    @property
+    def data_dir(self) -> Path:
+        """The data dir, read as given while the settings wait to be validated (the chat
+        screen's first frame opens its conversations there)."""
+        if self._settings is None and self._sources is not None:
+            given = self._sources.peek("data_dir")
+            return Path(given) if given is not None else default_data_dir()
+        return self.settings.data_dir
 
     def peek(self, name: str) -> object:
         """A setting for the first frame, without validating the settings first."""

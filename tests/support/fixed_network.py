@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from solders.keypair import Keypair
 
-from nexus_app.client.chat import ListedPrice, ModelInfo, Reply
+from nexus_app.client.chat_types import ListedPrice, ModelInfo, Reply
 from nexus_app.config import Settings
 from nexus_app.contracts import (
     ApiKeyView,

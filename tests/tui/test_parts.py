@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nexus_app.client.chat import ChatClient, Reply, api_root
+from nexus_app.client.chat import ChatClient, api_root
+from nexus_app.client.chat_types import Reply
 from nexus_app.client.http import ClientError
 from nexus_app.config import ConfigError, load_settings, save_config
 from nexus_app.contracts import EarningsView
@@ -184,7 +185,7 @@ def test_chat_settings_are_checked_as_typed() -> None:
 
 
 def test_fit_history_keeps_the_latest_messages_that_fit() -> None:
-    from nexus_app.client.chat import fit_history
+    from nexus_app.client.chat_types import fit_history
 
     history = [{"role": "user", "content": "x" * 300}, {"role": "assistant", "content": "y" * 300},
                {"role": "user", "content": "z" * 30}]

@@ -1,6 +1,6 @@
-"""The terminal app's start-up: a first run draws the welcome screen before pydantic loads and
-before the settings are validated; settings found invalid then still end the app with a
-clear error, and a chosen network is validated up front."""
+"""The terminal app's start-up: its first screen (the welcome screen of a first run, the chat
+of a returning user) is drawn before pydantic loads and before the settings are validated;
+settings found invalid then still end the app with a clear error."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from textual.widgets import Button, Input
 
 from nexus_app.config_sources import ConfigError, Sources
 from nexus_app.tui.app import NexusApp, run_tui
+from nexus_app.tui.conversations import ConversationStore
+from nexus_app.tui.screens.chat_views import ConversationItem
 
 FIRST_FRAME_MODULES = ("nexus_app.cli", "nexus_app.tui.app", "nexus_app.tui.screens.welcome")
 
@@ -54,9 +56,39 @@ async def test_invalid_settings_found_after_the_first_frame_end_the_app_with_the
     assert app.return_code == 1
 
 
-def test_a_chosen_network_is_validated_before_the_app_starts(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="slots"):
-        run_tui(sources(tmp_path, NEXUS_NETWORK="local", NEXUS_SLOTS="many"))
+async def test_a_returning_users_chat_is_drawn_from_the_data_dir_before_validation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ConversationStore(tmp_path / "conversations.sqlite3").create("kept from yesterday")
+    monkeypatch.setattr(NexusApp, "on_ready", lambda app: None)  # validated below, by hand
+    app = NexusApp(sources(tmp_path, NEXUS_NETWORK="remote",
+                           NEXUS_GATEWAY_URL="http://127.0.0.1:9"))
+    async with app.run_test(size=(110, 34)) as pilot:
+        await pilot.pause()
+        assert not app.settings_ready
+        titles = [item.conversation.title for item in app.screen.query(ConversationItem)]
+        assert titles == ["kept from yesterday"]
+        assert app.connection.state == "setup"
+        assert app.validate_settings()  # what the first frame's callback does
+        await pilot.pause(0.05)
+        assert app.connection.state != "setup"  # then it connects to the chosen network
+
+
+async def test_a_returning_users_invalid_settings_end_the_app_after_the_first_frame(
+        tmp_path: Path) -> None:
+    app = NexusApp(sources(tmp_path, NEXUS_NETWORK="local", NEXUS_SLOTS="many"))
+    async with app.run_test(size=(110, 34)) as pilot:
+        for _ in range(100):
+            if app.return_code is not None:
+                break
+            await pilot.pause(0.02)
+    assert app.return_code == 1
+
+
+def test_a_data_dir_that_is_not_a_path_is_refused_before_the_app_starts(
+        tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("data_dir = 5\n")
+    with pytest.raises(ConfigError, match="data_dir"):
+        run_tui(Sources({"config": tmp_path / "config.toml"}, {}))
 
 
 async def test_a_choice_made_before_the_late_validation_connects_once(

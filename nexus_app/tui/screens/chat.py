@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, ListView, Markdown, Select, Static
 
-from nexus_app.client.chat import CHARS_PER_TOKEN, ModelInfo, Reply, fit_history
+from nexus_app.client.chat_types import CHARS_PER_TOKEN, ModelInfo, Reply, fit_history
 from nexus_app.client.http import ClientError
 from nexus_app.tui.actions import bindings
 from nexus_app.tui.conversations import ChatSettings, ChatTurn, Conversation, ConversationStore
@@ -53,7 +53,7 @@ class ChatScreen(NexusScreen):
                 yield Input(placeholder="Message (Enter sends, Esc stops a reply)", id="prompt")
 
     def on_mount(self) -> None:
-        self.store = ConversationStore(self.nexus.settings.data_dir / "conversations.sqlite3")
+        self.store = ConversationStore(self.nexus.link.data_dir / "conversations.sqlite3")
         super().on_mount()
         self.query_one("#messages", VerticalScroll).anchor()
         conversations = self.store.recent()

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ListItem, Markdown
 
-from nexus_app.client.chat import ModelInfo
+from nexus_app.client.chat_types import ModelInfo
 from nexus_app.tui.conversations import ChatTurn, Conversation
 from nexus_app.units import format_units
 

@@ -45,9 +45,11 @@ async def test_a_first_run_fills_the_gateway_url_once_the_settings_are_valid(
         assert app.focused is app.screen.query_one("#local", Button)
 
 
+@pytest.mark.parametrize("network", [None, "local"], ids=["first run", "returning user"])
 async def test_invalid_settings_found_after_the_first_frame_end_the_app_with_the_error(
-        tmp_path: Path) -> None:
-    app = NexusApp(sources(tmp_path, NEXUS_SLOTS="many"))
+        tmp_path: Path, network: str | None) -> None:
+    given = {"NEXUS_SLOTS": "many"} | ({"NEXUS_NETWORK": network} if network else {})
+    app = NexusApp(sources(tmp_path, **given))
     async with app.run_test(size=(110, 34)) as pilot:
         for _ in range(100):
             if app.return_code is not None:
@@ -71,17 +73,6 @@ async def test_a_returning_users_chat_is_drawn_from_the_data_dir_before_validati
         assert app.validate_settings()  # what the first frame's callback does
         await pilot.pause(0.05)
         assert app.connection.state != "setup"  # then it connects to the chosen network
-
-
-async def test_a_returning_users_invalid_settings_end_the_app_after_the_first_frame(
-        tmp_path: Path) -> None:
-    app = NexusApp(sources(tmp_path, NEXUS_NETWORK="local", NEXUS_SLOTS="many"))
-    async with app.run_test(size=(110, 34)) as pilot:
-        for _ in range(100):
-            if app.return_code is not None:
-                break
-            await pilot.pause(0.02)
-    assert app.return_code == 1
 
 
 def test_a_data_dir_that_is_not_a_path_is_refused_before_the_app_starts(

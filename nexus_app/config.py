@@ -153,7 +153,7 @@ def load_settings(overrides: dict[str, Any] | None = None,
 def settings_from(sources: Sources) -> Settings:
     """Validate what `sources` give into the settings (ConfigError says what is wrong)."""
     config_path = sources.config_path
-    merged = {**read_config_file(config_path), **_env_values(sources), **sources.given_flags(),
+    merged = {**sources.file_values, **_env_values(sources), **sources.given_flags(),
               "config": config_path}
     try:
         return Settings.model_validate(merged)

@@ -8,6 +8,7 @@ pydantic, so that the terminal app can read the one or two values its first fram
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,14 +62,19 @@ class Sources:
     def config_path(self) -> Path:
         return Path(self.flags.get("config") or self.env("config") or default_config_file())
 
+    @functools.cached_property
+    def file_values(self) -> dict[str, Any]:
+        """The config file's settings, read once (ConfigError when it cannot be read)."""
+        return read_config_file(self.config_path)
+
     def peek(self, name: str) -> Any:
         """One plain setting as given, unvalidated (None when not given anywhere). A config
-        file that cannot be read counts as not giving it: `config.load_settings` reports it."""
+        file that cannot be read counts as not giving it: `config.settings_from` reports it."""
         if self.flags.get(name) is not None:
             return self.flags[name]
-        if self.env(name) is not None:
-            return self.env(name)
+        if (value := self.env(name)) is not None:
+            return value
         try:
-            return read_config_file(self.config_path).get(name)
+            return self.file_values.get(name)
         except ConfigError:
             return None

@@ -42,7 +42,7 @@ class NexusApp(App[None]):
     node_status: reactive[NodeStatus | None] = reactive(None, always_update=True)
     # (bytes read, bytes) of the model file being loaded; None when no load is under way
     model_load: reactive[tuple[int, int] | None] = reactive(None, always_update=True)
-    settings_ready: reactive[bool] = reactive(False)  # validated (see `on_ready`)
+    settings_ready: reactive[bool] = reactive(False)  # see `validate_settings`
 
     def __init__(self, settings: Settings | Sources, nvml: Any = None,
                  clock: Callable[[], float] = time.time) -> None:

@@ -72,10 +72,8 @@ class Link:
     def data_dir(self) -> Path:
         """The data dir, read as given while the settings wait to be validated (the chat
         screen's first frame opens its conversations there)."""
-        if self._settings is None and self._sources is not None:
-            given = self._sources.peek("data_dir")
-            return Path(given) if given is not None else default_data_dir()
-        return self.settings.data_dir
+        given = self.peek("data_dir")
+        return Path(given) if given is not None else default_data_dir()  # type: ignore[arg-type]
 
     def peek(self, name: str) -> object:
         """A setting for the first frame, without validating the settings first."""

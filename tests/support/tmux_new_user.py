@@ -74,13 +74,14 @@ def start(program: Sequence[str], env: dict[str, str]) -> float:
 def first_frame_seconds(program: Sequence[str], launches: int,
                         shown: str = "Welcome to NEXUS", config: str = "") -> list[float]:
     """Seconds from launch until `shown` is on the screen (by default the welcome text, the
-    first frame), for `launches` runs of `program` on a fresh data dir whose config file
-    holds `config` (empty: a first run)."""
+    first frame), for `launches` runs of `program` on a fresh data dir, with a config file
+    holding `config` when one is given (none: a first run)."""
     results = []
     for _ in range(launches):
         with tempfile.TemporaryDirectory() as folder:
             env = {"NEXUS_DATA_DIR": folder, "NEXUS_CONFIG": f"{folder}/config.toml"}
-            Path(folder, "config.toml").write_text(config)
+            if config:
+                Path(folder, "config.toml").write_text(config)
             launched = start(program, env)
             try:
                 wait_for(shown, timeout=30)

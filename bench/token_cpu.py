@@ -9,9 +9,10 @@ time from /proc before and after. It prints the CPU microseconds per generated t
 - the worker's engine thread and llama.cpp's own threads (decoding and sampling),
 - the gateway process (parsing and checking frames, relaying, SSE).
 
-CPU time per token, unlike tokens/s, barely moves when other work shares the cores, so this
-shows what a change to the token path costs or saves even on a busy machine. On two cores,
-every microsecond the loop threads spend is taken from decoding.
+CPU time (the scheduler's nanosecond count of each thread) moves less than tokens/s when other
+work shares the cores, but still by up to a third between runs on a 2-core machine (caches,
+wake-ups): compare a change in several alternating runs. On two cores, every microsecond the
+loop threads spend is taken from decoding.
 Run: `python bench/token_cpu.py [--max-tokens 256] [--threads N]`.
 """
 
@@ -40,7 +41,6 @@ from tests.support.processes import (  # noqa: E402
     wait_for_workers,
 )
 
-TICKS = os.sysconf("SC_CLK_TCK")
 PROMPT = [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}]
 
 
@@ -50,17 +50,20 @@ def thread_cpu(pid: int) -> dict[str, float]:
     seconds: dict[str, float] = defaultdict(float)
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds["loop" if task.name == str(pid) else "other"] += on_cpu(task)
         except OSError:
             continue  # the thread ended meanwhile
-        seconds["loop" if task.name == str(pid) else "other"] += (
-            int(fields[11]) + int(fields[12])) / TICKS
     return seconds
 
 
+def on_cpu(task: Path) -> float:
+    """Seconds a thread (or a process's threads) ran, from the scheduler's nanosecond
+    count (the tick counts of /proc/PID/stat are 10 ms coarse)."""
+    return int((task / "schedstat").read_text().split()[0]) / 1e9
+
+
 def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return sum(on_cpu(task) for task in Path(f"/proc/{pid}/task").iterdir())
 
 
 async def stream(http: httpx.AsyncClient, max_tokens: int, seed: int) -> int:

@@ -309,10 +309,13 @@ def _command(run: Callable[[argparse.Namespace, Settings], Awaitable[None] | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if not argv:  # the terminal app as configured: nothing to parse, so no parser built
+            return _terminal_app(Sources({}, os.environ))
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        handler: Handler = args.handler
         return handler(parser, args)
     except (ConfigError, CommandError, InsecureFile) as exc:
         print(f"nexus-app: {exc}", file=sys.stderr)
@@ -327,9 +330,13 @@ def _no_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         return _worker_face(parser, args)
     if args.gateway is not None:
         return _gateway_face(parser, args)
+    return _terminal_app(_sources(args))
+
+
+def _terminal_app(sources: Sources) -> int:
     from nexus_app.tui.app import run_tui
 
-    return run_tui(_sources(args))
+    return run_tui(sources)
 
 
 def _worker_face(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

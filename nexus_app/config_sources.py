@@ -9,7 +9,6 @@ pydantic, so that the terminal app can read the one or two values its first fram
 from __future__ import annotations
 
 import functools
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +35,18 @@ def default_config_file() -> Path:
 def read_config_file(path: Path) -> dict[str, Any]:
     """The settings in the TOML file at `path`; none when it does not exist."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        fh = path.open("rb")
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    import tomllib  # here: a first run, which has no file, starts without it
+
+    with fh:
+        try:
+            return tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
 
 
 @dataclass(frozen=True)

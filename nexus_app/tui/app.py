@@ -4,6 +4,7 @@ wired into key bindings, the command palette and the help screen."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -18,7 +19,7 @@ from textual.screen import Screen
 from nexus_app.config_sources import ConfigError, Sources
 from nexus_app.tui.actions import ACTIONS, SCREENS, bindings
 from nexus_app.tui.link import Connection, Link
-from nexus_app.tui.messages import ModelLoadProgress, NodeStatusChanged
+from nexus_app.tui.messages import FirstFrame, ModelLoadProgress, NodeStatusChanged
 from nexus_app.tui.screens import MODES
 from nexus_app.tui.worker_host import WorkerHost
 from nexus_app.worker.status import NodeStatus
@@ -26,6 +27,11 @@ from nexus_app.worker.status import NodeStatus
 if TYPE_CHECKING:
     from nexus_app.config import Settings
     from nexus_app.worker.models import LocalModel
+
+FIRST_FRAME_WRITTEN_S = 0.05  # from a composed first frame to its last byte in the terminal
+# Textual writes frames from its own thread, which waits up to a switch interval (5 ms) for the
+# GIL each time it resumes, while this thread works through the start-up: shorter until then.
+START_SWITCH_INTERVAL_S = 0.0005
 
 
 class NexusApp(App[None]):
@@ -50,9 +56,9 @@ class NexusApp(App[None]):
         validated); `nvml` replaces the pynvml module (a stand-in where no GPU exists);
         `clock` is the time the dashboard plots against (fixed in snapshots)."""
         self.link = Link(settings)
-        if self.link.peek("network") is None:
-            # the first frame is the welcome screen alone: the chat is built when first shown
-            self.DEFAULT_MODE = "welcome"  # type: ignore[misc]
+        self._first_run = self.link.peek("network") is None
+        if self._first_run:  # the welcome screen, as Textual's default (`get_default_screen`)
+            self.DEFAULT_MODE = App.DEFAULT_MODE  # type: ignore[misc]
         super().__init__()
         self.nvml = nvml
         self.clock = clock
@@ -60,20 +66,35 @@ class NexusApp(App[None]):
         self.served_model: str | None = None  # the model the worker serves (or last served)
         self.jobs_by_model: dict[str, int] = {}  # jobs the worker served in this session
         self._jobs_counted = 0  # of the running node's jobs_served
+        self._switch_interval = sys.getswitchinterval()  # Python's, restored after the start
         theme = self.link.peek("theme")
         self.theme = theme if theme in self.available_themes else self.theme
+
+    def get_default_screen(self) -> Screen[Any]:
+        """A first run's screen, the welcome screen: not a mode, whose first screen would
+        restyle the whole app once more before the first frame (and the chat is not built)."""
+        if not self._first_run:
+            return super().get_default_screen()
+        from nexus_app.tui.screens.welcome import WelcomeScreen
+
+        return WelcomeScreen()
 
     @property
     def settings(self) -> Settings:
         return self.link.settings
 
+    def on_load(self) -> None:
+        sys.setswitchinterval(START_SWITCH_INTERVAL_S)  # until the settings are validated
+
     def on_mount(self) -> None:
         self.sub_title = "not set up"
 
     def on_ready(self) -> None:
-        """The first frame is composed; it reaches the terminal at the next refresh, and
-        the settings are validated after that."""
-        self.call_after_refresh(self.validate_settings)
+        """The first frame is drawn: its screen may add the rest. Textual's output thread
+        writes the frame to the terminal once this thread lets it have the GIL, so the
+        settings (a tenth of a second of importing and validating) wait a little longer."""
+        self.screen.post_message(FirstFrame())
+        self.set_timer(FIRST_FRAME_WRITTEN_S, self.validate_settings)
 
     def validate_settings(self) -> bool:
         """Validate the settings if that waited for the first frame (once: a welcome choice
@@ -81,6 +102,7 @@ class NexusApp(App[None]):
         invalid settings end the app with the error. Whether they are valid."""
         if self.settings_ready:
             return True
+        sys.setswitchinterval(self._switch_interval)  # the start-up is over
         try:
             network = self.settings.network
         except ConfigError as exc:

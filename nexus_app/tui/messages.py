@@ -22,3 +22,8 @@ class ModelLoadProgress(Message):
     def __init__(self, done: int, total: int) -> None:
         super().__init__()
         self.done, self.total = done, total
+
+
+class FirstFrame(Message):
+    """The app's first frame is on its way to the terminal (posted to the first screen, which
+    may add what could wait for it)."""

@@ -38,13 +38,21 @@ def text_of(pilot: Pilot[Any], selector: str) -> str:
     return str(widget.render())
 
 
+async def choose_local(pilot: Pilot[Any]) -> None:
+    """Press the welcome screen's "Local network" button once it is shown (it follows the
+    first frame)."""
+    await wait_until(pilot, lambda: bool(pilot.app.screen.query("#local")),
+                     what="the welcome screen's choices")
+    await pilot.click("#local")
+
+
 async def local_network_serving(pilot: Pilot[Any], deposit: str = "25") -> None:
     """From the welcome screen: the local network, the faucet, a deposit of `deposit` NEXUS
     into credit, then the worker switched on with the bundled model (until it is online)."""
     from textual.widgets import Input
 
     app = pilot.app
-    await pilot.click("#local")
+    await choose_local(pilot)
     await wait_until(pilot, lambda: app.connection.state == "online", 60, "the network")
     await wait_until(pilot, lambda: "Credit" in text_of(pilot, "#wallet-summary"))
     await pilot.press("ctrl+f")

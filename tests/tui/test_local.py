@@ -17,7 +17,7 @@ from nexus_app.tui.conversations import ConversationStore
 from nexus_app.tui.screens.chat import MessageView
 from nexus_app.tui.screens.dialogs import Confirm, ShowSecret
 from tests.support.fake_nvml import FakeGpu, FakeNvml
-from tests.support.tui import SIZE, text_of, tui_settings, wait_until
+from tests.support.tui import SIZE, choose_local, text_of, tui_settings, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ async def test_a_new_user_on_the_local_network(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         # first run: the welcome screen; choose the local network
         assert type(app.screen).__name__ == "WelcomeScreen"
-        await pilot.click("#local")
+        await choose_local(pilot)
         await wait_until(pilot, lambda: app.connection.state == "online", 60, "the network")
         assert app.connection.nexus and app.connection.mode == "local"
         saved = tomllib.loads(settings.config.read_text())  # type: ignore[union-attr]

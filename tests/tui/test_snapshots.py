@@ -39,7 +39,12 @@ async def steady(pilot: Any, pause: float) -> None:
 
 
 def test_welcome(snap_compare: Any, tmp_path: Path) -> None:
-    assert snap_compare(app_for(tmp_path), terminal_size=SIZE)
+    async def choices_shown(pilot: Any) -> None:  # they follow the first frame
+        while not pilot.app.screen.query("#local"):
+            await pilot.pause(0.02)
+        await steady(pilot, 0.2)
+
+    assert snap_compare(app_for(tmp_path), terminal_size=SIZE, run_before=choices_shown)
 
 
 def test_chat_with_a_stored_conversation(snap_compare: Any, tmp_path: Path) -> None:

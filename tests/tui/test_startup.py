@@ -12,6 +12,7 @@ import pytest
 from textual.widgets import Button, Input
 
 from nexus_app.config_sources import ConfigError, Sources
+from nexus_app.tui import app as tui_app
 from nexus_app.tui.app import NexusApp, run_tui
 from nexus_app.tui.conversations import ConversationStore
 from nexus_app.tui.screens.chat_views import ConversationItem
@@ -88,7 +89,7 @@ async def test_a_choice_made_before_the_late_validation_connects_once(
     binary): the validation must not start a second local network beside the first."""
     connects: list[object] = []
     monkeypatch.setattr(NexusApp, "reconnect", lambda app: connects.append(app.settings.network))
-    monkeypatch.setattr(NexusApp, "on_ready", lambda app: None)  # the validation comes late
+    monkeypatch.setattr(tui_app, "FIRST_FRAME_WRITTEN_S", 60.0)  # the validation comes late
     app = NexusApp(sources(tmp_path))
     async with app.run_test(size=(110, 34)) as pilot:
         while not app.screen.query("#local"):

@@ -18,7 +18,6 @@ def _lazy(module: str, name: str) -> Callable[[], Screen[Any]]:
 
 
 MODES: dict[str, str | Callable[[], Screen[Any]]] = {
-    "welcome": _lazy("welcome", "WelcomeScreen"),
     "chat": _lazy("chat", "ChatScreen"),
     "wallet": _lazy("wallet", "WalletScreen"),
     "keys": _lazy("keys", "KeysScreen"),

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from nexus_app.client.http import ClientError
+from nexus_app.tui.key_bar import KeyBar
 from nexus_app.tui.link import Connection
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class NexusScreen(Screen[None]):
             yield Static("", id="unavailable", classes="notice")
         with Vertical(id="body"):
             yield from self.compose_body()
-        yield Footer()
+        yield KeyBar()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

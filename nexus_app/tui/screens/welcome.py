@@ -1,8 +1,7 @@
 """The first-run screen: run the whole network on this machine, or connect to a gateway.
 
-The first frame is the welcome text alone: the choices (buttons and inputs, each a widget type
-whose styles Textual parses on first use) are mounted right after it, and the gateway URL is
-filled in once the settings are validated (`NexusApp.settings_ready`)."""
+The first frame is the welcome text; the choices follow it at once (`FirstFrame`), and the
+gateway URL is filled in once the settings are validated (`NexusApp.settings_ready`)."""
 
 from __future__ import annotations
 
@@ -10,7 +9,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Static
+from textual.widgets import Button, Header, Input, Label, Static
+
+from nexus_app.tui.key_bar import KeyBar
+from nexus_app.tui.messages import FirstFrame
 
 WELCOME = """\
 [b]Welcome to NEXUS[/b]: a network where independent workers serve open models on their
@@ -49,10 +51,12 @@ class WelcomeScreen(Screen[None]):
         yield Header()
         with Vertical(id="welcome"):
             yield Static(WELCOME, id="welcome-text")
-        yield Footer()
+        yield KeyBar()
 
-    def on_mount(self) -> None:
-        self.call_after_refresh(self.query_one("#welcome").mount, Choices(id="choices"))
+    def on_first_frame(self, _: FirstFrame) -> None:
+        """The choices: buttons and inputs, each a widget type whose styles are parsed on
+        first use, come right after the first frame."""
+        self.query_one("#welcome").mount(Choices(id="choices"))
 
     @on(Button.Pressed, "#local")
     def _local(self) -> None:

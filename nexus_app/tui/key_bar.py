@@ -1,0 +1,95 @@
+"""The bottom line of every screen: the keys the focused screen answers to, clickable.
+
+What Textual's `Footer` shows, drawn as one widget: the Footer builds a widget per key after
+the first frame and builds them again at every change of focus, which costs a screen's first
+frame and every focus change tens of milliseconds on a small machine."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Static
+
+
+class KeyBar(Static):
+    """One line: each shown binding's key and description, the command palette's last;
+    a binding the screen disables now is dimmed. Clicking one presses its key."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"key-bar--key", "key-bar--description",
+                                              "key-bar--disabled"}
+    DEFAULT_CSS = """
+    KeyBar {
+        dock: bottom;
+        height: 1;
+        width: 1fr;
+        background: $footer-background;
+        color: $footer-foreground;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+        & > .key-bar--key {
+            color: $footer-key-foreground;
+            background: $footer-key-background;
+            text-style: bold;
+        }
+        & > .key-bar--description {
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        & > .key-bar--disabled {
+            text-style: dim;
+        }
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._keys: list[tuple[int, int, str]] = []  # (first column, end column, key) shown
+
+    def on_mount(self) -> None:
+        self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
+        self._show()
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def _bindings_changed(self, screen: Screen[object]) -> None:
+        if screen is self.screen:
+            self._show()
+
+    def shown(self) -> list[tuple[Binding, bool]]:
+        """The bindings on the bar, in order, with whether each is enabled now: one per
+        action (its first key), those marked to show, then the command palette's."""
+        active = self.screen.active_bindings
+        by_action: dict[str, tuple[Binding, bool]] = {}
+        for _node, binding, enabled, _tooltip in active.values():
+            if binding.show and binding.action not in by_action:
+                by_action[binding.action] = (binding, enabled)
+        shown = list(by_action.values())
+        palette = active.get(self.app.COMMAND_PALETTE_BINDING)
+        if self.app.ENABLE_COMMAND_PALETTE and palette is not None:
+            shown.append((palette[1], palette[2]))
+        return shown
+
+    def _show(self) -> None:
+        key_style = self.get_component_rich_style("key-bar--key")
+        text_style = self.get_component_rich_style("key-bar--description")
+        dim = self.get_component_rich_style("key-bar--disabled")
+        line, keys = Text(), []
+        for binding, enabled in self.shown():
+            start = len(line)
+            line.append(f" {self.app.get_key_display(binding)} ",
+                        key_style if enabled else key_style + dim)
+            line.append(f"{binding.description} ", text_style if enabled else text_style + dim)
+            keys.append((start, len(line), binding.key))
+        self._keys = keys
+        self.update(line)
+
+    def on_click(self, event: events.Click) -> None:
+        for start, end, key in self._keys:
+            if start <= event.x < end:
+                self.app.simulate_key(key)
+                return

@@ -262,7 +262,9 @@ class ChatScreen(NexusScreen):
 
     @work(exclusive=True, group="balance")
     async def refresh_balance(self) -> None:
-        label = self.query_one("#balance", Static)
+        label = next(iter(self.query("#balance").results(Static)), None)
+        if label is None:  # the app is closing while a reply ends
+            return
         if not self.nexus.connection.nexus:
             label.update("")
             return

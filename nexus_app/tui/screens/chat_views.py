@@ -49,7 +49,10 @@ class MessageView(Vertical):
         return self.query_one(Markdown)
 
     def set_note(self, note: str) -> None:
-        self.query_one(".note", Label).update(note)
+        """Show `note`; nothing when the view's children are gone (the app is closing while
+        a reply ends)."""
+        for label in self.query(".note").results(Label):
+            label.update(note)
 
 
 class ConversationItem(ListItem):

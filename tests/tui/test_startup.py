@@ -4,6 +4,7 @@ settings found invalid then still end the app with a clear error."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +21,25 @@ from nexus_app.tui.screens.chat_views import ConversationItem
 FIRST_FRAME_MODULES = ("nexus_app.cli", "nexus_app.tui.app", "nexus_app.tui.screens.welcome")
 
 
+def loaded_by(modules: tuple[str, ...], watched: tuple[str, ...]) -> list[str]:
+    """Which of `watched` a fresh interpreter has loaded after importing `modules`."""
+    probe = (f"import json, sys\nfor name in {modules!r}: __import__(name)\n"
+             f"print(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    return list(json.loads(run.stdout))
+
+
 def test_the_first_frame_loads_neither_pydantic_nor_the_network_clients() -> None:
-    probe = (f"import sys\nfor name in {FIRST_FRAME_MODULES!r}: __import__(name)\n"
-             "print(sorted(m for m in ('pydantic', 'httpx', 'solders', 'llama_cpp')"
-             " if m in sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    assert loaded == "[]"
+    assert loaded_by(FIRST_FRAME_MODULES, ("pydantic", "httpx", "solders", "llama_cpp")) == []
+
+
+def test_a_returning_users_chat_loads_markdown_and_the_dialogs_when_first_used() -> None:
+    """markdown-it and pygments come with the first message shown, the text area with the
+    chat settings dialog: an empty chat's first frame does without them."""
+    chat = ("nexus_app.tui.app", "nexus_app.tui.screens.chat")
+    watched = ("markdown_it", "pygments", "textual.widgets._text_area", "pydantic", "httpx")
+    assert loaded_by(chat, watched) == []
 
 
 def sources(tmp_path: Path, **environ: str) -> Sources:

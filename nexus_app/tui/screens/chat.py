@@ -12,7 +12,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, ListView, Markdown, Select, Static
+from textual.widgets import Button, Input, ListView, Select, Static
 
 from nexus_app.client.chat_types import CHARS_PER_TOKEN, ModelInfo, Reply, fit_history
 from nexus_app.client.http import ClientError
@@ -20,7 +20,6 @@ from nexus_app.tui.actions import bindings
 from nexus_app.tui.conversations import ChatSettings, ChatTurn, Conversation, ConversationStore
 from nexus_app.tui.link import Connection
 from nexus_app.tui.screens.base import NexusScreen
-from nexus_app.tui.screens.chat_dialogs import ChatSettingsDialog, SearchDialog
 from nexus_app.tui.screens.chat_views import ConversationItem, MessageView, price_label, reply_note
 from nexus_app.tui.screens.dialogs import AskText, Confirm
 
@@ -197,6 +196,8 @@ class ChatScreen(NexusScreen):
                 self.query_one("#model", Select).value = chosen
             self.notify("Saved for this conversation", title="Chat settings")
 
+        from nexus_app.tui.screens.chat_dialogs import ChatSettingsDialog  # its first use
+
         current = self.store.get(conversation.id) or conversation
         self.app.push_screen(ChatSettingsDialog(
             current.settings, model if isinstance(model, str) else current.model,
@@ -226,6 +227,8 @@ class ChatScreen(NexusScreen):
                                      str(default)), export)
 
     def action_search(self) -> None:
+        from nexus_app.tui.screens.chat_dialogs import SearchDialog  # its first use
+
         def found(conversation_id: int | None) -> None:
             conversation = self.store.get(conversation_id) if conversation_id else None
             if conversation is not None:
@@ -350,6 +353,8 @@ class ChatScreen(NexusScreen):
         the model's context) into `view`, sampled as `settings` say."""
         chat = self.nexus.link.chat
         assert chat is not None
+        from textual.widgets import Markdown  # loaded with the first message (markdown-it)
+
         stream = Markdown.get_stream(view.markdown)
         parts: list[str] = []
         end: Reply | None = None

@@ -3,13 +3,18 @@ model picker's labels."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Label, ListItem, Markdown
+from textual.widgets import Label, ListItem
 
 from nexus_app.client.chat_types import ModelInfo
 from nexus_app.tui.conversations import ChatTurn, Conversation
 from nexus_app.units import format_units
+
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
 
 
 def price_label(model: ModelInfo) -> str:
@@ -41,11 +46,15 @@ class MessageView(Vertical):
         self.note = note
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # markdown-it and pygments: not before a message
+
         yield Markdown(self.message.content)
         yield Label(self.note, classes="note")
 
     @property
     def markdown(self) -> Markdown:
+        from textual.widgets import Markdown
+
         return self.query_one(Markdown)
 
     def set_note(self, note: str) -> None:

@@ -86,6 +86,9 @@ class NexusApp(App[None]):
     def on_load(self) -> None:
         sys.setswitchinterval(START_SWITCH_INTERVAL_S)  # until the settings are validated
 
+    def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)  # when it ends sooner than that
+
     def on_mount(self) -> None:
         self.sub_title = "not set up"
 

@@ -112,3 +112,20 @@ async def test_a_choice_made_before_the_late_validation_connects_once(
         assert app.validate_settings()  # what the late callback does
         await pilot.pause()
     assert connects == ["local"]
+
+
+@pytest.mark.parametrize("quit_at_once", [False, True], ids=["validated", "quit before"])
+async def test_the_start_switches_threads_faster_until_the_settings_are_validated(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quit_at_once: bool) -> None:
+    """Textual's output thread gets the GIL sooner while the start keeps this one busy; Python's
+    own switch interval is back once the settings are validated, or when the app ends first."""
+    monkeypatch.setattr(tui_app, "FIRST_FRAME_WRITTEN_S", 60.0 if quit_at_once else 0.05)
+    before = sys.getswitchinterval()
+    app = NexusApp(sources(tmp_path))
+    async with app.run_test(size=(110, 34)) as pilot:
+        assert sys.getswitchinterval() == tui_app.START_SWITCH_INTERVAL_S < before
+        if not quit_at_once:
+            while not app.settings_ready:
+                await pilot.pause(0.02)
+            assert sys.getswitchinterval() == before
+    assert sys.getswitchinterval() == before

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import llama_cpp
 
+from nexus_app.worker.llamacpp import cpu_has_amx
+
 CACHE = Path.home() / ".cache" / "nexus-app" / "bench" / f"llama.cpp-{llama_cpp.__version__}"
 
 
@@ -44,10 +46,13 @@ def binary() -> Path:
 
 def start(path: Path, model: Path, *, port: int, slots: int, context_per_slot: int,
           threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    """The server on `model` with the worker's slots, context and threads; its base URL."""
+    """The server on `model` with the worker's slots, context and threads; its base URL.
+    On a CPU with AMX it runs without repacked weights (llama.cpp's extra buffer types, whose
+    AMX kernels die with SIGILL where the hypervisor does not enable AMX), as the worker does."""
+    no_repack = ["--no-repack"] if cpu_has_amx() else []
     process = subprocess.Popen(
         [str(path), "-m", str(model), "--port", str(port), "-np", str(slots),
-         "-c", str(slots * context_per_slot), "-t", str(threads), "--no-webui"],
+         "-c", str(slots * context_per_slot), "-t", str(threads), "--no-webui", *no_repack],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):

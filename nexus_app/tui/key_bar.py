@@ -14,6 +14,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Static
 
+Columns = tuple[int, int, str]  # a key on the bar: its first column, its end column, the key
+
 
 class KeyBar(Static):
     """One line: each shown binding's key and description, the command palette's last;
@@ -47,7 +49,7 @@ class KeyBar(Static):
 
     def __init__(self) -> None:
         super().__init__()
-        self._keys: list[tuple[int, int, str]] = []  # (first column, end column, key) shown
+        self._keys: list[Columns] = []  # where each shown key is
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
@@ -75,18 +77,38 @@ class KeyBar(Static):
         return shown
 
     def _show(self) -> None:
+        """Draw the keys, the command palette's at the right end; keys that do not fit
+        before it end in an ellipsis."""
+        shown = self.shown()
+        palette = [entry for entry in shown[-1:]
+                   if entry[0].key == self.app.COMMAND_PALETTE_BINDING]
+        line, keys = self._line(shown[:len(shown) - len(palette)])
+        right, right_keys = self._line(palette)
+        room = max(0, self.size.width - right.cell_len) if self.size.width else line.cell_len
+        if line.cell_len > room:
+            line.truncate(room, overflow="ellipsis")
+            keys = [(start, end, key) for start, end, key in keys if end <= room]
+        line.pad_right(room - line.cell_len)
+        keys += [(start + room, end + room, key) for start, end, key in right_keys]
+        self._keys = keys
+        self.update(line + right)
+
+    def _line(self, bindings: list[tuple[Binding, bool]]) -> tuple[Text, list[Columns]]:
+        """`bindings` drawn, and the columns each one's key takes."""
         key_style = self.get_component_rich_style("key-bar--key")
         text_style = self.get_component_rich_style("key-bar--description")
         dim = self.get_component_rich_style("key-bar--disabled")
         line, keys = Text(), []
-        for binding, enabled in self.shown():
-            start = len(line)
+        for binding, enabled in bindings:
+            start = line.cell_len
             line.append(f" {self.app.get_key_display(binding)} ",
                         key_style if enabled else key_style + dim)
             line.append(f"{binding.description} ", text_style if enabled else text_style + dim)
-            keys.append((start, len(line), binding.key))
-        self._keys = keys
-        self.update(line)
+            keys.append((start, line.cell_len, binding.key))
+        return line, keys
+
+    def on_resize(self) -> None:
+        self._show()
 
     def on_click(self, event: events.Click) -> None:
         for start, end, key in self._keys:

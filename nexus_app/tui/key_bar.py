@@ -18,8 +18,8 @@ Columns = tuple[int, int, str]  # a key on the bar: its first column, its end co
 
 
 class KeyBar(Static):
-    """One line: each shown binding's key and description, the command palette's last;
-    a binding the screen disables now is dimmed. Clicking one presses its key."""
+    """One line: each shown binding's key and description, the command palette's at the
+    right end; a binding the screen disables now is dimmed. Clicking one presses its key."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {"key-bar--key", "key-bar--description",
                                               "key-bar--disabled"}
@@ -65,24 +65,26 @@ class KeyBar(Static):
     def shown(self) -> list[tuple[Binding, bool]]:
         """The bindings on the bar, in order, with whether each is enabled now: one per
         action (its first key), those marked to show, then the command palette's."""
+        keys, palette = self._keys_and_palette()
+        return keys + palette
+
+    def _keys_and_palette(self) -> tuple[list[tuple[Binding, bool]], list[tuple[Binding, bool]]]:
+        """The shown bindings, one per action, and the command palette's (none or one)."""
         active = self.screen.active_bindings
         by_action: dict[str, tuple[Binding, bool]] = {}
         for _node, binding, enabled, _tooltip in active.values():
             if binding.show and binding.action not in by_action:
                 by_action[binding.action] = (binding, enabled)
-        shown = list(by_action.values())
         palette = active.get(self.app.COMMAND_PALETTE_BINDING)
-        if self.app.ENABLE_COMMAND_PALETTE and palette is not None:
-            shown.append((palette[1], palette[2]))
-        return shown
+        if not self.app.ENABLE_COMMAND_PALETTE or palette is None:
+            return list(by_action.values()), []
+        return list(by_action.values()), [(palette[1], palette[2])]
 
     def _show(self) -> None:
         """Draw the keys, the command palette's at the right end; keys that do not fit
         before it end in an ellipsis."""
-        shown = self.shown()
-        palette = [entry for entry in shown[-1:]
-                   if entry[0].key == self.app.COMMAND_PALETTE_BINDING]
-        line, keys = self._line(shown[:len(shown) - len(palette)])
+        shown, palette = self._keys_and_palette()
+        line, keys = self._line(shown)
         right, right_keys = self._line(palette)
         room = max(0, self.size.width - right.cell_len) if self.size.width else line.cell_len
         if line.cell_len > room:

@@ -54,15 +54,13 @@ class Stream:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """Made on `loop`'s thread (its doorbell registers there)."""
-        self._loop = loop
         self._doorbell = Doorbell.of(loop)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self.cancelled = False
 
     def put(self, event: Event) -> None:
-        """Called from the engine thread; a consumer whose loop has closed gets nothing."""
-        with contextlib.suppress(RuntimeError):  # "Event loop is closed"
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        """Hand one event to the consumer (any thread); nothing when its loop has closed."""
+        self._doorbell.ring([(self, event)])
 
     def cancel(self) -> None:
         """Stop generating at the next step (any thread)."""

@@ -14,6 +14,7 @@ from nexus_app.config import Settings
 from tests.support.gateways import make_settings
 
 SIZE = (110, 34)
+CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 
 def tui_settings(tmp_path: Path, **overrides: Any) -> Settings:

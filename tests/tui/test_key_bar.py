@@ -6,9 +6,7 @@ from pathlib import Path
 
 from nexus_app.tui.app import NexusApp
 from nexus_app.tui.key_bar import KeyBar
-from tests.support.tui import SIZE, text_of, tui_settings, wait_until
-
-CLOSED = "http://127.0.0.1:9"  # nothing listens there: the chat opens, unconnected
+from tests.support.tui import CLOSED, SIZE, text_of, tui_settings, wait_until
 
 
 def keys_of(app: NexusApp) -> list[str]:

@@ -11,9 +11,7 @@ import pytest
 
 from nexus_app.tui.app import NexusApp
 from nexus_app.tui.conversations import ChatTurn, ConversationStore
-from tests.support.tui import SIZE, tui_settings
-
-CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
+from tests.support.tui import CLOSED, SIZE, tui_settings
 
 
 def app_for(tmp_path: Path, **overrides: Any) -> NexusApp:

@@ -162,11 +162,19 @@ class TokenLogprob(TopLogprob):
 
 
 class Chunk(_Frame):
+    """Output of a job; an empty one (no text, calls or log probabilities) says the worker
+    started the job (its prompt is being read): a refusal can no longer come."""
+
     type: Literal["chunk"] = "chunk"
     job_id: str
     text: str = ""
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[TokenLogprob] | None = Field(None, max_length=MAX_CHUNK_LOGPROBS)
+
+
+def has_output(chunk: Chunk) -> bool:
+    """Whether a chunk carries output (and is not just the job's start)."""
+    return bool(chunk.text or chunk.tool_calls or chunk.logprobs)
 
 
 class Done(_Frame):

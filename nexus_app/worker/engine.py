@@ -3,8 +3,8 @@
 A dedicated thread owns the llama.cpp context. Each step it decodes one batch that holds the
 next token of every generating sequence plus as much of the waiting prompts as fits, then
 samples each sequence with its own sampler chain — the llama.cpp server's parallel slots.
-Results reach the event loop through `loop.call_soon_threadsafe`; the loop never waits on
-model computation. Cancellation and deadlines are checked before every step, so generation
+Results reach the event loop once a step (`events.Outbox`); the loop never waits on model
+computation. Cancellation and deadlines are checked before every step, so generation
 stops within a token.
 
 A request that fails (a sampler llama.cpp refuses, a bug in one sequence's sampling) fails
@@ -16,6 +16,7 @@ later ones fail at once, and `on_fault` tells the owner, which stops offering th
 from __future__ import annotations
 
 import asyncio
+import bisect
 import codecs
 import logging
 import threading
@@ -29,6 +30,7 @@ import llama_cpp
 
 from nexus_app.protocol import TokenLogprob
 from nexus_app.worker.events import (
+    STARTED,
     Embedded,
     EngineStop,
     Event,
@@ -81,6 +83,31 @@ class _EmbedJob:
     vectors: list[list[float]] = field(default_factory=list)
 
 
+def fill_batch(batch: Batch, sequences: list[_Sequence]) -> None:
+    """Fill `batch` with the next token of every generating sequence, and as much of the
+    others' prompts as fits after those; `sequences` in order of sequence id, the order they
+    go into the batch. llama.cpp decodes the sequences of separate caches in one pass only in
+    that order: at each break in it, it splits the batch, one more pass through the model."""
+    batch.clear()
+    room = batch.free - sum(s.next_token is not None for s in sequences)
+    for sequence in sequences:
+        sequence.logits_at = None
+        if sequence.next_token is not None:
+            sequence.logits_at = batch.add(sequence.next_token, sequence.position - 1,
+                                           sequence.seq_id, True)
+            sequence.cached.append(sequence.next_token)
+            continue
+        take = min(len(sequence.prompt) - sequence.fed, room)
+        room -= take
+        for pos in range(sequence.fed, sequence.fed + take):
+            last = pos == len(sequence.prompt) - 1
+            index = batch.add(sequence.prompt[pos], pos, sequence.seq_id, last)
+            if last:
+                sequence.logits_at = index
+        sequence.cached += sequence.prompt[sequence.fed:sequence.fed + take]
+        sequence.fed += take
+
+
 class Engine:
     """Serves one loaded model to up to `slots` concurrent generations."""
 
@@ -101,7 +128,7 @@ class Engine:
         self._slots = Slots(slots, prefix_similarity)
         self._outbox = Outbox()  # what the engine thread sends to streams, once a step
         self._waiting: deque[_Sequence] = deque()
-        self._active: list[_Sequence] = []
+        self._active: list[_Sequence] = []  # by sequence id
         self._embeds: deque[_EmbedJob] = deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -187,6 +214,7 @@ class Engine:
                 if self._closing:
                     return
                 self._admit()
+            self._outbox.flush()  # what was admitted starts (or failed) before its prompt decodes
             try:
                 self._retire_stopped()
                 if self._embeds:
@@ -228,7 +256,8 @@ class Engine:
                 self._waiting.appendleft(sequence)  # to be failed with the rest
                 raise
             self._take_slot(sequence)
-            self._active.append(sequence)
+            bisect.insort(self._active, sequence, key=lambda s: s.seq_id)
+            self._outbox.put(sequence.stream, STARTED)
 
     def _take_slot(self, sequence: _Sequence) -> None:
         """Give `sequence` the free slot that holds most of its prompt, dropping the rest of
@@ -249,26 +278,7 @@ class Engine:
 
     def _step(self) -> None:
         batch = self._batch
-        batch.clear()
-        for sequence in self._active:
-            sequence.logits_at = None
-            if sequence.next_token is not None:
-                sequence.logits_at = batch.add(sequence.next_token, sequence.position - 1,
-                                               sequence.seq_id, True)
-                sequence.cached.append(sequence.next_token)
-        for sequence in self._active:
-            remaining = len(sequence.prompt) - sequence.fed
-            if sequence.next_token is not None or remaining == 0 or batch.free == 0:
-                continue
-            take = min(remaining, batch.free)
-            for offset in range(take):
-                pos = sequence.fed + offset
-                last = pos == len(sequence.prompt) - 1
-                index = batch.add(sequence.prompt[pos], pos, sequence.seq_id, last)
-                if last:
-                    sequence.logits_at = index
-            sequence.cached += sequence.prompt[sequence.fed:sequence.fed + take]
-            sequence.fed += take
+        fill_batch(batch, self._active)
         try:
             self.context.decode(batch)
         except LlamaFatal:

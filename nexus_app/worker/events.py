@@ -1,5 +1,6 @@
-"""What one request to the engine yields, in order: `Text` pieces, then one `Finished`,
-`Failed` or `Embedded`; the `Stream` carries them from the engine thread to the event loop."""
+"""What one request to the engine yields, in order: `Started` once a generation has its slot,
+`Text` pieces, then one `Finished`, `Failed` or `Embedded`; the `Stream` carries them from the
+engine thread to the event loop."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from nexus_app.protocol import TokenLogprob
+
+
+@dataclass(frozen=True)
+class Started:
+    """The engine took a generation into a slot and decodes its prompt now: nothing can refuse
+    the request any more (the worker tells the gateway, which answers the client's headers
+    while the prompt decodes)."""
+
+
+STARTED = Started()
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class Embedded:
     prompt_tokens: int
 
 
-Event = Text | Finished | Failed | Embedded
+Event = Started | Text | Finished | Failed | Embedded
 
 
 class Stream:
@@ -70,7 +81,7 @@ class Stream:
         while True:
             event = await self._queue.get()
             yield event
-            if not isinstance(event, Text):
+            if not isinstance(event, Started | Text):
                 return
 
 

@@ -149,10 +149,12 @@ class Context:
         params.n_batch = n_batch
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq
-        # one KV cache shared by all sequences: with prompt-prefix reuse cutting and regrowing
-        # sequences, separate per-sequence caches decoded four streams ~20% slower after the
-        # first round (measured: 117-123 tokens/s against a steady 146-156 unified)
-        params.kv_unified = True
+        # a KV cache of its own for each sequence, as the llama.cpp server's with -np: in one
+        # shared cache, each token's attention also steps over every cell the other
+        # sequences hold (a slot's kept conversation too), ~6% of a token's time with three
+        # idle slots holding ~1,000 tokens each (bench/worker_throughput.py: single stream
+        # 0.94 -> 1.00 of the server's, a chat's next turn 1.06 -> 0.96)
+        params.kv_unified = False
         params.n_threads = threads
         params.n_threads_batch = threads
         params.no_perf = True

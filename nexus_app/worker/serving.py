@@ -19,9 +19,10 @@ from nexus_app.protocol import (
     Usage,
 )
 from nexus_app.worker.engine import Engine
-from nexus_app.worker.events import Embedded, Failed, Finished, Stream, Text
+from nexus_app.worker.events import Embedded, Failed, Finished, Started, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import LocalModel
+from nexus_app.worker.prompt_tokens import PromptTokenizer
 from nexus_app.worker.prompts import ChatPrompt, ChatTemplate
 from nexus_app.worker.sampling import RequestError, Sampling
 from nexus_app.worker.tool_calls import Output, ToolCallReader
@@ -42,6 +43,7 @@ class ModelServer:
                              prefix_similarity=prefix_similarity)
         self.template = ChatTemplate(local.chat_template, self.model.bos_text,
                                      self.model.eos_text)
+        self.chat_tokens = PromptTokenizer(self.model)
         self.streams: dict[str, Stream] = {}
 
     @property
@@ -85,7 +87,7 @@ class ModelServer:
         request = job.request
         if job.kind == "chat":
             chat = self.template.prompt(request)
-            tokens = self.model.tokenize(chat.text, add_special=False, parse_special=True)
+            tokens = self.chat_tokens.tokenize(chat.text)
             return tokens, Sampling.from_request(request, chat.grammar), chat
         prompt = request.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
@@ -119,6 +121,8 @@ class ModelServer:
             if isinstance(event, Text):
                 out = reader.feed(event.text) if reader else Output(text=event.text)
                 await forward(out, event.logprobs)
+            elif isinstance(event, Started):
+                await send(Chunk(job_id=job_id))  # an empty chunk: the job has started
             elif isinstance(event, Finished):
                 reason: FinishReason = event.reason
                 if reader is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from nexus_app.worker.events import Embedded, Failed, Finished, Stream, Text
+from nexus_app.worker.events import Embedded, Failed, Finished, Started, Stream, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.models import bundled_model_path, describe
 from nexus_app.worker.prompts import ChatTemplate
@@ -24,7 +24,7 @@ async def collect(stream: Stream) -> tuple[str, Finished | Failed | Embedded]:
     async for event in stream:
         if isinstance(event, Text):
             parts.append(event.text)
-        else:
+        elif not isinstance(event, Started):
             return "".join(parts), event
     raise AssertionError("the stream ended without a final event")
 

@@ -54,6 +54,7 @@ class ScriptedWorker:
     tool_calls: list[dict[str, Any]] | None = None  # the answer to jobs that offer tools
     token_delay_s: float = 0.0
     first_token_delay_s: float = 0.0
+    starts: bool = False  # send an empty chunk first, as a worker does when it takes a job
     slots: int = 4
     context_length: int = 4096
     prompt_tokens: int = 11
@@ -186,6 +187,8 @@ class ScriptedWorker:
             limit = 1 << 30
         sent, finish = 0, "stop"
         try:
+            if self.starts:
+                await ws.send(encode(Chunk(job_id=job.job_id)))
             if self.first_token_delay_s:
                 await asyncio.sleep(self.first_token_delay_s)
             if self.tool_calls and (job.request.get("tools") or self.unasked_tool_calls):

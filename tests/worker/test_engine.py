@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from nexus_app.worker.engine import Engine, _Sequence
-from nexus_app.worker.events import Embedded, Failed, Finished, Stream, Text
-from nexus_app.worker.llamacpp import Model
+from nexus_app.worker.engine import Engine, _Sequence, fill_batch
+from nexus_app.worker.events import Embedded, Failed, Finished, Started, Stream, Text
+from nexus_app.worker.llamacpp import Batch, Model
 from nexus_app.worker.models import bundled_model_path, describe
 from nexus_app.worker.prompts import ChatTemplate
 from nexus_app.worker.sampling import Sampling
@@ -77,7 +77,7 @@ async def test_concurrent_streams_beyond_the_slots_all_finish_interleaved(
         async for event in stream:
             if isinstance(event, Text):
                 order.append(index)
-            else:
+            elif not isinstance(event, Started):
                 return event
         raise AssertionError
 
@@ -96,7 +96,7 @@ async def test_cancel_stops_generation_within_two_tokens(engine: Engine, model: 
             seen += 1
             if seen == 5:
                 stream.cancel()
-        else:
+        elif not isinstance(event, Started):
             end = event
     assert isinstance(end, Finished) and end.reason == "cancelled"
     assert end.completion_tokens <= 5 + 2
@@ -109,6 +109,46 @@ async def test_deadline_and_oversized_prompt_fail_clearly(engine: Engine, model:
     assert isinstance(late, Failed) and late.code == "deadline_exceeded"
     _, big = await collect(engine.generate([1] * 2000, Sampling(max_tokens=5), far()))
     assert isinstance(big, Failed) and big.code == "context_length_exceeded"
+
+
+async def test_a_generation_starts_before_its_text_and_a_refusal_never_starts(
+        engine: Engine, model: Model) -> None:
+    """`Started` comes once, first, when the prompt has a slot: the worker tells the gateway
+    then, and the client's response headers go out while the prompt is read."""
+    prompt = chat_tokens(model, STORY)
+    events = [event async for event in engine.generate(prompt, Sampling(max_tokens=3), far())]
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+    assert [type(e) for e in events[1:-1]] == [Text] * (len(events) - 2)
+    refused = [event async for event in engine.generate([1] * 2000, Sampling(max_tokens=3),
+                                                        far())]
+    assert len(refused) == 1 and isinstance(refused[0], Failed)
+
+
+async def test_a_batch_holds_its_sequences_in_order_of_id_generating_ones_first(
+        model: Model) -> None:
+    """Sequences of separate KV caches decode in one pass only when the batch holds them in
+    order of sequence id; the generating ones' tokens are never crowded out by prompts."""
+    loop_stream = Stream(asyncio.get_running_loop())
+
+    def sequence(seq_id: int, prompt: int, next_token: int | None) -> _Sequence:
+        made = _Sequence(loop_stream, list(range(100, 100 + prompt)), Sampling(max_tokens=8), far(),
+                         seq_id=seq_id, next_token=next_token)
+        made.fed = 0 if next_token is None else prompt
+        return made
+
+    sequences = [sequence(0, 10, None), sequence(1, 4, 7), sequence(2, 10, None),
+                 sequence(3, 4, 9)]
+    batch = Batch(16)
+    try:
+        fill_batch(batch, sequences)
+        raw = batch.raw
+        seq_ids = [raw.seq_id[i][0] for i in range(batch.size)]
+        assert seq_ids == sorted(seq_ids) == [0] * 10 + [1] + [2] * 4 + [3]
+        assert [raw.token[i] for i in (10, 15)] == [7, 9]  # both generating sequences
+        assert [s.fed for s in sequences] == [10, 4, 4, 4]  # 2 had room for 4 of its 10
+        assert [s.logits_at for s in sequences] == [9, 10, None, 15]
+    finally:
+        batch.close()
 
 
 async def test_json_grammar_gives_valid_json(engine: Engine, model: Model) -> None:

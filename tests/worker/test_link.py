@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -176,6 +177,49 @@ async def test_worker_error_before_first_token_is_retried(gw, http) -> None:
     await flaky.send_error(flaky.jobs[0].job_id, "out_of_memory")
     response = await request
     assert response.status_code == 200, response.text
+
+
+async def stream_timings(http: httpx.AsyncClient, api_key: str) -> tuple[float, float, list]:
+    """A streamed chat: seconds to its response headers and to its first text, its events."""
+    started, events = time.monotonic(), []
+    async with http.stream("POST", "/v1/chat/completions", headers=auth(api_key),
+                           json={**CHAT, "stream": True}) as response:
+        headers, first = time.monotonic() - started, 0.0
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+                first = first or time.monotonic() - started
+    return headers, first, events
+
+
+async def test_a_job_the_worker_started_gets_its_headers_before_its_first_token(
+        gw, http) -> None:
+    account = await gw.account(credit=100_000)
+    worker = await gw.worker(starts=True, first_token_delay_s=1.0)
+    headers, first, events = await stream_timings(http, account.api_key)
+    assert headers < 0.6 <= 1.0 <= first
+    delta = events[0]["choices"][0]["delta"]  # the start itself adds no event
+    assert delta == {"role": "assistant", "content": worker.tokens()[0]}
+    await worker.stop()
+    await gw.worker(first_token_delay_s=1.0)  # a worker that does not say it started
+    headers, first, _ = await stream_timings(http, account.api_key)
+    assert headers >= 1.0
+
+
+async def test_a_worker_that_fails_after_starting_is_retried_before_its_first_token(
+        gw, http) -> None:
+    account = await gw.account(credit=100_000)
+    flaky = await gw.worker(starts=True, first_token_delay_s=30)
+    request = asyncio.create_task(stream_timings(http, account.api_key))
+    while not flaky.jobs:
+        await asyncio.sleep(0.01)
+    backup = await gw.worker()
+    await asyncio.sleep(0.2)  # the start reached the client
+    await flaky.send_error(flaky.jobs[0].job_id, "out_of_memory")
+    _, _, events = await request
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+    assert text == backup.reply
+    assert (await gw.store.worker_earnings(backup.wallet)).earned == 800
 
 
 async def test_worker_lost_mid_stream_ends_with_an_error_and_refunds(gw, http) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from collections.abc import Iterator
 
 import pytest
 
 from nexus_app.worker.engine import Engine
-from nexus_app.worker.events import Finished
+from nexus_app.worker.events import Finished, Text
 from nexus_app.worker.llamacpp import Model
 from nexus_app.worker.sampling import Sampling
 from nexus_app.worker.slots import Slots, common_prefix
@@ -83,8 +84,9 @@ async def test_a_cancelled_reply_leaves_a_cache_that_is_reused_correctly(
         engine: Engine, cold: Engine, model: Model) -> None:
     first = chat_tokens(model, TURN_1)
     stream = engine.generate(first, Sampling(max_tokens=200, temperature=0), far())
-    async for _ in stream:
-        stream.cancel()  # after the first piece: the cache holds the prompt and some reply
+    async for event in stream:
+        if isinstance(event, Text):
+            stream.cancel()  # after the first piece: the cache holds the prompt and some reply
     prompt = second_turn(model, "Red, orange and yellow.")
     text, end = await run(engine, prompt)
     assert end.cached_tokens >= len(first) - 2
@@ -140,3 +142,13 @@ def test_below_the_minimum_similarity_the_cold_slot_is_taken() -> None:
     slots.give_back(second, [1, 2, 3, 4, 5, 6, 7, 8])  # would keep 5 of 8: under 0.9
     assert slots.take([1, 2, 3, 4, 5, 50, 51, 52, 53, 54]) == (first, 0)
     assert slots.take([1, 2, 3, 4, 5, 50, 51, 52, 53, 54]) == (second, 5)
+
+
+def test_the_common_prefix_is_counted_token_by_token() -> None:
+    rnd = random.Random(4)
+    for _ in range(3000):
+        a = [rnd.randint(0, 2) for _ in range(rnd.randint(0, 30))]
+        b = a[:rnd.randint(0, len(a))] + [rnd.randint(0, 2) for _ in range(rnd.randint(0, 30))]
+        expected = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                        min(len(a), len(b)))
+        assert common_prefix(a, b) == expected

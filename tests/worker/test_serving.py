@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nexus_app.protocol import Chunk, Done, Error, Job
+from nexus_app.protocol import Chunk, Done, Error, Job, has_output
 from nexus_app.worker.models import resolve
 from nexus_app.worker.serving import ModelServer
 
@@ -50,7 +50,8 @@ def test_the_card_describes_the_model(server: ModelServer) -> None:
 async def test_a_chat_job_streams_chunks_then_done_with_usage(server: ModelServer) -> None:
     frames = await run(server, job("chat", {
         "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 12, "seed": 1}))
-    *chunks, done = frames
+    start, *chunks, done = frames
+    assert isinstance(start, Chunk) and not has_output(start)  # the engine took the job
     assert all(isinstance(f, Chunk) and f.text for f in chunks) and isinstance(done, Done)
     assert done.finish_reason in ("stop", "length") and done.usage.prompt_tokens > 5
     assert 0 < len(chunks) <= done.usage.completion_tokens <= 12
@@ -66,7 +67,8 @@ async def test_a_forced_tool_choice_returns_a_call_with_json_arguments(server: M
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
         "tools": [tool], "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "max_tokens": 60, "temperature": 0}))
-    *chunks, done = frames
+    start, *chunks, done = frames
+    assert isinstance(start, Chunk) and not has_output(start)
     assert all(isinstance(c, Chunk) and c.tool_calls and not c.text for c in chunks)
     assert len(chunks) > 2  # the arguments stream as they are generated
     first = chunks[0].tool_calls[0]  # type: ignore[union-attr,index]

@@ -17,7 +17,7 @@ from nexus_app.gateway.workers.mailbox import (
     Mailbox,
 )
 from nexus_app.ids import new_id
-from nexus_app.protocol import Cancel, Chunk, Done, Error, Job, JobKind
+from nexus_app.protocol import Cancel, Chunk, Done, Error, Job, JobKind, has_output
 
 if TYPE_CHECKING:
     from nexus_app.gateway.workers.coordinator import Coordinator, WorkerLink
@@ -134,8 +134,9 @@ class JobStream:
             await self._send_cancel()
             raise _Retry("The worker did not answer in time.") from None
         if isinstance(event, Chunk):
-            self.streamed = True
-            self.delivered_bytes += _chunk_bytes(event)
+            if has_output(event):  # an empty chunk only says the worker started the job
+                self.streamed = True
+                self.delivered_bytes += _chunk_bytes(event)
             return event
         if isinstance(event, Done):
             return event

@@ -25,7 +25,7 @@ from nexus_app.gateway.http.errors import parse_body
 from nexus_app.gateway.http.openapi import json_post_route
 from nexus_app.gateway.http.sse import sse_data
 from nexus_app.ids import new_id
-from nexus_app.protocol import Chunk, Done, TokenLogprob
+from nexus_app.protocol import Chunk, Done, TokenLogprob, has_output
 
 
 class ChatShapes:
@@ -65,6 +65,8 @@ class ChatShapes:
         return {"role": "assistant", "content": content}
 
     def chunk(self, event: Chunk) -> bytes | None:
+        if not has_output(event):
+            return None  # the job's start: the response's headers are out, nothing to add
         delta: dict[str, Any] = {} if self._opened else self._first(
             None if event.tool_calls and not event.text else "")
         if event.text:

@@ -98,8 +98,9 @@ async def collect(gateway: Gateway, ticket: Ticket, receive: Receive
 
 async def event_stream(gateway: Gateway, ticket: Ticket, shapes: StreamShapes
                        ) -> EventStreamResponse:
-    """Wait for the first event (so that errors before it keep their HTTP status), then
-    relay the rest as Server-Sent Events."""
+    """Wait for the first event (so that errors before it keep their HTTP status): the
+    worker's empty chunk when it starts the job, or its first output. Then relay the rest as
+    Server-Sent Events; the response's headers go out at once, while the prompt is read."""
     try:
         first = await anext(ticket.stream)
     except BaseException:

@@ -126,11 +126,14 @@ def test_failure_records_stay_bounded_but_keep_benched_wallets(monkeypatch) -> N
     assert health.state("benched") == COOLING_DOWN
 
 
-async def test_a_stalled_worker_loses_the_job_to_another(tmp_path: Path) -> None:
+@pytest.mark.parametrize("starts", [False, True], ids=["silent", "says-it-started"])
+async def test_a_stalled_worker_loses_the_job_to_another(tmp_path: Path, starts: bool) -> None:
+    """Also when it says it started the job (an empty chunk): that is no output, and the
+    first-token timeout still applies."""
     settings = make_settings(tmp_path, first_token_timeout_s=0.5, job_timeout_s=20)
     async with running_gateway(settings) as gw:
         account = await gw.account(credit=100_000)
-        stalled = await gw.worker(first_token_delay_s=60)  # registered first: picked first
+        stalled = await gw.worker(first_token_delay_s=60, starts=starts)  # picked first
         healthy = await gw.worker()
         started = time.monotonic()
         response = await chat(gw, account.api_key)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
+from array import array
 from collections import OrderedDict
 
 import llama_cpp
@@ -26,7 +27,8 @@ from nexus_app.worker.llamacpp import Model
 
 SPECIAL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
 STRIPS = llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP | llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP
-CACHED_CHARS = 4 * 1024 * 1024  # text of the pieces kept, in all (their tokens about as much)
+# text of the pieces kept, in all: ~250,000 tokens (4 bytes each), more than a worker's slots hold
+CACHED_CHARS = 1024 * 1024
 
 
 class PromptTokenizer:
@@ -37,7 +39,7 @@ class PromptTokenizer:
         self.model = model
         self.cuts = safe_cuts(model)
         self._cut_at = re.compile("|".join(map(re.escape, self.cuts))) if self.cuts else None
-        self._pieces: OrderedDict[str, list[int]] = OrderedDict()
+        self._pieces: OrderedDict[str, array[int]] = OrderedDict()
         self._chars = 0
         self._limit = cached_chars
         self._lock = threading.Lock()
@@ -57,17 +59,17 @@ class PromptTokenizer:
     def _whole(self, text: str) -> list[int]:
         return self.model.tokenize(text, add_special=False, parse_special=True)
 
-    def _piece(self, piece: str) -> list[int]:
+    def _piece(self, piece: str) -> list[int] | array[int]:
         with self._lock:
-            tokens = self._pieces.get(piece)
-            if tokens is not None:
+            kept = self._pieces.get(piece)
+            if kept is not None:
                 self._pieces.move_to_end(piece)
-                return tokens
+                return kept
         tokens = self._whole(piece)
         if len(piece) <= self._limit:
             with self._lock:
                 if piece not in self._pieces:
-                    self._pieces[piece] = tokens
+                    self._pieces[piece] = array("i", tokens)
                     self._chars += len(piece)
                 while self._chars > self._limit:
                     old, _ = self._pieces.popitem(last=False)

@@ -151,9 +151,10 @@ class Context:
         params.n_seq_max = n_seq
         # a KV cache of its own for each sequence, as the llama.cpp server's with -np: in one
         # shared cache, each token's attention also steps over every cell the other
-        # sequences hold (a slot's kept conversation too), ~6% of a token's time with three
-        # idle slots holding ~1,000 tokens each (bench/worker_throughput.py: single stream
-        # 0.94 -> 1.00 of the server's, a chat's next turn 1.06 -> 0.96)
+        # sequences hold (a slot's kept conversation too); with three idle slots holding
+        # ~1,000 tokens each, one stream decoded 94-102 tokens/s shared, 102-122 separate
+        # (the engine alone, 2 threads). Separate caches need the batch in sequence order
+        # (`engine.fill_batch`).
         params.kv_unified = False
         params.n_threads = threads
         params.n_threads_batch = threads

@@ -75,8 +75,9 @@ the clients, the terminal app and the worker. Each is also `NEXUS_<NAME>` in the
     threads: int | None = Field(None, ge=1, description="CPU threads for decoding (default: all)")
     context_per_slot: int = Field(4096, ge=256, description="context tokens of each slot")
     slot_prompt_similarity: float = Field(
-        0.5, ge=0, le=1, description="share of a prompt a slot's cache must hold for a job to "
-        "take that slot over the least recently used one (prompt-prefix reuse)")
+        0.5, ge=0, le=1, description="share of its cache a slot must keep for a job that "
+        "shares only part of its prompt with it to take it over the least recently used one "
+        "(prompt-prefix reuse)")
     gpu_layers: int = Field(-1, ge=-1, description="layers offloaded to the GPU (-1: all)")
     status_interval_s: float = Field(5.0, gt=0, description="worker status frame period")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")

@@ -4,9 +4,10 @@ A finished generation leaves its tokens (prompt and reply) in its sequence's cac
 request takes the free slot whose cached tokens share the longest prefix with its prompt and
 feeds only the rest — the next turn of a chat re-reads nothing it sent before, as the
 llama.cpp server's `cache_prompt` does. When that slot would keep less than `min_similarity`
-of its cache (the chats share only a system prompt, say), the request takes the least
-recently used slot instead, so an unrelated request does not evict the cache a conversation
-is about to need.
+of its cache (the two share only a system prompt, say), the request takes the least recently
+used slot instead, so an unrelated request does not evict the cache a conversation is about
+to need; unless the slot holds the whole prompt: a prompt sent again (a regenerated reply, the
+same question from many clients) finds its slot however long the reply after it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class Slots:
         model gives logits for it)."""
         shared = {seq_id: common_prefix(slot.cached, prompt) for seq_id, slot in self._free.items()}
         seq_id = max(self._free, key=lambda s: (shared[s], -self._free[s].last_used))
-        if shared[seq_id] < self.min_similarity * len(self._free[seq_id].cached):
+        holds_the_prompt = shared[seq_id] == len(prompt)
+        if (not holds_the_prompt
+                and shared[seq_id] < self.min_similarity * len(self._free[seq_id].cached)):
             seq_id = min(self._free, key=lambda s: self._free[s].last_used)
         del self._free[seq_id]
         return seq_id, min(shared[seq_id], len(prompt) - 1)

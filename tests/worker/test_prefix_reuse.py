@@ -74,9 +74,13 @@ async def test_the_next_chat_turn_feeds_only_what_is_new(engine: Engine, cold: E
 
 async def test_the_same_prompt_again_feeds_one_token_and_gives_the_same_reply(
         engine: Engine, model: Model) -> None:
-    prompt = chat_tokens(model, TURN_1)
-    first, _ = await run(engine, prompt)
-    again, end = await run(engine, prompt)
+    """Also after a reply twice as long as the prompt (a regenerated reply): the slot would
+    keep only a third of its cache, but it holds the whole prompt."""
+    prompt = chat_tokens(model, [{"role": "user", "content": "Tell me a long story."}])
+    sampling = Sampling(max_tokens=2 * len(prompt), temperature=0)
+    first, end = await run(engine, prompt, sampling)
+    assert end.completion_tokens == 2 * len(prompt)
+    again, end = await run(engine, prompt, sampling)
     assert (again, end.cached_tokens) == (first, len(prompt) - 1)
 
 
@@ -142,6 +146,17 @@ def test_below_the_minimum_similarity_the_cold_slot_is_taken() -> None:
     slots.give_back(second, [1, 2, 3, 4, 5, 6, 7, 8])  # would keep 5 of 8: under 0.9
     assert slots.take([1, 2, 3, 4, 5, 50, 51, 52, 53, 54]) == (first, 0)
     assert slots.take([1, 2, 3, 4, 5, 50, 51, 52, 53, 54]) == (second, 5)
+
+
+def test_a_prompt_sent_again_finds_its_slot_however_long_the_reply_after_it() -> None:
+    """A regenerated reply: its slot keeps only the prompt (10 of 50 tokens), which is still
+    the whole prompt; a cold slot would make it read the prompt again."""
+    slots = Slots(2, min_similarity=0.5)
+    first, second = slots.take([0])[0], slots.take([0])[0]
+    prompt = list(range(100, 110))
+    slots.give_back(second, [])  # the least recently used
+    slots.give_back(first, [*prompt, *range(200, 240)])
+    assert slots.take(prompt) == (first, len(prompt) - 1)
 
 
 def test_the_common_prefix_is_counted_token_by_token() -> None:

@@ -29,6 +29,8 @@ from nexus_app.config_sources import (
 )
 from nexus_app.env_json import is_json_type
 
+FlashAttention = Literal["auto", "on", "off"]
+
 
 class Settings(GatewaySettings):
     """Every setting of nexus-app: the gateway's (`GatewaySettings`), then those of every face,
@@ -79,6 +81,10 @@ the clients, the terminal app and the worker. Each is also `NEXUS_<NAME>` in the
         "shares only part of its prompt with it to take it over the least recently used one "
         "(prompt-prefix reuse)")
     gpu_layers: int = Field(-1, ge=-1, description="layers offloaded to the GPU (-1: all)")
+    flash_attention: FlashAttention = Field(
+        "auto", description="llama.cpp's flash attention: auto (off for a model on the CPU, "
+        "where it makes long prompts several times slower; llama.cpp's choice on a GPU), on "
+        "(less memory for long contexts), off")
     status_interval_s: float = Field(5.0, gt=0, description="worker status frame period")
     reconnect_max_s: float = Field(30.0, gt=0, description="longest wait between reconnects")
     drain_timeout_s: float = Field(60.0, gt=0, description="wait for jobs to finish on stop")

@@ -70,7 +70,7 @@ STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "llama_model_params": ("n_gpu_layers", "use_extra_bufts"),
     "llama_context_params": ("n_ctx", "n_batch", "n_ubatch", "n_seq_max", "kv_unified",
                              "n_threads", "n_threads_batch", "no_perf", "embeddings",
-                             "pooling_type"),
+                             "pooling_type", "flash_attn_type"),
     "llama_batch": ("n_tokens", "token", "pos", "n_seq_id", "seq_id", "logits"),
 }
 

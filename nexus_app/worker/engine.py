@@ -28,6 +28,7 @@ from typing import Any
 
 import llama_cpp
 
+from nexus_app.config import FlashAttention
 from nexus_app.protocol import TokenLogprob
 from nexus_app.worker.events import (
     STARTED,
@@ -113,15 +114,16 @@ class Engine:
 
     def __init__(self, model: Model, *, slots: int, context_per_slot: int, threads: int,
                  on_fault: Callable[[str], None] | None = None,
-                 prefix_similarity: float = 0.5) -> None:
+                 prefix_similarity: float = 0.5, flash_attention: FlashAttention = "auto") -> None:
         self.model = model
         self.on_fault = on_fault  # called (from the engine thread) if the engine stops on a fault
         self.fault: str | None = None
         self.slots = slots
         self.context_per_slot = min(context_per_slot, model.n_ctx_train)
         self.threads = threads
+        self.flash_attention = flash_attention
         self.context = Context(model, n_ctx=slots * self.context_per_slot, n_seq=slots,
-                               threads=threads)
+                               threads=threads, flash_attention=flash_attention)
         self._batch = Batch(self.context.n_batch)
         self._embed_context: Context | None = None
         self._embed_batch: Batch | None = None
@@ -375,7 +377,8 @@ class Engine:
         if self._embed_context is None:
             self._embed_context = Context(self.model, n_ctx=self.context_per_slot, n_seq=1,
                                           threads=self.threads,
-                                          n_batch=self.context_per_slot, embeddings=True)
+                                          n_batch=self.context_per_slot, embeddings=True,
+                                          flash_attention=self.flash_attention)
             self._embed_batch = Batch(self.context_per_slot)
         context, batch = self._embed_context, self._embed_batch
         assert batch is not None

@@ -117,6 +117,7 @@ class WorkerNode:
                 context_per_slot=self.settings.context_per_slot, threads=self.threads,
                 gpu_layers=self.settings.gpu_layers, on_fault=on_fault,
                 prefix_similarity=self.settings.slot_prompt_similarity,
+                flash_attention=self.settings.flash_attention,
             )
             self.servers[local.id] = server
             where = (f"{server.model.gpu_layers} layers on the GPU" if server.model.gpu_layers

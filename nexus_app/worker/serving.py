@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nexus_app.config import FlashAttention
 from nexus_app.protocol import (
     MAX_EMBEDDING_INPUTS,
     Chunk,
@@ -35,12 +36,14 @@ class ModelServer:
 
     def __init__(self, local: LocalModel, *, slots: int, context_per_slot: int, threads: int,
                  gpu_layers: int, on_fault: Callable[[str], None] | None = None,
-                 prefix_similarity: float = 0.5) -> None:
+                 prefix_similarity: float = 0.5, flash_attention: FlashAttention = "auto"
+                 ) -> None:
         self.local = local
         self.model = Model(local.path, gpu_layers)
         self.engine = Engine(self.model, slots=slots, context_per_slot=context_per_slot,
                              threads=threads, on_fault=on_fault,
-                             prefix_similarity=prefix_similarity)
+                             prefix_similarity=prefix_similarity,
+                             flash_attention=flash_attention)
         self.template = ChatTemplate(local.chat_template, self.model.bos_text,
                                      self.model.eos_text)
         self.chat_tokens = PromptTokenizer(self.model)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
+import llama_cpp
 import pytest
 
+from nexus_app.config import FlashAttention
 from nexus_app.worker.engine import Engine, _Sequence, fill_batch
 from nexus_app.worker.events import Embedded, Failed, Finished, Started, Stream, Text
-from nexus_app.worker.llamacpp import Batch, Model
+from nexus_app.worker.llamacpp import Batch, Context, Model, flash_attention_type
 from nexus_app.worker.models import bundled_model_path, describe
 from nexus_app.worker.prompts import ChatTemplate
 from nexus_app.worker.sampling import Sampling
@@ -291,3 +295,20 @@ async def test_json_schema_output_parses_for_every_seed(engine: Engine, model: M
             text += '"}'
         assert isinstance(json.loads(text)["poem"], str), (seed, text)
     assert any(end.reason == "stop" for _, end in results)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("auto", "disabled"), ("on", "enabled"),
+                                                   ("off", "disabled")])
+def test_flash_attention_is_off_for_a_model_on_the_cpu_unless_asked_for(
+        model: Model, setting: FlashAttention, expected: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """llama.cpp's CPU flash-attention kernel made a chat turn's prompt three times slower
+    (`flash_attention_type`); on a GPU "auto" leaves the choice to llama.cpp."""
+    assert not model.gpu_layers  # this build has no GPU
+    with caplog.at_level(logging.DEBUG, logger="nexus_app.llama"):
+        Context(model, n_ctx=256, n_seq=1, threads=1, flash_attention=setting).close()
+    said = [r.getMessage().split("=")[-1].strip() for r in caplog.records
+            if r.getMessage().startswith("llama_context: flash_attn ")]
+    assert said == [expected]
+    on_a_gpu = SimpleNamespace(gpu_layers=30)
+    assert flash_attention_type("auto", on_a_gpu) == llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
